@@ -1,0 +1,977 @@
+//! Parsing of Application Insights connection strings.
+//!
+//! A connection string is what the Azure portal shows on an Application
+//! Insights resource's *Overview* page, for example
+//! `InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/`.
+//! [`ConnectionString`] parses it with [`str::parse`] and yields the
+//! instrumentation key and the endpoints the exporter talks to.
+//!
+//! [`ConnectionString`]'s documentation lists the accepted syntax and the
+//! rules applied. Error messages never repeat a value from the connection
+//! string (values may be secrets).
+//!
+//! # Examples
+//!
+//! ```
+//! use tracing_appinsights::ConnectionString;
+//!
+//! let cs: ConnectionString = "InstrumentationKey=0A1B2C3D-0000-0000-0000-000000000000;\
+//!      IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
+//!     .parse()
+//!     .unwrap();
+//! assert_eq!(cs.instrumentation_key(), "0a1b2c3d-0000-0000-0000-000000000000");
+//! assert_eq!(
+//!     cs.ingestion_endpoint(),
+//!     "https://westeurope-5.in.applicationinsights.azure.com"
+//! );
+//! assert_eq!(cs.live_endpoint(), "https://rt.services.visualstudio.com");
+//!
+//! // The key never shows in full in debug output.
+//! assert!(format!("{cs:?}").contains("0a1b2c3d…"));
+//!
+//! // Errors say what to fix without echoing the value.
+//! let err = "InstrumentationKey=not-a-guid".parse::<ConnectionString>().unwrap_err();
+//! assert!(err.to_string().contains("00000000-0000-0000-0000-000000000000"));
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The ingestion endpoint used when the connection string names none.
+const DEFAULT_INGESTION_ENDPOINT: &str = "https://dc.services.visualstudio.com";
+/// The live metrics endpoint used when the connection string names none.
+const DEFAULT_LIVE_ENDPOINT: &str = "https://rt.services.visualstudio.com";
+
+/// How many characters of an instrumentation key may appear in output.
+const SHORTENED_KEY_CHARS: usize = 8;
+
+const KEY_INSTRUMENTATION_KEY: &str = "InstrumentationKey";
+const KEY_INGESTION_ENDPOINT: &str = "IngestionEndpoint";
+const KEY_LIVE_ENDPOINT: &str = "LiveEndpoint";
+const KEY_ENDPOINT_SUFFIX: &str = "EndpointSuffix";
+const KEY_LOCATION: &str = "Location";
+const KEY_AUTHORIZATION: &str = "Authorization";
+
+/// A parsed and validated Application Insights connection string.
+///
+/// Build one with [`str::parse`] (it implements [`FromStr`]). Its
+/// [`Debug`](fmt::Debug) output shows only the first eight characters of the
+/// instrumentation key.
+///
+/// # Syntax
+///
+/// * The string is split on `;`. Empty or whitespace-only segments are
+///   ignored, so a trailing `;` (or `;;`) is fine.
+/// * Each segment is `Key=Value`, split on the **first** `=` only, so values
+///   may contain `=`. Whitespace around keys and values is trimmed.
+/// * Keys are case-insensitive. Unknown keys are ignored. When a key appears
+///   more than once, **the last one wins** (earlier values are not validated).
+/// * `InstrumentationKey` is required and must be a GUID
+///   (`8-4-4-4-12` hex digits). Upper case is accepted and normalised to lower
+///   case (the Python `opencensus-ext-azure` exporter rejects it).
+/// * `IngestionEndpoint` and `LiveEndpoint` must be `https://` (or `http://`,
+///   for local tests and emulators) URLs with a host, in printable ASCII,
+///   without user information (`user@`), query or fragment; a port and a
+///   path prefix are allowed. The scheme is matched case-insensitively and
+///   normalised to lower case. Trailing `/`s are trimmed, so the exporter
+///   never posts to `…//v2.1/track`.
+/// * Without `IngestionEndpoint` but with `EndpointSuffix`, the endpoint is
+///   `https://` + `<Location>.` (if `Location` is given) + `dc.` + the suffix;
+///   `LiveEndpoint` is derived the same way with `live.` in place of `dc.`.
+///   Both must be DNS names (letters, digits, `-`, `.`). `Location` without
+///   `EndpointSuffix` does nothing.
+/// * Otherwise the defaults are `https://dc.services.visualstudio.com` and
+///   `https://rt.services.visualstudio.com`.
+/// * `Authorization` is `ikey` (the default) or `aad`, case-insensitive.
+///
+/// Error messages never repeat a value from the connection string (values
+/// may be secrets): they name the segment number or the key, and show at most
+/// a shortened prefix of an invalid instrumentation key.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_appinsights::{Authorization, ConnectionString};
+///
+/// let cs: ConnectionString =
+///     "InstrumentationKey=00000000-0000-0000-0000-000000000000;EndpointSuffix=applicationinsights.azure.cn"
+///         .parse()
+///         .unwrap();
+/// assert_eq!(cs.ingestion_endpoint(), "https://dc.applicationinsights.azure.cn");
+/// assert_eq!(cs.live_endpoint(), "https://live.applicationinsights.azure.cn");
+/// assert_eq!(cs.authorization(), Authorization::Ikey);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    instrumentation_key: String,
+    ingestion_endpoint: String,
+    live_endpoint: String,
+    authorization: Authorization,
+}
+
+/// How telemetry sent with a [`ConnectionString`] is authorised, from its
+/// `Authorization` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    /// `Authorization=ikey`, or no `Authorization` key: the instrumentation
+    /// key inside each envelope identifies the resource; no token is sent.
+    Ikey,
+    /// `Authorization=AAD`: the resource expects Microsoft Entra ID (Azure
+    /// AD) bearer tokens with each request.
+    Aad,
+}
+
+/// Why a connection string could not be parsed.
+///
+/// Messages name the segment (counted from 1, in the order of the `;`
+/// separated pieces, empty ones included) or the key that is wrong and say
+/// what to write instead. They never contain a value from the connection
+/// string, except a shortened prefix of an invalid instrumentation key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The connection string is empty, or holds only whitespace and `;`.
+    #[error(
+        "the connection string is empty; expected `InstrumentationKey=<guid>` optionally \
+         followed by `;IngestionEndpoint=https://…`, as shown on the Application Insights \
+         resource's Overview page"
+    )]
+    Empty,
+    /// A segment has no `=`, so it is not a `Key=Value` pair.
+    #[error(
+        "segment {segment} of the connection string has no `=`; every `;`-separated segment \
+         must be `Key=Value` (if you only have an instrumentation key, write \
+         `InstrumentationKey=<key>`)"
+    )]
+    MissingEquals {
+        /// The 1-based position of the segment among the `;`-separated pieces.
+        segment: usize,
+    },
+    /// A segment has nothing (or only whitespace) before its `=`.
+    #[error(
+        "segment {segment} of the connection string has an empty key before `=`; every \
+         `;`-separated segment must be `Key=Value`"
+    )]
+    EmptyKey {
+        /// The 1-based position of the segment among the `;`-separated pieces.
+        segment: usize,
+    },
+    /// There is no `InstrumentationKey`, or its value is empty.
+    #[error(
+        "the connection string has no `InstrumentationKey` (or its value is empty); add \
+         `InstrumentationKey=<guid>` as shown on the Application Insights resource's Overview page"
+    )]
+    MissingInstrumentationKey,
+    /// The `InstrumentationKey` value is not a GUID.
+    #[error(
+        "the `InstrumentationKey` value `{shortened}` is not a GUID; it must be 8-4-4-4-12 hex \
+         digits such as `00000000-0000-0000-0000-000000000000`"
+    )]
+    InvalidInstrumentationKey {
+        /// At most the first eight characters of the value (never more than
+        /// half of it), control characters escaped, followed by `…`.
+        shortened: String,
+    },
+    /// An endpoint (or the `EndpointSuffix`/`Location` it is derived from) is
+    /// not usable. The value itself is not included, since a URL may carry
+    /// credentials (`https://user:password@host`).
+    #[error("the connection string's `{key}` {reason}")]
+    InvalidEndpoint {
+        /// The offending key: `IngestionEndpoint`, `LiveEndpoint`,
+        /// `EndpointSuffix` or `Location`.
+        key: &'static str,
+        /// What is wrong with it and what to write instead.
+        reason: &'static str,
+    },
+    /// The `Authorization` value is neither `ikey` nor `aad`.
+    #[error(
+        "the connection string's `Authorization` must be `ikey` or `aad` (case-insensitive); \
+         remove it to use the instrumentation key"
+    )]
+    InvalidAuthorization,
+}
+
+// === impl ConnectionString ===
+
+impl ConnectionString {
+    /// The instrumentation key, a GUID in lower case
+    /// (e.g. `00000000-0000-0000-0000-000000000000`).
+    #[must_use]
+    pub fn instrumentation_key(&self) -> &str {
+        &self.instrumentation_key
+    }
+
+    /// The ingestion endpoint without a trailing `/`, e.g.
+    /// `https://westeurope-5.in.applicationinsights.azure.com`. Telemetry is
+    /// posted to this plus `/v2.1/track`.
+    #[must_use]
+    pub fn ingestion_endpoint(&self) -> &str {
+        &self.ingestion_endpoint
+    }
+
+    /// The live metrics endpoint without a trailing `/`, e.g.
+    /// `https://rt.services.visualstudio.com`.
+    #[must_use]
+    pub fn live_endpoint(&self) -> &str {
+        &self.live_endpoint
+    }
+
+    /// How requests are authorised (the `Authorization` key).
+    #[must_use]
+    pub fn authorization(&self) -> Authorization {
+        self.authorization
+    }
+
+    /// The instrumentation key shortened for logs: its first eight characters
+    /// followed by `…`, e.g. `12345678…`.
+    #[must_use]
+    pub(crate) fn shortened_key(&self) -> String {
+        shorten(&self.instrumentation_key)
+    }
+}
+
+impl fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionString")
+            .field("instrumentation_key", &self.shortened_key())
+            .field("ingestion_endpoint", &self.ingestion_endpoint)
+            .field("live_endpoint", &self.live_endpoint)
+            .field("authorization", &self.authorization)
+            .finish()
+    }
+}
+
+impl FromStr for ConnectionString {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fields = Fields::collect(s)?;
+        let instrumentation_key = parse_instrumentation_key(fields.instrumentation_key)?;
+        let authorization = parse_authorization(fields.authorization)?;
+        let ingestion_endpoint = endpoint(
+            KEY_INGESTION_ENDPOINT,
+            fields.ingestion_endpoint,
+            &fields,
+            "dc.",
+            DEFAULT_INGESTION_ENDPOINT,
+        )?;
+        let live_endpoint = endpoint(
+            KEY_LIVE_ENDPOINT,
+            fields.live_endpoint,
+            &fields,
+            "live.",
+            DEFAULT_LIVE_ENDPOINT,
+        )?;
+        Ok(Self {
+            instrumentation_key,
+            ingestion_endpoint,
+            live_endpoint,
+            authorization,
+        })
+    }
+}
+
+// === segment scanning ===
+
+/// The values of the known keys (trimmed), last occurrence winning.
+#[derive(Default)]
+struct Fields<'a> {
+    instrumentation_key: Option<&'a str>,
+    ingestion_endpoint: Option<&'a str>,
+    live_endpoint: Option<&'a str>,
+    endpoint_suffix: Option<&'a str>,
+    location: Option<&'a str>,
+    authorization: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn collect(s: &'a str) -> Result<Self, ParseError> {
+        let mut fields = Fields::default();
+        let mut any_segment = false;
+        for (index, segment) in s.split(';').enumerate() {
+            let segment = segment.trim();
+            if segment.is_empty() {
+                continue;
+            }
+            any_segment = true;
+            let number = index + 1;
+            let (key, value) = segment
+                .split_once('=')
+                .ok_or(ParseError::MissingEquals { segment: number })?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(ParseError::EmptyKey { segment: number });
+            }
+            fields.set(key, value.trim());
+        }
+        if any_segment {
+            Ok(fields)
+        } else {
+            Err(ParseError::Empty)
+        }
+    }
+
+    /// Records `value` under `key` if the key is known; unknown keys are ignored.
+    fn set(&mut self, key: &str, value: &'a str) {
+        let slot = if key.eq_ignore_ascii_case(KEY_INSTRUMENTATION_KEY) {
+            &mut self.instrumentation_key
+        } else if key.eq_ignore_ascii_case(KEY_INGESTION_ENDPOINT) {
+            &mut self.ingestion_endpoint
+        } else if key.eq_ignore_ascii_case(KEY_LIVE_ENDPOINT) {
+            &mut self.live_endpoint
+        } else if key.eq_ignore_ascii_case(KEY_ENDPOINT_SUFFIX) {
+            &mut self.endpoint_suffix
+        } else if key.eq_ignore_ascii_case(KEY_LOCATION) {
+            &mut self.location
+        } else if key.eq_ignore_ascii_case(KEY_AUTHORIZATION) {
+            &mut self.authorization
+        } else {
+            return;
+        };
+        *slot = Some(value);
+    }
+}
+
+// === value validation ===
+
+fn parse_instrumentation_key(value: Option<&str>) -> Result<String, ParseError> {
+    match value {
+        None | Some("") => Err(ParseError::MissingInstrumentationKey),
+        Some(key) if is_guid(key) => Ok(key.to_ascii_lowercase()),
+        Some(key) => Err(ParseError::InvalidInstrumentationKey {
+            shortened: shorten(key),
+        }),
+    }
+}
+
+/// `8-4-4-4-12` ASCII hex digits, either case.
+fn is_guid(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+fn parse_authorization(value: Option<&str>) -> Result<Authorization, ParseError> {
+    match value {
+        None => Ok(Authorization::Ikey),
+        Some(v) if v.eq_ignore_ascii_case("ikey") => Ok(Authorization::Ikey),
+        Some(v) if v.eq_ignore_ascii_case("aad") => Ok(Authorization::Aad),
+        Some(_) => Err(ParseError::InvalidAuthorization),
+    }
+}
+
+/// The endpoint for `key`: explicit, else derived from `EndpointSuffix` with
+/// `prefix` (`dc.` or `live.`), else `default`.
+fn endpoint(
+    key: &'static str,
+    explicit: Option<&str>,
+    fields: &Fields<'_>,
+    prefix: &str,
+    default: &str,
+) -> Result<String, ParseError> {
+    if let Some(url) = explicit {
+        return validate_endpoint(url)
+            .map_err(|reason| ParseError::InvalidEndpoint { key, reason });
+    }
+    match fields.endpoint_suffix {
+        Some(suffix) => derive_endpoint(suffix, fields.location, prefix),
+        None => Ok(default.to_owned()),
+    }
+}
+
+/// `https://` + `<location>.` + `prefix` + `suffix`, as the Python exporter
+/// builds it.
+fn derive_endpoint(
+    suffix: &str,
+    location: Option<&str>,
+    prefix: &str,
+) -> Result<String, ParseError> {
+    let suffix = suffix.trim_matches(|c| c == '.' || c == '/');
+    if !is_dns_name(suffix) {
+        return Err(ParseError::InvalidEndpoint {
+            key: KEY_ENDPOINT_SUFFIX,
+            reason: "must be a DNS suffix such as `applicationinsights.azure.cn` \
+                     (letters, digits, `-` and `.` only)",
+        });
+    }
+    let mut url = String::from("https://");
+    if let Some(location) = location {
+        let location = location.trim_matches('.');
+        if !is_dns_name(location) {
+            return Err(ParseError::InvalidEndpoint {
+                key: KEY_LOCATION,
+                reason: "must be a region name such as `westeurope` \
+                         (letters, digits, `-` and `.` only)",
+            });
+        }
+        url.push_str(location);
+        url.push('.');
+    }
+    url.push_str(prefix);
+    url.push_str(suffix);
+    Ok(url)
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Checks an explicit endpoint URL and returns it with a lower-case scheme
+/// and no trailing `/`. The error is the reason, phrased to follow the key.
+fn validate_endpoint(url: &str) -> Result<String, &'static str> {
+    if url.is_empty() {
+        return Err(
+            "is empty; give a URL such as `https://dc.services.visualstudio.com` \
+                    or remove the segment",
+        );
+    }
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must contain only printable ASCII characters (no spaces; write an \
+                    international host name in punycode)",
+        );
+    }
+    let (scheme, rest) = split_scheme(url).ok_or(
+        "must start with `https://` (or `http://` for a local test endpoint), \
+         e.g. `https://dc.services.visualstudio.com`",
+    )?;
+    if rest.contains(['?', '#']) {
+        return Err("must not contain a query (`?`) or fragment (`#`)");
+    }
+    let rest = rest.trim_end_matches('/');
+    let authority = rest.split('/').next().unwrap_or_default();
+    validate_authority(authority)?;
+    Ok(format!("{scheme}{rest}"))
+}
+
+/// Splits off `https://` or `http://` (ASCII case-insensitive) and returns
+/// the scheme in lower case with the rest.
+fn split_scheme(url: &str) -> Option<(&'static str, &str)> {
+    ["https://", "http://"].into_iter().find_map(|scheme| {
+        let head = url.as_bytes().get(..scheme.len())?;
+        // The head is ASCII when it matches, so `scheme.len()` is a char boundary.
+        head.eq_ignore_ascii_case(scheme.as_bytes())
+            .then(|| (scheme, &url[scheme.len()..]))
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; no user information.
+fn validate_authority(authority: &str) -> Result<(), &'static str> {
+    const NO_HOST: &str = "has no host after the scheme; give a URL such as \
+                           `https://dc.services.visualstudio.com`";
+    if authority.contains('@') {
+        return Err("must not contain user information (`user@`); remove it");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or("has an unclosed `[` in its host")?;
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("has text after the `]` of its host")?,
+                ),
+            };
+            (host, port)
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(NO_HOST);
+    }
+    match port {
+        Some(port) if !is_port(port) => Err("has an invalid port (expected 1 to 65535)"),
+        _ => Ok(()),
+    }
+}
+
+fn is_port(s: &str) -> bool {
+    s.len() <= 5
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && matches!(s.parse::<u32>(), Ok(1..=65535))
+}
+
+/// At most the first eight characters of `value`, and never more than half
+/// of it, with control characters escaped, followed by `…`.
+fn shorten(value: &str) -> String {
+    let shown = SHORTENED_KEY_CHARS.min(value.chars().count() / 2);
+    let mut out = String::with_capacity(shown * 4 + 3);
+    for c in value.chars().take(shown) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+    const KEY_UPPER: &str = "0A1B2C3D-4E5F-6789-ABCD-EF0123456789";
+    const DC: &str = DEFAULT_INGESTION_ENDPOINT;
+    const RT: &str = DEFAULT_LIVE_ENDPOINT;
+    const WE: &str = "https://westeurope-5.in.applicationinsights.azure.com";
+    const IKEY: Authorization = Authorization::Ikey;
+
+    /// (input, instrumentation key, ingestion endpoint, live endpoint, authorization)
+    const VALID: &[(&str, &str, &str, &str, Authorization)] = &[
+        // minimal: key only
+        ("InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789", KEY, DC, RT, IKEY),
+        // key + endpoint, with and without trailing `/`
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/",
+            KEY, WE, RT, IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com",
+            KEY, WE, RT, IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com///",
+            KEY, WE, RT, IKEY,
+        ),
+        // uppercase GUID is normalised
+        ("InstrumentationKey=0A1B2C3D-4E5F-6789-ABCD-EF0123456789", KEY, DC, RT, IKEY),
+        // mixed-case keys
+        (
+            "instrumentationkey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;INGESTIONENDPOINT=https://westeurope-5.in.applicationinsights.azure.com/",
+            KEY, WE, RT, IKEY,
+        ),
+        // whitespace around keys and values
+        (
+            "  InstrumentationKey = 0a1b2c3d-4e5f-6789-abcd-ef0123456789 ;\tIngestionEndpoint =\thttps://westeurope-5.in.applicationinsights.azure.com/  ",
+            KEY, WE, RT, IKEY,
+        ),
+        // trailing `;`, `;;` in the middle, whitespace-only segment
+        ("InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;", KEY, DC, RT, IKEY),
+        (
+            ";;InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;; ;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;",
+            KEY, WE, RT, IKEY,
+        ),
+        // EndpointSuffix alone, with Location, with stray dots and slashes
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;EndpointSuffix=applicationinsights.azure.cn",
+            KEY, "https://dc.applicationinsights.azure.cn", "https://live.applicationinsights.azure.cn", IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;EndpointSuffix=applicationinsights.azure.cn;Location=chinaeast2",
+            KEY, "https://chinaeast2.dc.applicationinsights.azure.cn", "https://chinaeast2.live.applicationinsights.azure.cn", IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;EndpointSuffix=.applicationinsights.azure.cn/",
+            KEY, "https://dc.applicationinsights.azure.cn", "https://live.applicationinsights.azure.cn", IKEY,
+        ),
+        // Location alone does nothing
+        ("InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;Location=westeurope", KEY, DC, RT, IKEY),
+        // explicit endpoint beats EndpointSuffix (live still derived)
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;EndpointSuffix=applicationinsights.azure.cn;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/",
+            KEY, WE, "https://live.applicationinsights.azure.cn", IKEY,
+        ),
+        // LiveEndpoint
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/",
+            KEY, DC, "https://westeurope.livediagnostics.monitor.azure.com", IKEY,
+        ),
+        // the full portal string
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/;ApplicationId=11111111-2222-3333-4444-555555555555",
+            KEY, WE, "https://westeurope.livediagnostics.monitor.azure.com", IKEY,
+        ),
+        // unknown keys ignored, including one whose value contains `=`
+        ("Foo=bar;InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;Baz=", KEY, DC, RT, IKEY),
+        ("InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;SharedSecret=a=b==", KEY, DC, RT, IKEY),
+        // Authorization
+        ("InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;Authorization=ikey", KEY, DC, RT, IKEY),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;Authorization=AAD",
+            KEY, DC, RT, Authorization::Aad,
+        ),
+        // duplicate key: the last one wins, even over an earlier invalid one
+        (
+            "InstrumentationKey=nope;InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+            KEY, DC, RT, IKEY,
+        ),
+        // http, a port, a path prefix, an IPv6 host, an upper-case scheme
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=http://127.0.0.1:8080/",
+            KEY, "http://127.0.0.1:8080", RT, IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://proxy.example/ai/",
+            KEY, "https://proxy.example/ai", RT, IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=http://[::1]:8080",
+            KEY, "http://[::1]:8080", RT, IKEY,
+        ),
+        (
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=HTTPS://dc.example",
+            KEY, "https://dc.example", RT, IKEY,
+        ),
+    ];
+
+    #[test]
+    fn valid_connection_strings() {
+        for &(input, ikey, ingestion, live, auth) in VALID {
+            let cs: ConnectionString = input
+                .parse()
+                .unwrap_or_else(|e| panic!("{input:?} should parse, got {e:?}"));
+            assert_eq!(cs.instrumentation_key(), ikey, "{input:?}");
+            assert_eq!(cs.ingestion_endpoint(), ingestion, "{input:?}");
+            assert_eq!(cs.live_endpoint(), live, "{input:?}");
+            assert_eq!(cs.authorization(), auth, "{input:?}");
+        }
+    }
+
+    fn endpoint_err(key: &'static str, reason: &'static str) -> ParseError {
+        ParseError::InvalidEndpoint { key, reason }
+    }
+
+    fn bad_key(shortened: &str) -> ParseError {
+        ParseError::InvalidInstrumentationKey {
+            shortened: shortened.to_owned(),
+        }
+    }
+
+    fn with_key(rest: &str) -> String {
+        format!("InstrumentationKey={KEY};{rest}")
+    }
+
+    fn invalid_cases() -> Vec<(String, ParseError)> {
+        let no_scheme = "must start with `https://` (or `http://` for a local test endpoint), \
+                         e.g. `https://dc.services.visualstudio.com`";
+        let no_host = "has no host after the scheme; give a URL such as \
+                       `https://dc.services.visualstudio.com`";
+        let not_ascii = "must contain only printable ASCII characters (no spaces; write an \
+                         international host name in punycode)";
+        let megabyte = "a".repeat(1 << 20);
+        vec![
+            (String::new(), ParseError::Empty),
+            ("   ".into(), ParseError::Empty),
+            (";;;".into(), ParseError::Empty),
+            (" ; ;\t;".into(), ParseError::Empty),
+            // no `=`: the segment number counts empty pieces too
+            (KEY.into(), ParseError::MissingEquals { segment: 1 }),
+            (
+                format!("InstrumentationKey={KEY};;oops"),
+                ParseError::MissingEquals { segment: 3 },
+            ),
+            ("=abc".into(), ParseError::EmptyKey { segment: 1 }),
+            (
+                format!("InstrumentationKey={KEY}; =abc"),
+                ParseError::EmptyKey { segment: 2 },
+            ),
+            // missing or empty key
+            (
+                "IngestionEndpoint=https://x".into(),
+                ParseError::MissingInstrumentationKey,
+            ),
+            (
+                "InstrumentationKey=".into(),
+                ParseError::MissingInstrumentationKey,
+            ),
+            (
+                "InstrumentationKey=  ;Foo=bar".into(),
+                ParseError::MissingInstrumentationKey,
+            ),
+            // not a GUID
+            ("InstrumentationKey=not-a-guid".into(), bad_key("not-a…")),
+            (
+                "InstrumentationKey=0a1b2c3d4-e5f-6789-abcd-ef0123456789".into(),
+                bad_key("0a1b2c3d…"),
+            ),
+            (
+                "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef012345678".into(),
+                bad_key("0a1b2c3d…"),
+            ),
+            (
+                "InstrumentationKey={0a1b2c3d-4e5f-6789-abcd-ef0123456789}".into(),
+                bad_key("{0a1b2c3…"),
+            ),
+            (
+                "InstrumentationKey=0a1b2c3g-4e5f-6789-abcd-ef0123456789".into(),
+                bad_key("0a1b2c3g…"),
+            ),
+            // multi-byte characters and NUL in the key
+            (
+                "InstrumentationKey=0a1b2c3é-4e5f-6789-abcd-ef012345678".into(),
+                bad_key("0a1b2c3é…"),
+            ),
+            (
+                "InstrumentationKey=ééééééééé-4e5f-6789-abcd-ef0123456789".into(),
+                bad_key("éééééééé…"),
+            ),
+            (
+                "InstrumentationKey=\0a1b2c3d-4e5f-6789-abcd-ef0123456789".into(),
+                bad_key("\\0a1b2c3d…"),
+            ),
+            (
+                "Instrumentation\u{1F600}Key=x".into(),
+                ParseError::MissingInstrumentationKey,
+            ),
+            // endpoints
+            (
+                with_key("IngestionEndpoint=ftp://x"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_scheme),
+            ),
+            (
+                with_key("IngestionEndpoint=dc.example"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_scheme),
+            ),
+            (
+                with_key("IngestionEndpoint=https://"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_host),
+            ),
+            (
+                with_key("IngestionEndpoint=https:///"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_host),
+            ),
+            (
+                with_key("IngestionEndpoint=https:///path"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_host),
+            ),
+            (
+                with_key("IngestionEndpoint=https://:443"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_host),
+            ),
+            (
+                with_key("IngestionEndpoint=https://[]:443"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, no_host),
+            ),
+            (
+                with_key("IngestionEndpoint="),
+                endpoint_err(
+                    KEY_INGESTION_ENDPOINT,
+                    "is empty; give a URL such as `https://dc.services.visualstudio.com` \
+                     or remove the segment",
+                ),
+            ),
+            (
+                with_key("IngestionEndpoint=https://a b"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, not_ascii),
+            ),
+            (
+                with_key("IngestionEndpoint=https://x/?a=b"),
+                endpoint_err(
+                    KEY_INGESTION_ENDPOINT,
+                    "must not contain a query (`?`) or fragment (`#`)",
+                ),
+            ),
+            (
+                with_key("IngestionEndpoint=https://user:secret@x"),
+                endpoint_err(
+                    KEY_INGESTION_ENDPOINT,
+                    "must not contain user information (`user@`); remove it",
+                ),
+            ),
+            (
+                with_key("IngestionEndpoint=https://x:99999"),
+                endpoint_err(
+                    KEY_INGESTION_ENDPOINT,
+                    "has an invalid port (expected 1 to 65535)",
+                ),
+            ),
+            (
+                with_key("IngestionEndpoint=https://[::1"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, "has an unclosed `[` in its host"),
+            ),
+            (
+                with_key("IngestionEndpoint=é://x"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, not_ascii),
+            ),
+            (
+                with_key("IngestionEndpoint=https://é"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, not_ascii),
+            ),
+            (
+                with_key("IngestionEndpoint=https://x\0"),
+                endpoint_err(KEY_INGESTION_ENDPOINT, not_ascii),
+            ),
+            (
+                with_key("LiveEndpoint=ftp://x"),
+                endpoint_err(KEY_LIVE_ENDPOINT, no_scheme),
+            ),
+            (
+                with_key("LiveEndpoint=https://"),
+                endpoint_err(KEY_LIVE_ENDPOINT, no_host),
+            ),
+            (
+                with_key("EndpointSuffix=./"),
+                endpoint_err(
+                    KEY_ENDPOINT_SUFFIX,
+                    "must be a DNS suffix such as `applicationinsights.azure.cn` \
+                     (letters, digits, `-` and `.` only)",
+                ),
+            ),
+            (
+                with_key("EndpointSuffix=azure.cn;Location=west europe"),
+                endpoint_err(
+                    KEY_LOCATION,
+                    "must be a region name such as `westeurope` \
+                     (letters, digits, `-` and `.` only)",
+                ),
+            ),
+            // Authorization
+            (
+                with_key("Authorization=Basic"),
+                ParseError::InvalidAuthorization,
+            ),
+            (with_key("Authorization="), ParseError::InvalidAuthorization),
+            // hostile sizes
+            (megabyte.clone(), ParseError::MissingEquals { segment: 1 }),
+            (
+                format!("InstrumentationKey={megabyte}"),
+                bad_key("aaaaaaaa…"),
+            ),
+            (
+                format!("{megabyte}=x"),
+                ParseError::MissingInstrumentationKey,
+            ),
+            (";".repeat(1 << 20), ParseError::Empty),
+            (
+                format!("{};x", ";".repeat(1 << 20)),
+                ParseError::MissingEquals {
+                    segment: (1 << 20) + 2,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn invalid_connection_strings() {
+        for (input, expected) in invalid_cases() {
+            let shown: String = input.chars().take(80).collect();
+            assert_eq!(
+                input.parse::<ConnectionString>(),
+                Err(expected),
+                "{shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_never_contain_the_full_key() {
+        let inputs = [
+            // almost-GUIDs: the whole value is secret-looking
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef01234567890".to_owned(),
+            "InstrumentationKey=0a1b2c3d_4e5f_6789_abcd_ef0123456789".to_owned(),
+            "InstrumentationKey=s3cr3t".to_owned(),
+            KEY.to_owned(),
+            format!("InstrumentationKey={KEY};IngestionEndpoint=ftp://x"),
+            format!("InstrumentationKey={KEY};{KEY}"),
+            format!("InstrumentationKey={KEY};Authorization={KEY}"),
+        ];
+        for input in &inputs {
+            let err = input.parse::<ConnectionString>().unwrap_err();
+            let value = input
+                .split(';')
+                .next()
+                .and_then(|s| s.split_once('=').map(|(_, v)| v))
+                .unwrap_or(input);
+            for rendered in [format!("{err}"), format!("{err:?}")] {
+                assert!(!rendered.contains(value), "{rendered}");
+                assert!(!rendered.contains(KEY), "{rendered}");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_only_shortened_key() {
+        let cs: ConnectionString = format!("InstrumentationKey={KEY_UPPER}").parse().unwrap();
+        let debug = format!("{cs:?}");
+        assert!(
+            !debug.contains(KEY) && !debug.contains(KEY_UPPER),
+            "{debug}"
+        );
+        assert!(debug.contains("\"0a1b2c3d…\""), "{debug}");
+        assert!(debug.contains(DC) && debug.contains(RT), "{debug}");
+        assert_eq!(cs.shortened_key(), "0a1b2c3d…");
+        assert!(!format!("{cs:#?}").contains(KEY));
+    }
+
+    #[test]
+    fn error_messages_name_the_problem() {
+        let cases = [
+            ("x=1;y", "segment 2"),
+            ("=1", "segment 1"),
+            ("", "InstrumentationKey=<guid>"),
+            (
+                "InstrumentationKey=abc",
+                "00000000-0000-0000-0000-000000000000",
+            ),
+            ("Foo=bar", "no `InstrumentationKey`"),
+        ];
+        for (input, needle) in cases {
+            let message = input.parse::<ConnectionString>().unwrap_err().to_string();
+            assert!(message.contains(needle), "{input:?}: {message}");
+        }
+        let message = with_key("LiveEndpoint=ftp://x")
+            .parse::<ConnectionString>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`LiveEndpoint` must start with `https://`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn shorten_is_char_boundary_safe_and_hides_short_values() {
+        assert_eq!(shorten(""), "…");
+        assert_eq!(shorten("ab"), "a…");
+        assert_eq!(shorten("s3cr3t"), "s3c…");
+        assert_eq!(
+            shorten("日本語日本語日本語日本語日本語日本語"),
+            "日本語日本語日本…"
+        );
+        assert_eq!(shorten("\u{7}\u{7}"), "\\u{7}…");
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let inputs = [
+            "\0",
+            "=",
+            "==",
+            ";=;",
+            "é",
+            "é=é",
+            "InstrumentationKey=\u{FFFF}",
+            "IngestionEndpoint=h",
+            "IngestionEndpoint=https:/",
+            "IngestionEndpoint=[",
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://[",
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://x:",
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://é",
+            "InstrumentationKey=0a1b2c3d-4e5f-6789-abcd-ef0123456789;EndpointSuffix=é;Location=é",
+        ];
+        for input in inputs {
+            let _ = input.parse::<ConnectionString>();
+        }
+        // every prefix of a valid string, split anywhere (char boundaries)
+        let full = format!(
+            "InstrumentationKey={KEY};IngestionEndpoint=https://[::1]:80/é;LiveEndpoint=http://é;EndpointSuffix=x;Location=y"
+        );
+        for (i, _) in full.char_indices() {
+            let _ = full[..i].parse::<ConnectionString>();
+            let _ = full[i..].parse::<ConnectionString>();
+        }
+    }
+}

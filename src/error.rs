@@ -1,0 +1,64 @@
+//! Errors: one type per operation (OpenTelemetry's ADR 001): building the
+//! exporter, flushing it, shutting it down.
+
+use std::time::Duration;
+
+/// Why [`Builder::build`](crate::Builder::build) could not build the exporter.
+///
+/// Each variant names the setting to fix. No telemetry exists yet when this
+/// is returned, so nothing is lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The sampling probability is outside `[0, 1]` or NaN.
+    #[error(
+        "Sampler::probability({probability}) is invalid: the probability must be between 0 and 1"
+    )]
+    InvalidSamplingProbability {
+        /// The probability given.
+        probability: f64,
+    },
+    /// A setting has a value it cannot take, or contradicts another setting.
+    #[error("invalid setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The builder method (or environment variable) at fault.
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The worker thread or its runtime could not be started.
+    #[error("could not start the exporter thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why [`ExporterGuard::flush`](crate::ExporterGuard::flush) did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// Not everything was exported within the timeout. Nothing is lost yet:
+    /// the records stay queued and the worker goes on exporting them.
+    #[error("flush did not finish within {0:?}; the records stay queued")]
+    Timeout(Duration),
+    /// The exporter was shut down; there is nothing to flush into.
+    #[error("the exporter is shut down")]
+    ShutDown,
+}
+
+/// Why [`ExporterGuard::shutdown`](crate::ExporterGuard::shutdown) did not
+/// finish cleanly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// `shutdown` was already called (or the guard is shutting down).
+    #[error("the exporter was already shut down")]
+    AlreadyShutDown,
+    /// The worker did not finish within the timeout. It is left to finish in
+    /// the background; records it cannot export before the process exits
+    /// are lost.
+    #[error("shutdown did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The worker thread ended unexpectedly (it panicked); records still
+    /// queued are lost.
+    #[error("the exporter thread is gone")]
+    WorkerGone,
+}

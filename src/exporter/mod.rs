@@ -1,0 +1,317 @@
+//! The exporter: the queue between the layer and the worker, the worker
+//! thread, the sinks, and the [`ExporterGuard`] that controls them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::{FlushError, ShutdownError};
+use crate::layer::IdKeys;
+use crate::sampler::{Sampler, SamplingRule};
+use crate::span_data::Record;
+
+mod in_memory;
+pub(crate) mod sink;
+mod stdout;
+mod worker;
+
+pub use in_memory::{InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};
+pub(crate) use worker::{spawn_worker, WorkerConfig};
+
+/// State shared by the layer (application threads) and the worker.
+pub(crate) struct Shared {
+    pub(crate) sampler: Sampler,
+    pub(crate) rule: SamplingRule,
+    pub(crate) id_keys: IdKeys,
+    tx: SyncSender<Record>,
+    /// Records queued and not yet exported or failed.
+    pending: AtomicUsize,
+    /// Wake the worker when `pending` reaches this many.
+    wake_at: usize,
+    pub(crate) notify: Notify,
+    pub(crate) counters: Counters,
+    warned_queue_full: AtomicBool,
+}
+
+/// The raw counters behind [`ExporterStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) queued: AtomicU64,
+    pub(crate) exported: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) dropped_after_shutdown: AtomicU64,
+    pub(crate) dropped_export_failed: AtomicU64,
+    pub(crate) batches: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        sampler: Sampler,
+        queue_size: usize,
+        batch_size: usize,
+    ) -> (Self, std_mpsc::Receiver<Record>) {
+        let (tx, rx) = std_mpsc::sync_channel(queue_size);
+        let shared = Shared {
+            sampler,
+            rule: sampler.rule(),
+            id_keys: IdKeys::random(),
+            tx,
+            pending: AtomicUsize::new(0),
+            wake_at: batch_size,
+            notify: Notify::new(),
+            counters: Counters::default(),
+            warned_queue_full: AtomicBool::new(false),
+        };
+        (shared, rx)
+    }
+
+    /// Hands a finished record to the worker: never blocks; a full queue
+    /// drops the record, counts it, and warns once.
+    pub(crate) fn send(&self, record: Record) {
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                if self.pending.fetch_add(1, Ordering::AcqRel) + 1 == self.wake_at {
+                    self.notify.notify_one();
+                }
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.warned_queue_full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "tracing_appinsights",
+                        "Exporter.QueueFullDroppingStarted: the export queue is full; \
+                         records are being dropped (see ExporterGuard::stats)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters
+                    .dropped_after_shutdown
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The worker finished with `n` records (exported or failed).
+    pub(crate) fn done(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn stats(&self) -> ExporterStats {
+        let c = &self.counters;
+        ExporterStats {
+            queued: c.queued.load(Ordering::Relaxed),
+            exported: c.exported.load(Ordering::Relaxed),
+            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_after_shutdown: c.dropped_after_shutdown.load(Ordering::Relaxed),
+            dropped_export_failed: c.dropped_export_failed.load(Ordering::Relaxed),
+            in_queue: self.pending.load(Ordering::Relaxed) as u64,
+            batches: c.batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of what happened to the records the layer produced.
+///
+/// Every record (a finished span, or an event outside any span) that passed
+/// sampling is counted once in `queued` or in one of the `dropped_*`
+/// counters; every queued record is later `exported`, counted in
+/// `dropped_export_failed`, or still `in_queue`.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (_layer, guard) = tracing_appinsights::Builder::new()
+///     .with_in_memory_exporter(tracing_appinsights::InMemoryExporter::new())
+///     .build::<tracing_subscriber::Registry>()?;
+/// let stats = guard.stats();
+/// assert_eq!(stats.queued, 0);
+/// assert_eq!(stats.dropped_queue_full, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExporterStats {
+    /// Records accepted into the export queue.
+    pub queued: u64,
+    /// Records the sink took: printed to stdout, stored in memory, or
+    /// accepted by the ingestion service.
+    pub exported: u64,
+    /// Records dropped because the queue was full (the application produced
+    /// them faster than they could be exported).
+    pub dropped_queue_full: u64,
+    /// Records produced after the exporter shut down.
+    pub dropped_after_shutdown: u64,
+    /// Records the sink failed to export (for example, rejected by the
+    /// service).
+    pub dropped_export_failed: u64,
+    /// Records queued and not yet exported or failed, right now.
+    pub in_queue: u64,
+    /// Batches handed to the sink.
+    pub batches: u64,
+}
+
+/// Commands from the guard to the worker.
+pub(crate) enum Control {
+    /// Export everything queued, then reply; give up at the deadline.
+    Flush {
+        reply: std_mpsc::SyncSender<()>,
+        deadline: std::time::Instant,
+    },
+    /// Export everything queued, reply and stop; give up at the deadline.
+    Shutdown {
+        reply: std_mpsc::SyncSender<()>,
+        deadline: std::time::Instant,
+    },
+}
+
+/// Controls the exporter's worker thread: flush, shutdown and statistics.
+///
+/// Keep it alive as long as the application records spans: dropping it shuts
+/// the exporter down (bounded by the shutdown timeout,
+/// [`Builder::with_shutdown_timeout`](crate::Builder::with_shutdown_timeout),
+/// default 5 s), exporting what is queued. Binding it to `_` drops it at
+/// once; bind it to a named variable such as `_guard`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let exporter = tracing_appinsights::InMemoryExporter::new();
+/// let (layer, guard) = tracing_appinsights::Builder::new()
+///     .with_in_memory_exporter(exporter.clone())
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info_span!("work").in_scope(|| {});
+/// });
+/// guard.flush(Duration::from_secs(5))?;
+/// assert_eq!(exporter.spans().len(), 1);
+/// guard.shutdown(Duration::from_secs(5))?;
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard shuts the exporter down; bind it to a named variable such as `_guard`"]
+pub struct ExporterGuard {
+    shared: Arc<Shared>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    thread: Option<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+    is_shut_down: bool,
+}
+
+impl std::fmt::Debug for ExporterGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExporterGuard")
+            .field("stats", &self.stats())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("is_shut_down", &self.is_shut_down)
+            .finish()
+    }
+}
+
+impl ExporterGuard {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        control: tokio::sync::mpsc::UnboundedSender<Control>,
+        thread: JoinHandle<()>,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        ExporterGuard {
+            shared,
+            control,
+            thread: Some(thread),
+            shutdown_timeout,
+            is_shut_down: false,
+        }
+    }
+
+    /// Exports every record queued before the call, and returns when the
+    /// sink has taken them or `timeout` has passed.
+    ///
+    /// It blocks the calling thread for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Timeout`] when the records were not all exported in
+    /// time (they stay queued and are exported later);
+    /// [`FlushError::ShutDown`] after [`shutdown`](Self::shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        if self.is_shut_down {
+            return Err(FlushError::ShutDown);
+        }
+        let (reply, done) = std_mpsc::sync_channel(1);
+        self.control
+            .send(Control::Flush {
+                reply,
+                deadline: std::time::Instant::now() + timeout,
+            })
+            .map_err(|_| FlushError::ShutDown)?;
+        match done.recv_timeout(timeout) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::ShutDown),
+        }
+    }
+
+    /// Exports what is queued and stops the worker thread, within `timeout`.
+    ///
+    /// Records produced afterwards are dropped and counted in
+    /// [`ExporterStats::dropped_after_shutdown`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::AlreadyShutDown`] on a second call;
+    /// [`ShutdownError::Timeout`] when the worker did not finish in time (it
+    /// is left to finish in the background; what it could not export is
+    /// lost and the counters say how much).
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), ShutdownError> {
+        if self.is_shut_down {
+            return Err(ShutdownError::AlreadyShutDown);
+        }
+        self.is_shut_down = true;
+        let (reply, done) = std_mpsc::sync_channel(1);
+        let deadline = std::time::Instant::now() + timeout;
+        if self
+            .control
+            .send(Control::Shutdown { reply, deadline })
+            .is_err()
+        {
+            return Err(ShutdownError::WorkerGone);
+        }
+        match done.recv_timeout(timeout) {
+            Ok(()) => {
+                if let Some(thread) = self.thread.take() {
+                    // The worker replied as its last act: this join is short.
+                    let _ = thread.join();
+                }
+                Ok(())
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(ShutdownError::WorkerGone),
+        }
+    }
+
+    /// The exporter's counters right now.
+    pub fn stats(&self) -> ExporterStats {
+        self.shared.stats()
+    }
+}
+
+impl Drop for ExporterGuard {
+    fn drop(&mut self) {
+        if !self.is_shut_down {
+            let _ = self.shutdown(self.shutdown_timeout);
+        }
+    }
+}

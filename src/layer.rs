@@ -1,0 +1,475 @@
+//! [`AppInsightsLayer`]: spans and events into [`SpanData`] records.
+//!
+//! Nothing here blocks, does I/O or panics: finished records are handed to
+//! the exporter worker with a bounded, lossy `try_send`.
+//!
+//! # Unsampled spans cost (almost) nothing
+//!
+//! A sampled span carries a [`SpanState`] in its registry extensions. An
+//! unsampled span carries *nothing*: "no `SpanState`" is the marker, so the
+//! unsampled path inserts nothing, visits no field and allocates nothing.
+//! Its ids, needed only to propagate context, are derived on demand from the
+//! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
+//! id of an unsampled root is drawn the same way, and its low 8 bytes are what
+//! the sampling rule was applied to, so the decision and the id agree.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::Registry;
+
+use crate::exporter::Shared;
+use crate::ids::{self, SpanId, TraceId};
+use crate::span_data::{
+    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, SpanKind,
+    Status, StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
+};
+use crate::text::Text;
+use crate::visitor::Fields;
+
+/// The `tracing_subscriber` layer that records spans for Application Insights.
+///
+/// Build it with [`layer()`](crate::layer) or [`Builder`](crate::Builder) and
+/// add it to a registry-based subscriber. It works beside other layers (such
+/// as `fmt`) and under per-layer filters without changing what they see.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (layer, _guard) = tracing_appinsights::layer()?;
+/// tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer())
+///     .with(layer)
+///     .init();
+/// # Ok(()) }
+/// ```
+pub struct AppInsightsLayer<S = Registry> {
+    shared: Arc<Shared>,
+    _subscriber: PhantomData<fn(S)>,
+}
+
+impl<S> AppInsightsLayer<S> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        AppInsightsLayer {
+            shared,
+            _subscriber: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for AppInsightsLayer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppInsightsLayer")
+            .field("sampler", &self.shared.sampler)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The in-flight state of a sampled span, kept in its extensions.
+pub(crate) struct SpanState {
+    name: Cow<'static, str>,
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) flags: TraceOptions,
+    pub(crate) tracestate: Option<Text>,
+    parent_span_id: Option<SpanId>,
+    remote_parent: bool,
+    kind: Option<SpanKind>,
+    target: &'static str,
+    level: tracing_core::Level,
+    attributes: crate::span_data::Attributes,
+    start_time: SystemTime,
+    child_span_count: u32,
+    annotations: Vec<Annotation>,
+    dropped_annotations: u32,
+    message_events: Vec<MessageEvent>,
+    dropped_message_events: u32,
+    links: Vec<Link>,
+    dropped_links: u32,
+    status: Status,
+}
+
+impl SpanState {
+    /// Applies visited fields (creation or `record()`).
+    fn apply(&mut self, fields: Fields) {
+        if let Some(name) = fields.name {
+            self.name = name;
+        }
+        if let Some(kind) = fields.kind {
+            self.kind = Some(kind);
+        }
+        if let Some(code) = fields.status_code {
+            self.status.code = code;
+        }
+        if let Some(description) = fields.status_description {
+            self.status.message = Some(description);
+        }
+        for (key, value) in fields.attributes.iter() {
+            self.attributes.insert(key, value.clone());
+        }
+    }
+
+    fn finish(self, end_time: SystemTime) -> SpanData {
+        let kind = match self.kind {
+            Some(kind) => kind,
+            None if self.remote_parent => SpanKind::Server,
+            None => SpanKind::Internal,
+        };
+        let same_process = self.parent_span_id.map(|_| !self.remote_parent);
+        SpanData {
+            name: self.name,
+            context: SpanContext {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                trace_options: self.flags,
+                tracestate: self.tracestate,
+            },
+            parent_span_id: self.parent_span_id,
+            kind,
+            target: self.target,
+            level: self.level,
+            attributes: self.attributes,
+            start_time: self.start_time,
+            end_time,
+            child_span_count: self.child_span_count,
+            annotations: self.annotations,
+            dropped_annotations: self.dropped_annotations,
+            message_events: self.message_events,
+            dropped_message_events: self.dropped_message_events,
+            links: self.links,
+            dropped_links: self.dropped_links,
+            status: self.status,
+            same_process_as_parent_span: same_process,
+        }
+    }
+
+    fn add_annotation(&mut self, annotation: Annotation) {
+        push_bounded(
+            &mut self.annotations,
+            &mut self.dropped_annotations,
+            MAX_ANNOTATIONS,
+            annotation,
+        );
+    }
+}
+
+/// Pushes onto a list bounded at `max`, dropping the oldest (OpenCensus'
+/// `BoundedList`).
+fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) {
+    if list.len() >= max {
+        list.remove(0);
+        *dropped = dropped.saturating_add(1);
+    }
+    list.push(item);
+}
+
+/// Per-layer random keys that turn registry span ids into trace and span ids
+/// for unsampled spans (a bijective mix, so distinct live spans get distinct
+/// ids).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdKeys {
+    trace_hi: u64,
+    trace_lo: u64,
+    span: u64,
+}
+
+impl IdKeys {
+    pub(crate) fn random() -> Self {
+        IdKeys {
+            trace_hi: ids::next_u64(),
+            trace_lo: ids::next_u64(),
+            span: ids::next_u64(),
+        }
+    }
+
+    fn trace_id(&self, id: &Id) -> TraceId {
+        let x = id.into_u64();
+        let hi = mix(x ^ self.trace_hi);
+        let lo = mix(x ^ self.trace_lo);
+        TraceId::from_int((u128::from(hi) << 64) | u128::from(lo.max(1)))
+    }
+
+    fn span_id(&self, id: &Id) -> SpanId {
+        SpanId::from_int(mix(id.into_u64() ^ self.span).max(1))
+    }
+}
+
+/// The splitmix64 finaliser: a bijection with full avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+thread_local! {
+    /// Set on the exporter's own thread: nothing that happens there is
+    /// recorded (design §8), whatever the subscriber it runs under.
+    static IS_EXPORTER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as the exporter's.
+pub(crate) fn mark_exporter_thread() {
+    IS_EXPORTER_THREAD.with(|flag| flag.set(true));
+}
+
+fn on_exporter_thread() -> bool {
+    IS_EXPORTER_THREAD.with(|flag| flag.get())
+}
+
+/// Whether a target is this crate's own diagnostics.
+fn is_own_target(target: &str) -> bool {
+    target.starts_with(env!("CARGO_CRATE_NAME"))
+}
+
+/// The ids of the span that becomes a new span's parent.
+struct ParentIds {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceOptions,
+    tracestate: Option<Text>,
+}
+
+impl<S> AppInsightsLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// The trace and span ids of any span this layer sees, sampled or not.
+    pub(crate) fn ids_of(&self, span: &SpanRef<'_, S>) -> (TraceId, SpanId, bool) {
+        if let Some(state) = span.extensions().get::<SpanState>() {
+            return (state.trace_id, state.span_id, true);
+        }
+        let root = span.scope().from_root().next();
+        let root_id = root.as_ref().map_or_else(|| span.id(), |r| r.id());
+        let keys = &self.shared.id_keys;
+        (keys.trace_id(&root_id), keys.span_id(&span.id()), false)
+    }
+
+    /// Creates the state of a sampled span, or `None` when it is unsampled.
+    fn new_state(
+        &self,
+        attrs: &SpanAttributes<'_>,
+        id: &Id,
+        ctx: &Context<'_, S>,
+    ) -> Option<SpanState> {
+        let span = ctx.span(id)?;
+        let parent = match span.parent() {
+            Some(parent) => {
+                let mut ext = parent.extensions_mut();
+                // A parent without state is unsampled: so is its subtree.
+                let state = ext.get_mut::<SpanState>()?;
+                state.child_span_count = state.child_span_count.saturating_add(1);
+                Some(ParentIds {
+                    trace_id: state.trace_id,
+                    span_id: state.span_id,
+                    flags: state.flags,
+                    tracestate: state.tracestate.clone(),
+                })
+            }
+            None => None,
+        };
+        let (trace_id, parent_span_id, flags, tracestate) = match parent {
+            Some(p) => (p.trace_id, Some(p.span_id), p.flags, p.tracestate),
+            None => {
+                let derived = self.shared.id_keys.trace_id(id);
+                if !self.shared.rule.sample_root(derived) {
+                    return None;
+                }
+                // Keep the low 8 bytes the rule was applied to; draw fresh
+                // random high bytes so sampled trace ids never repeat when the
+                // registry reuses a slot.
+                let low = derived.to_int() as u64;
+                let trace_id =
+                    TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
+                (trace_id, None, TraceOptions::SAMPLED, None)
+            }
+        };
+        let meta = attrs.metadata();
+        let mut fields = Fields::for_new_span(meta.fields().len());
+        attrs.record(&mut fields);
+        let mut state = SpanState {
+            name: Cow::Borrowed(meta.name()),
+            trace_id,
+            span_id: ids::new_span_id(),
+            flags,
+            tracestate,
+            parent_span_id,
+            remote_parent: false,
+            kind: None,
+            target: meta.target(),
+            level: *meta.level(),
+            attributes: crate::span_data::Attributes::new(),
+            start_time: SystemTime::now(),
+            child_span_count: 0,
+            annotations: Vec::new(),
+            dropped_annotations: 0,
+            message_events: Vec::new(),
+            dropped_message_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::default(),
+        };
+        state.attributes = std::mem::take(&mut fields.attributes);
+        state.apply(fields);
+        Some(state)
+    }
+
+    fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
+        if span.extensions().get::<SpanState>().is_none() {
+            return; // unsampled trace: nothing to record, nothing visited
+        }
+        let meta = event.metadata();
+        let mut fields = Fields::for_event(meta.fields().len());
+        event.record(&mut fields);
+        let timestamp = SystemTime::now();
+        let mut ext = span.extensions_mut();
+        let Some(state) = ext.get_mut::<SpanState>() else {
+            return;
+        };
+        if let Some(kind) = fields.message_event.kind {
+            let m = &fields.message_event;
+            let event = MessageEvent {
+                timestamp,
+                kind,
+                id: m.id,
+                uncompressed_size_bytes: m.uncompressed,
+                compressed_size_bytes: m.compressed.unwrap_or(m.uncompressed),
+            };
+            push_bounded(
+                &mut state.message_events,
+                &mut state.dropped_message_events,
+                MAX_MESSAGE_EVENTS,
+                event,
+            );
+            return;
+        }
+        if fields.carries_error() && state.status.code == StatusCode::Unset {
+            state.status.code = StatusCode::Error;
+            state.status.message = error_message(&fields);
+        }
+        state.add_annotation(annotation(meta, timestamp, fields));
+    }
+
+    fn record_root_event(&self, event: &Event<'_>) {
+        // Events outside spans are sampled at the root rate.
+        if !self.shared.rule.sample_low_bits(ids::next_u64()) {
+            return;
+        }
+        let meta = event.metadata();
+        let mut fields = Fields::for_event(meta.fields().len());
+        event.record(&mut fields);
+        let timestamp = SystemTime::now();
+        let a = annotation(meta, timestamp, fields);
+        self.shared.send(Record::Event(EventData {
+            timestamp,
+            level: a.level,
+            target: a.target,
+            message: a.description,
+            attributes: a.attributes,
+        }));
+    }
+}
+
+/// The message of an error carried by event fields.
+fn error_message(fields: &Fields) -> Option<Text> {
+    match &fields.error {
+        Some(error) => Some(error.message.clone()),
+        None => fields
+            .attributes
+            .get(crate::visitor::FIELD_EXCEPTION_MESSAGE)
+            .map(|v| Text::from(v.to_string())),
+    }
+}
+
+fn annotation(
+    meta: &'static tracing_core::Metadata<'static>,
+    timestamp: SystemTime,
+    mut fields: Fields,
+) -> Annotation {
+    if let Some(error) = fields.error.take() {
+        fields.attributes.insert(
+            crate::visitor::FIELD_ERROR,
+            crate::span_data::AttributeValue::Error(error),
+        );
+    }
+    Annotation {
+        timestamp,
+        description: fields.message.unwrap_or_default(),
+        level: *meta.level(),
+        target: meta.target(),
+        attributes: fields.attributes,
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for AppInsightsLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if on_exporter_thread() || is_own_target(attrs.metadata().target()) {
+            return;
+        }
+        if let Some(state) = self.new_state(attrs, id, &ctx) {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(state);
+            }
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if span.extensions().get::<SpanState>().is_none() {
+            return;
+        }
+        let mut fields = Fields::for_record();
+        values.record(&mut fields);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            state.apply(fields);
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let (Some(span), Some(follows)) = (ctx.span(id), ctx.span(follows)) else {
+            return;
+        };
+        if span.extensions().get::<SpanState>().is_none() {
+            return;
+        }
+        let (trace_id, span_id, _) = self.ids_of(&follows);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            let link = Link::new(trace_id, span_id, LinkType::ParentLinkedSpan);
+            push_bounded(&mut state.links, &mut state.dropped_links, MAX_LINKS, link);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if on_exporter_thread() || is_own_target(event.metadata().target()) {
+            return;
+        }
+        match ctx.event_span(event) {
+            Some(span) => self.record_event_in_span(event, &span),
+            None => self.record_root_event(event),
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        // Take the state out in its own scope: the lock is released before
+        // the record is built and sent.
+        let state = { span.extensions_mut().remove::<SpanState>() };
+        if let Some(state) = state {
+            let data = state.finish(SystemTime::now());
+            self.shared.send(Record::Span(data));
+        }
+    }
+}

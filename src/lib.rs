@@ -1,0 +1,149 @@
+//! Send [`tracing`] spans to Azure Application Insights.
+//!
+//! *Compiler support: requires rustc 1.80+*
+//!
+//! Add one [`tracing_subscriber::Layer`] to your subscriber, annotate your
+//! functions with `#[instrument]`, and the spans become OpenCensus-style
+//! [`SpanData`] records. A background thread batches them and exports them;
+//! with no connection string configured, it prints each record to stdout,
+//! one line per span, as OpenCensus does by default.
+//!
+//! This is the Rust counterpart of Python's `opencensus-ext-azure` (Tracer +
+//! ProbabilitySampler + AzureExporter).
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! #[tracing::instrument]
+//! fn value_prompt(value: &str) {
+//!     println!("{value}");
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (layer, guard) = tracing_appinsights::layer()?;
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(layer)
+//!     .init();
+//!
+//! value_prompt("4");
+//!
+//! // Dropping the guard exports what is queued (bounded by a timeout).
+//! drop(guard);
+//! # Ok(()) }
+//! ```
+//!
+//! # Sampling
+//!
+//! The decision is made once per trace, when its root span is created
+//! (`on_new_span`), and every child inherits it:
+//!
+//! * a new root applies the [`Sampler`]: [`Sampler::probability`] uses
+//!   OpenCensus' rule on the trace id (its low 8 bytes, big-endian, sampled
+//!   when `<= floor(p * u64::MAX)`), so every service using the rule agrees;
+//! * the default is [`Sampler::always_on`] (OpenCensus' own default of
+//!   1 in 10,000 is a trap its documentation works around).
+//!
+//! An unsampled span costs almost nothing: it visits no field, stores
+//! nothing and allocates nothing (see `benches/layer.rs`).
+//!
+//! # Flushing and shutdown
+//!
+//! [`ExporterGuard::flush`] exports everything queued before the call and
+//! waits for it, bounded by a timeout. [`ExporterGuard::shutdown`] (or
+//! dropping the guard) exports what is queued and stops the worker, bounded
+//! by a timeout; it never hangs. Records produced while the queue is full,
+//! or after shutdown, are dropped and counted in [`ExporterGuard::stats`].
+//! A process killed before shutdown loses what was queued.
+//!
+//! # Special fields
+//!
+//! These span fields are read into the record instead of its attributes:
+//!
+//! | field | effect |
+//! |---|---|
+//! | `otel.kind` | [`SpanKind`]: `server`, `client`, `producer`, `consumer`, `internal` |
+//! | `otel.name` | replaces the span's name |
+//! | `otel.status_code` | `ok` or `error` |
+//! | `otel.status_description` | the status message |
+//! | `error` | a recorded `&dyn Error` (or a string, or `true`) marks the span failed, with the error's message |
+//!
+//! Inside events, `message` is the event's text, an `error` field recorded
+//! as `&dyn Error` (or an `exception.message` field) marks the enclosing
+//! span failed, and events with `message.type = "SENT"` or `"RECEIVED"` are
+//! kept as [`MessageEvent`]s. Values of the wrong type for a special field
+//! stay ordinary attributes.
+//!
+//! # The record
+//!
+//! | [`SpanData`] field | from |
+//! |---|---|
+//! | `name` | the span's name, or `otel.name` |
+//! | `context` | trace id (random for a root, else the parent's), span id (random), sampled flag |
+//! | `parent_span_id` | the parent span's id |
+//! | `kind` | `otel.kind`; else internal |
+//! | `attributes` | the span's fields, typed, at most 32 (oldest evicted, counted) |
+//! | `annotations` | events inside the span, at most 32 |
+//! | `message_events` | events with a `message.type`, at most 128 |
+//! | `links` | `Span::follows_from`, at most 32 |
+//! | `status` | `otel.status_code`, `error`, error events |
+//! | `child_span_count` | sampled children created under the span |
+//! | `same_process_as_parent_span` | `Some(true)` for a local parent |
+//!
+//! String values are kept up to 8192 characters and event messages up to
+//! 32768 (the service's limits), cut on a char boundary.
+//!
+//! # Configuration
+//!
+//! See [`Builder`] for every setting and its default.
+//!
+//! # Never tracing itself
+//!
+//! Nothing that happens on the exporter's thread, and no event of this
+//! crate's own target, becomes a record; those diagnostics still reach your
+//! other layers (such as `fmt`).
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.80; raising it is not a breaking
+//! change but is noted in the changelog.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod connection_string;
+mod error;
+mod exporter;
+mod ids;
+mod layer;
+mod sampler;
+mod span_data;
+mod text;
+mod time_fmt;
+mod visitor;
+
+pub use config::{
+    layer, Builder, DEFAULT_EXPORT_INTERVAL, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT, ENV_CONNECTION_STRING,
+};
+pub use connection_string::{Authorization, ConnectionString, ParseError};
+pub use error::{BuildError, FlushError, ShutdownError};
+pub use exporter::{ExporterGuard, ExporterStats, InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};
+pub use ids::{SpanId, TraceId};
+pub use layer::AppInsightsLayer;
+pub use sampler::Sampler;
+pub use span_data::{
+    Annotation, AttributeValue, Attributes, ErrorValue, EventData, Link, LinkType, MessageEvent,
+    MessageEventKind, SpanContext, SpanData, SpanKind, Status, StatusCode, TraceOptions,
+    MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_ATTRIBUTE_VALUE_CHARS, MAX_LINKS, MAX_MESSAGE_CHARS,
+    MAX_MESSAGE_EVENTS,
+};
+pub use text::Text;

@@ -1,0 +1,255 @@
+//! [`Text`]: an immutable string that stores short values inline.
+//!
+//! Field values are copied out of `tracing`'s borrowed `&str`s. Most are short
+//! (ids, verbs, routes, status words), so keeping up to 22 bytes inline means
+//! recording them costs no heap allocation on the application thread.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+const INLINE_CAP: usize = 22;
+
+/// An immutable UTF-8 string; values of up to 22 bytes live inline, longer
+/// ones on the heap. It dereferences to `str`.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_appinsights::Text;
+///
+/// let t = Text::from("GET /orders/{id}");
+/// assert_eq!(&*t, "GET /orders/{id}");
+/// assert_eq!(t, "GET /orders/{id}");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Repr);
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE_CAP] },
+    Heap(Box<str>),
+}
+
+impl Text {
+    /// The empty string.
+    pub const fn new() -> Self {
+        Text(Repr::Inline {
+            len: 0,
+            buf: [0; INLINE_CAP],
+        })
+    }
+
+    /// The text as a `&str`.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Inline bytes are always copied from a `&str` cut on a char
+            // boundary, so this never fails; the fallback keeps it panic-free.
+            Repr::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+            Repr::Heap(s) => s,
+        }
+    }
+
+    /// Copies `s`, cut to at most `max_chars` characters on a char boundary.
+    pub(crate) fn truncated(s: &str, max_chars: usize) -> Self {
+        Text::from(truncate_str(s, max_chars))
+    }
+}
+
+/// `s` cut to at most `max_chars` characters, on a char boundary.
+pub(crate) fn truncate_str(s: &str, max_chars: usize) -> &str {
+    // A string of at most `max_chars` bytes has at most that many chars.
+    if s.len() <= max_chars {
+        return s;
+    }
+    match s.char_indices().nth(max_chars) {
+        Some((idx, _)) => &s[..idx],
+        None => s,
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::new()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        if s.len() <= INLINE_CAP {
+            let mut buf = [0u8; INLINE_CAP];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Text(Repr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            Text(Repr::Heap(s.into()))
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE_CAP {
+            Text::from(s.as_str())
+        } else {
+            Text(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A `fmt::Write` target that fills an inline buffer first and moves to the
+/// heap only when the text outgrows it, stopping at a character limit.
+pub(crate) struct TextWriter {
+    inline: [u8; INLINE_CAP],
+    len: usize,
+    heap: Option<String>,
+    chars_left: usize,
+    pub(crate) truncated: bool,
+}
+
+impl TextWriter {
+    pub(crate) fn new(max_chars: usize) -> Self {
+        TextWriter {
+            inline: [0; INLINE_CAP],
+            len: 0,
+            heap: None,
+            chars_left: max_chars,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Text {
+        match self.heap {
+            Some(s) => Text::from(s),
+            None => Text(Repr::Inline {
+                len: self.len as u8,
+                buf: self.inline,
+            }),
+        }
+    }
+}
+
+impl fmt::Write for TextWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.truncated {
+            return Ok(());
+        }
+        let cut = truncate_str(s, self.chars_left);
+        if cut.len() < s.len() {
+            self.truncated = true;
+        }
+        self.chars_left -= if cut.len() == s.len() && s.is_ascii() {
+            s.len()
+        } else {
+            cut.chars().count()
+        };
+        match &mut self.heap {
+            Some(heap) => heap.push_str(cut),
+            None if self.len + cut.len() <= INLINE_CAP => {
+                self.inline[self.len..self.len + cut.len()].copy_from_slice(cut.as_bytes());
+                self.len += cut.len();
+            }
+            None => {
+                let mut heap = String::with_capacity((self.len + cut.len()).max(64));
+                heap.push_str(std::str::from_utf8(&self.inline[..self.len]).unwrap_or(""));
+                heap.push_str(cut);
+                self.heap = Some(heap);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn inline_and_heap() {
+        for s in [
+            "",
+            "a",
+            "exactly-22-bytes-long!",
+            "this one is longer than 22 bytes",
+        ] {
+            assert_eq!(Text::from(s).as_str(), s);
+            assert_eq!(Text::from(s.to_string()).as_str(), s);
+        }
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        // 'é' is 2 bytes, '😀' 4: cut at every count.
+        let s = "aé😀bé😀c";
+        for n in 0..10 {
+            let t = truncate_str(s, n);
+            assert_eq!(t.chars().count(), n.min(7));
+            assert!(s.starts_with(t));
+        }
+    }
+
+    #[test]
+    fn writer_spills_to_heap_and_truncates() {
+        let mut w = TextWriter::new(30);
+        write!(w, "{:?}", "a string with \"quotes\" and é").unwrap();
+        let t = w.finish();
+        assert_eq!(t.chars().count(), 30);
+        assert!(t.starts_with("\"a string with"));
+
+        let mut w = TextWriter::new(100);
+        write!(w, "{}", 42).unwrap();
+        assert!(!w.truncated);
+        assert_eq!(w.finish(), "42");
+
+        let mut w = TextWriter::new(3);
+        write!(w, "é😀xyz").unwrap();
+        assert!(w.truncated);
+        assert_eq!(w.finish(), "é😀x");
+    }
+}
