@@ -77,6 +77,9 @@ impl<S> std::fmt::Debug for AppInsightsLayer<S> {
 /// The in-flight state of a sampled span, kept in its extensions.
 pub(crate) struct SpanState {
     name: Cow<'static, str>,
+    /// The operation name, from the parent; `None` for a local root, whose
+    /// operation name is computed from its own fields.
+    operation_name: Option<Cow<'static, str>>,
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) flags: TraceOptions,
@@ -125,7 +128,12 @@ impl SpanState {
             None => SpanKind::Internal,
         };
         let same_process = self.parent_span_id.map(|_| !self.remote_parent);
+        let operation_name = match self.operation_name {
+            Some(name) => name,
+            None => self.root_operation_name(),
+        };
         SpanData {
+            operation_name,
             name: self.name,
             context: SpanContext {
                 trace_id: self.trace_id,
@@ -149,6 +157,26 @@ impl SpanState {
             dropped_links: self.dropped_links,
             status: self.status,
             same_process_as_parent_span: same_process,
+        }
+    }
+
+    /// The operation name this span gives its children.
+    fn operation_name(&self) -> Cow<'static, str> {
+        match &self.operation_name {
+            Some(name) => name.clone(),
+            None => self.root_operation_name(),
+        }
+    }
+
+    /// A local root's operation name: `"METHOD route"` when it has both
+    /// fields (old or new semantic-convention names), else its name.
+    fn root_operation_name(&self) -> Cow<'static, str> {
+        let get = |keys: &[&str]| keys.iter().find_map(|k| self.attributes.get(k));
+        let method = get(&["http.request.method", "http.method"]);
+        let route = get(&["http.route"]);
+        match (method, route) {
+            (Some(method), Some(route)) => Cow::Owned(format!("{method} {route}")),
+            _ => self.name.clone(),
         }
     }
 
@@ -232,6 +260,7 @@ fn is_own_target(target: &str) -> bool {
 
 /// The ids of the span that becomes a new span's parent.
 struct ParentIds {
+    operation_name: Cow<'static, str>,
     trace_id: TraceId,
     span_id: SpanId,
     flags: TraceOptions,
@@ -268,6 +297,7 @@ where
                 let state = ext.get_mut::<SpanState>()?;
                 state.child_span_count = state.child_span_count.saturating_add(1);
                 Some(ParentIds {
+                    operation_name: state.operation_name(),
                     trace_id: state.trace_id,
                     span_id: state.span_id,
                     flags: state.flags,
@@ -276,8 +306,14 @@ where
             }
             None => None,
         };
-        let (trace_id, parent_span_id, flags, tracestate) = match parent {
-            Some(p) => (p.trace_id, Some(p.span_id), p.flags, p.tracestate),
+        let (operation_name, trace_id, parent_span_id, flags, tracestate) = match parent {
+            Some(p) => (
+                Some(p.operation_name),
+                p.trace_id,
+                Some(p.span_id),
+                p.flags,
+                p.tracestate,
+            ),
             None => {
                 let derived = self.shared.id_keys.trace_id(id);
                 if !self.shared.rule.sample_root(derived) {
@@ -289,7 +325,7 @@ where
                 let low = derived.to_int() as u64;
                 let trace_id =
                     TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
-                (trace_id, None, TraceOptions::SAMPLED, None)
+                (None, trace_id, None, TraceOptions::SAMPLED, None)
             }
         };
         let meta = attrs.metadata();
@@ -297,6 +333,7 @@ where
         attrs.record(&mut fields);
         let mut state = SpanState {
             name: Cow::Borrowed(meta.name()),
+            operation_name,
             trace_id,
             span_id: ids::new_span_id(),
             flags,

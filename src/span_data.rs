@@ -37,6 +37,11 @@ pub struct SpanData {
     pub name: Cow<'static, str>,
     /// The span's own trace id, span id, trace flags and trace state.
     pub context: SpanContext,
+    /// The name of the operation: the local root span's name, or
+    /// `"METHOD route"` when the root has HTTP method and route fields
+    /// (Application Insights' `ai.operation.name`). A child takes it from its
+    /// parent when it is created.
+    pub operation_name: Cow<'static, str>,
     /// The parent's span id; `None` for a root.
     pub parent_span_id: Option<SpanId>,
     /// What the span represents (from `otel.kind`, else server for a span
