@@ -1,0 +1,82 @@
+//! Sampling: decided once per trace in `on_new_span`, inherited by children.
+
+mod common;
+
+use common::capture_with;
+use tracing::info_span;
+use tracing_appinsights::{Builder, Sampler};
+
+#[test]
+fn always_off_records_nothing_and_queues_nothing() {
+    let out = capture_with(Builder::new().with_sampler(Sampler::always_off()), || {
+        let _root = info_span!("root", field = 1_u64).entered();
+        info_span!("child").in_scope(|| tracing::info!("inside"));
+    });
+    assert!(out.spans.is_empty());
+    assert_eq!(out.stats.queued, 0);
+    assert_eq!(out.stats.exported, 0);
+}
+
+#[test]
+fn children_inherit_the_roots_decision() {
+    // At 50%, each trace is all in or all out: never a child without its root.
+    let out = capture_with(Builder::new().with_sampler(Sampler::probability(0.5)), || {
+        for _ in 0..200 {
+            let _root = info_span!("root").entered();
+            let _child = info_span!("child").entered();
+            info_span!("grandchild").in_scope(|| tracing::info!("event"));
+        }
+    });
+    let roots = out.spans.iter().filter(|s| s.name == "root").count();
+    assert!(roots > 0 && roots < 200, "{roots} of 200 sampled");
+    assert_eq!(out.spans.len(), roots * 3);
+    for span in out.spans.iter().filter(|s| s.name == "grandchild") {
+        assert_eq!(span.annotations.len(), 1);
+    }
+}
+
+#[test]
+fn an_unsampled_trace_records_none_of_its_events() {
+    let out = capture_with(Builder::new().with_sampler(Sampler::always_off()), || {
+        let _root = info_span!("root").entered();
+        tracing::info!("inside an unsampled span");
+    });
+    assert!(out.spans.is_empty());
+    assert!(out.events.is_empty());
+}
+
+#[test]
+fn half_of_20_000_roots_are_sampled_within_3_percent() {
+    let builder = Builder::new()
+        .with_sampler(Sampler::probability(0.5))
+        .with_max_queue_size(32_768);
+    let out = capture_with(builder, || {
+        for _ in 0..20_000 {
+            info_span!("root").in_scope(|| {});
+        }
+    });
+    let sampled = out.spans.len() as f64 / 20_000.0;
+    assert!((0.47..=0.53).contains(&sampled), "sampled fraction {sampled}");
+    assert_eq!(out.stats.dropped_queue_full, 0);
+}
+
+#[test]
+fn events_outside_spans_are_sampled_at_the_root_rate() {
+    let off = capture_with(Builder::new().with_sampler(Sampler::always_off()), || {
+        tracing::info!("dropped");
+    });
+    assert!(off.events.is_empty());
+    let on = capture_with(Builder::new(), || tracing::info!("kept"));
+    assert_eq!(on.events.len(), 1);
+}
+
+#[test]
+fn an_invalid_probability_is_a_build_error() {
+    for p in [-0.5, 1.5, f64::NAN] {
+        let err = Builder::new()
+            .with_sampler(Sampler::probability(p))
+            .build::<tracing_subscriber::Registry>()
+            .unwrap_err();
+        assert!(err.to_string().contains("Sampler::probability"), "{err}");
+    }
+}
