@@ -16,6 +16,7 @@ use crate::span_data::Record;
 
 mod in_memory;
 pub(crate) mod sink;
+pub(crate) mod transport;
 mod stdout;
 mod worker;
 
