@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,6 +26,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 use crate::exporter::Shared;
+use crate::sampler::SamplingRule;
 use crate::ids::{self, SpanId, TraceId};
 use crate::span_data::{
     Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, SpanKind,
@@ -75,115 +77,95 @@ impl<S> std::fmt::Debug for AppInsightsLayer<S> {
 }
 
 /// The in-flight state of a sampled span, kept in its extensions.
+///
+/// The record is boxed from the start and filled in place, so closing the
+/// span moves one pointer into the queue, not the whole record.
 pub(crate) struct SpanState {
-    name: Cow<'static, str>,
-    /// The operation name, from the parent; `None` for a local root, whose
-    /// operation name is computed from its own fields.
-    operation_name: Option<Cow<'static, str>>,
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    pub(crate) flags: TraceOptions,
-    pub(crate) tracestate: Option<Text>,
-    parent_span_id: Option<SpanId>,
-    remote_parent: bool,
+    data: Box<SpanData>,
+    /// `otel.kind` when given; else decided at close.
     kind: Option<SpanKind>,
-    target: &'static str,
-    level: tracing_core::Level,
-    attributes: crate::span_data::Attributes,
-    start_time: SystemTime,
-    child_span_count: u32,
-    annotations: Vec<Annotation>,
-    dropped_annotations: u32,
-    message_events: Vec<MessageEvent>,
-    dropped_message_events: u32,
-    links: Vec<Link>,
-    dropped_links: u32,
-    status: Status,
+    remote_parent: bool,
+    /// A local root computes its operation name from its own fields.
+    is_local_root: bool,
 }
 
 impl SpanState {
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.data.context.trace_id
+    }
+
+    pub(crate) fn span_id(&self) -> SpanId {
+        self.data.context.span_id
+    }
+
     /// Applies visited fields (creation or `record()`).
     fn apply(&mut self, fields: Fields) {
-        if let Some(name) = fields.name {
-            self.name = name;
+        self.apply_specials(&fields);
+        for (key, value) in fields.attributes.iter() {
+            self.data.attributes.insert(key, value.clone());
+        }
+    }
+
+    fn apply_specials(&mut self, fields: &Fields) {
+        if let Some(name) = &fields.name {
+            self.data.name = name.clone();
         }
         if let Some(kind) = fields.kind {
             self.kind = Some(kind);
         }
         if let Some(code) = fields.status_code {
-            self.status.code = code;
+            self.data.status.code = code;
         }
-        if let Some(description) = fields.status_description {
-            self.status.message = Some(description);
-        }
-        for (key, value) in fields.attributes.iter() {
-            self.attributes.insert(key, value.clone());
+        if let Some(description) = &fields.status_description {
+            self.data.status.message = Some(description.clone());
         }
     }
 
-    fn finish(self, end_time: SystemTime) -> SpanData {
-        let kind = match self.kind {
+    fn finish(mut self, end_time: SystemTime) -> Box<SpanData> {
+        self.data.kind = match self.kind {
             Some(kind) => kind,
             None if self.remote_parent => SpanKind::Server,
             None => SpanKind::Internal,
         };
-        let same_process = self.parent_span_id.map(|_| !self.remote_parent);
-        let operation_name = match self.operation_name {
-            Some(name) => name,
-            None => self.root_operation_name(),
-        };
-        SpanData {
-            operation_name,
-            name: self.name,
-            context: SpanContext {
-                trace_id: self.trace_id,
-                span_id: self.span_id,
-                trace_options: self.flags,
-                tracestate: self.tracestate,
-            },
-            parent_span_id: self.parent_span_id,
-            kind,
-            target: self.target,
-            level: self.level,
-            attributes: self.attributes,
-            start_time: self.start_time,
-            end_time,
-            child_span_count: self.child_span_count,
-            annotations: self.annotations,
-            dropped_annotations: self.dropped_annotations,
-            message_events: self.message_events,
-            dropped_message_events: self.dropped_message_events,
-            links: self.links,
-            dropped_links: self.dropped_links,
-            status: self.status,
-            same_process_as_parent_span: same_process,
+        self.data.same_process_as_parent_span =
+            self.data.parent_span_id.map(|_| !self.remote_parent);
+        if self.is_local_root {
+            self.data.operation_name = self.root_operation_name();
         }
+        self.data.end_time = end_time;
+        self.data
     }
 
     /// The operation name this span gives its children.
     fn operation_name(&self) -> Cow<'static, str> {
-        match &self.operation_name {
-            Some(name) => name.clone(),
-            None => self.root_operation_name(),
+        if self.is_local_root {
+            self.root_operation_name()
+        } else {
+            self.data.operation_name.clone()
         }
     }
 
     /// A local root's operation name: `"METHOD route"` when it has both
     /// fields (old or new semantic-convention names), else its name.
     fn root_operation_name(&self) -> Cow<'static, str> {
-        let get = |keys: &[&str]| keys.iter().find_map(|k| self.attributes.get(k));
-        let method = get(&["http.request.method", "http.method"]);
-        let route = get(&["http.route"]);
-        match (method, route) {
-            (Some(method), Some(route)) => Cow::Owned(format!("{method} {route}")),
-            _ => self.name.clone(),
+        let attributes = &self.data.attributes;
+        let Some(route) = attributes.get("http.route") else {
+            return self.data.name.clone();
+        };
+        let method = ["http.request.method", "http.method"]
+            .iter()
+            .find_map(|k| attributes.get(k));
+        match method {
+            Some(method) => Cow::Owned(format!("{method} {route}")),
+            None => self.data.name.clone(),
         }
     }
 
     fn add_annotation(&mut self, annotation: Annotation) {
+        let data = &mut *self.data;
         push_bounded(
-            &mut self.annotations,
-            &mut self.dropped_annotations,
+            &mut data.annotations,
+            &mut data.dropped_annotations,
             MAX_ANNOTATIONS,
             annotation,
         );
@@ -274,7 +256,7 @@ where
     /// The trace and span ids of any span this layer sees, sampled or not.
     pub(crate) fn ids_of(&self, span: &SpanRef<'_, S>) -> (TraceId, SpanId, bool) {
         if let Some(state) = span.extensions().get::<SpanState>() {
-            return (state.trace_id, state.span_id, true);
+            return (state.trace_id(), state.span_id(), true);
         }
         let root = span.scope().from_root().next();
         let root_id = root.as_ref().map_or_else(|| span.id(), |r| r.id());
@@ -295,13 +277,14 @@ where
                 let mut ext = parent.extensions_mut();
                 // A parent without state is unsampled: so is its subtree.
                 let state = ext.get_mut::<SpanState>()?;
-                state.child_span_count = state.child_span_count.saturating_add(1);
+                let data = &mut state.data;
+                data.child_span_count = data.child_span_count.saturating_add(1);
                 Some(ParentIds {
                     operation_name: state.operation_name(),
-                    trace_id: state.trace_id,
-                    span_id: state.span_id,
-                    flags: state.flags,
-                    tracestate: state.tracestate.clone(),
+                    trace_id: state.trace_id(),
+                    span_id: state.span_id(),
+                    flags: state.data.context.trace_options,
+                    tracestate: state.data.context.tracestate.clone(),
                 })
             }
             None => None,
@@ -331,20 +314,24 @@ where
         let meta = attrs.metadata();
         let mut fields = Fields::for_new_span(meta.fields().len());
         attrs.record(&mut fields);
-        let mut state = SpanState {
+        let start_time = SystemTime::now();
+        let is_local_root = operation_name.is_none();
+        let data = Box::new(SpanData {
             name: Cow::Borrowed(meta.name()),
-            operation_name,
-            trace_id,
-            span_id: ids::new_span_id(),
-            flags,
-            tracestate,
+            context: SpanContext {
+                trace_id,
+                span_id: ids::new_span_id(),
+                trace_options: flags,
+                tracestate,
+            },
+            operation_name: operation_name.unwrap_or(Cow::Borrowed("")),
             parent_span_id,
-            remote_parent: false,
-            kind: None,
+            kind: SpanKind::Unspecified,
             target: meta.target(),
             level: *meta.level(),
-            attributes: crate::span_data::Attributes::new(),
-            start_time: SystemTime::now(),
+            attributes: std::mem::take(&mut fields.attributes),
+            start_time,
+            end_time: start_time,
             child_span_count: 0,
             annotations: Vec::new(),
             dropped_annotations: 0,
@@ -353,9 +340,15 @@ where
             links: Vec::new(),
             dropped_links: 0,
             status: Status::default(),
+            same_process_as_parent_span: None,
+        });
+        let mut state = SpanState {
+            data,
+            kind: None,
+            remote_parent: false,
+            is_local_root,
         };
-        state.attributes = std::mem::take(&mut fields.attributes);
-        state.apply(fields);
+        state.apply_specials(&fields);
         Some(state)
     }
 
@@ -380,26 +373,29 @@ where
                 uncompressed_size_bytes: m.uncompressed,
                 compressed_size_bytes: m.compressed.unwrap_or(m.uncompressed),
             };
+            let data = &mut *state.data;
             push_bounded(
-                &mut state.message_events,
-                &mut state.dropped_message_events,
+                &mut data.message_events,
+                &mut data.dropped_message_events,
                 MAX_MESSAGE_EVENTS,
                 event,
             );
             return;
         }
-        if fields.carries_error() && state.status.code == StatusCode::Unset {
-            state.status.code = StatusCode::Error;
-            state.status.message = error_message(&fields);
+        let status = &mut state.data.status;
+        if fields.carries_error() && status.code == StatusCode::Unset {
+            status.code = StatusCode::Error;
+            status.message = error_message(&fields);
         }
         state.add_annotation(annotation(meta, timestamp, fields));
     }
 
+    /// Events outside spans are sampled at the root rate.
+    fn root_event_sampled(&self) -> bool {
+        self.shared.rule.sample_low_bits(ids::next_u64())
+    }
+
     fn record_root_event(&self, event: &Event<'_>) {
-        // Events outside spans are sampled at the root rate.
-        if !self.shared.rule.sample_low_bits(ids::next_u64()) {
-            return;
-        }
         let meta = event.metadata();
         let mut fields = Fields::for_event(meta.fields().len());
         event.record(&mut fields);
@@ -454,14 +450,23 @@ where
         if on_exporter_thread() || is_own_target(attrs.metadata().target()) {
             return;
         }
+        let shared = &self.shared;
+        if shared.rule == SamplingRule::None && shared.no_sampled_span_alive() {
+            return; // no sampled parent can exist and no root is sampled
+        }
         if let Some(state) = self.new_state(attrs, id, &ctx) {
             if let Some(span) = ctx.span(id) {
+                // Counted before it becomes visible (see `no_sampled_span_alive`).
+                shared.live_sampled.fetch_add(1, Ordering::AcqRel);
                 span.extensions_mut().insert(state);
             }
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
+        if self.shared.no_sampled_span_alive() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         if span.extensions().get::<SpanState>().is_none() {
             return;
@@ -475,6 +480,9 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        if self.shared.no_sampled_span_alive() {
+            return;
+        }
         let (Some(span), Some(follows)) = (ctx.span(id), ctx.span(follows)) else {
             return;
         };
@@ -485,7 +493,8 @@ where
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
             let link = Link::new(trace_id, span_id, LinkType::ParentLinkedSpan);
-            push_bounded(&mut state.links, &mut state.dropped_links, MAX_LINKS, link);
+            let data = &mut *state.data;
+            push_bounded(&mut data.links, &mut data.dropped_links, MAX_LINKS, link);
         }
     }
 
@@ -493,18 +502,31 @@ where
         if on_exporter_thread() || is_own_target(event.metadata().target()) {
             return;
         }
+        if self.shared.no_sampled_span_alive() {
+            // The event is in an unsampled span or outside any span: only
+            // the latter is recorded, and only if the root draw says so.
+            if self.root_event_sampled() && ctx.event_span(event).is_none() {
+                self.record_root_event(event);
+            }
+            return;
+        }
         match ctx.event_span(event) {
             Some(span) => self.record_event_in_span(event, &span),
-            None => self.record_root_event(event),
+            None if self.root_event_sampled() => self.record_root_event(event),
+            None => {}
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.shared.no_sampled_span_alive() {
+            return;
+        }
         let Some(span) = ctx.span(&id) else { return };
         // Take the state out in its own scope: the lock is released before
         // the record is built and sent.
         let state = { span.extensions_mut().remove::<SpanState>() };
         if let Some(state) = state {
+            self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
             let data = state.finish(SystemTime::now());
             self.shared.send(Record::Span(data));
         }

@@ -147,3 +147,8 @@ pub use span_data::{
     MAX_MESSAGE_EVENTS,
 };
 pub use text::Text;
+
+/// The README's examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

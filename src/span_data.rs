@@ -326,8 +326,9 @@ pub enum AttributeValue {
     /// A value recorded with `Debug` (`?value`, `%value`, 128-bit integers),
     /// formatted once and cut to [`MAX_ATTRIBUTE_VALUE_CHARS`].
     Debug(Text),
-    /// An error (`record_error`): its message and source chain.
-    Error(ErrorValue),
+    /// An error (`record_error`): its message and source chain (boxed: errors
+    /// are rare, and every other value stays small).
+    Error(Box<ErrorValue>),
 }
 
 impl AttributeValue {
@@ -479,7 +480,8 @@ impl Attributes {
 /// What the layer hands to the exporter worker.
 #[derive(Debug)]
 pub(crate) enum Record {
-    Span(SpanData),
+    /// Boxed: the queue moves a pointer, not the whole record.
+    Span(Box<SpanData>),
     Event(EventData),
 }
 

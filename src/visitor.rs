@@ -47,7 +47,7 @@ pub(crate) struct Fields {
     pub(crate) status_code: Option<StatusCode>,
     pub(crate) status_description: Option<Text>,
     /// An error carried by the fields (`error`), with its message.
-    pub(crate) error: Option<ErrorValue>,
+    pub(crate) error: Option<Box<ErrorValue>>,
     /// The event's message.
     pub(crate) message: Option<Text>,
     pub(crate) message_event: MessageEventFields,
@@ -200,13 +200,13 @@ impl Visit for Fields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let name = field.name();
+        if name == FIELD_MESSAGE && self.is_event {
+            // The common case of every event: format once, straight in.
+            self.message = Some(debug_text(value, MAX_MESSAGE_CHARS));
+            return;
+        }
         if is_special(name) {
-            let max = if name == FIELD_MESSAGE {
-                MAX_MESSAGE_CHARS
-            } else {
-                MAX_ATTRIBUTE_VALUE_CHARS
-            };
-            let text = debug_text(value, max);
+            let text = debug_text(value, MAX_ATTRIBUTE_VALUE_CHARS);
             if self.special_str(name, &text) {
                 return;
             }
@@ -266,7 +266,7 @@ impl Visit for Fields {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let name = field.name();
-        let error = ErrorValue::from_error(value);
+        let error = Box::new(ErrorValue::from_error(value));
         if name == FIELD_ERROR {
             if !self.is_event {
                 self.status_code.get_or_insert(StatusCode::Error);

@@ -74,8 +74,9 @@ fn unsampled_spans_allocate_nothing() {
 
 #[test]
 fn sampled_spans_allocate_only_their_records() {
-    // Per span: the boxed `SpanState` in the extensions and its attribute
-    // vector; nothing per field (short strings are stored inline).
+    // Per span: the extension map's box around `SpanState`, the boxed
+    // record, and its attribute vector; nothing per field (short strings
+    // are stored inline).
     let per_iteration = allocations_per_iteration(Sampler::always_on());
-    assert!(per_iteration <= 4.0, "{per_iteration} allocations for two spans");
+    assert!(per_iteration <= 6.0, "{per_iteration} allocations for two spans");
 }

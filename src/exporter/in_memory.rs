@@ -103,7 +103,7 @@ impl InMemoryExporter {
         let capacity = inner.capacity;
         for record in batch {
             let dropped = match record {
-                Record::Span(span) => push_capped(&mut inner.spans, span, capacity),
+                Record::Span(span) => push_capped(&mut inner.spans, *span, capacity),
                 Record::Event(event) => push_capped(&mut inner.events, event, capacity),
             };
             inner.dropped += dropped;

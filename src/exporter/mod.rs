@@ -36,6 +36,10 @@ pub(crate) struct Shared {
     pub(crate) notify: Notify,
     pub(crate) counters: Counters,
     warned_queue_full: AtomicBool,
+    /// Sampled spans alive (a `SpanState` exists). While it is zero no
+    /// span can have a sampled parent, be closed with a record, or hold an
+    /// event, so the unsampled path skips every registry lookup.
+    pub(crate) live_sampled: AtomicUsize,
 }
 
 /// The raw counters behind [`ExporterStats`].
@@ -66,8 +70,17 @@ impl Shared {
             notify: Notify::new(),
             counters: Counters::default(),
             warned_queue_full: AtomicBool::new(false),
+            live_sampled: AtomicUsize::new(0),
         };
         (shared, rx)
+    }
+
+    /// Whether no sampled span is alive. A span is created (and counted)
+    /// before anything can close it or record into it, on any thread, so a
+    /// zero seen here means the span at hand is not sampled.
+    #[inline]
+    pub(crate) fn no_sampled_span_alive(&self) -> bool {
+        self.live_sampled.load(Ordering::Acquire) == 0
     }
 
     /// Hands a finished record to the worker: never blocks; a full queue
