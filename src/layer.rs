@@ -30,7 +30,7 @@ use crate::sampler::SamplingRule;
 use crate::ids::{self, SpanId, TraceId};
 use crate::span_data::{
     Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, SpanKind,
-    Status, StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
+    StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 use crate::text::Text;
 use crate::visitor::Fields;
@@ -312,36 +312,32 @@ where
             }
         };
         let meta = attrs.metadata();
-        let mut fields = Fields::for_new_span(meta.fields().len());
+        let mut data = self.shared.pool.take().unwrap_or_default();
+        let mut fields = Fields::for_new_span(
+            std::mem::take(&mut data.attributes),
+            meta.fields().len(),
+        );
         attrs.record(&mut fields);
         let start_time = SystemTime::now();
         let is_local_root = operation_name.is_none();
-        let data = Box::new(SpanData {
-            name: Cow::Borrowed(meta.name()),
-            context: SpanContext {
-                trace_id,
-                span_id: ids::new_span_id(),
-                trace_options: flags,
-                tracestate,
-            },
-            operation_name: operation_name.unwrap_or(Cow::Borrowed("")),
-            parent_span_id,
-            kind: SpanKind::Unspecified,
-            target: meta.target(),
-            level: *meta.level(),
-            attributes: std::mem::take(&mut fields.attributes),
-            start_time,
-            end_time: start_time,
-            child_span_count: 0,
-            annotations: Vec::new(),
-            dropped_annotations: 0,
-            message_events: Vec::new(),
-            dropped_message_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::default(),
-            same_process_as_parent_span: None,
-        });
+        data.name = Cow::Borrowed(meta.name());
+        data.context = SpanContext {
+            trace_id,
+            span_id: ids::new_span_id(),
+            trace_options: flags,
+            tracestate,
+        };
+        data.operation_name = operation_name.unwrap_or(Cow::Borrowed(""));
+        data.parent_span_id = parent_span_id;
+        data.target = meta.target();
+        data.level = *meta.level();
+        data.attributes = std::mem::take(&mut fields.attributes);
+        data.start_time = start_time;
+        data.end_time = start_time;
+        data.child_span_count = 0;
+        data.dropped_annotations = 0;
+        data.dropped_message_events = 0;
+        data.dropped_links = 0;
         let mut state = SpanState {
             data,
             kind: None,

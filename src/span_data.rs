@@ -80,7 +80,48 @@ pub struct SpanData {
     pub same_process_as_parent_span: Option<bool>,
 }
 
+impl Default for SpanData {
+    /// An empty record: invalid ids, times at the Unix epoch, level INFO.
+    /// Useful to build records by hand, for example in tests of code that
+    /// reads them.
+    fn default() -> Self {
+        SpanData {
+            name: Cow::Borrowed(""),
+            context: SpanContext::default(),
+            operation_name: Cow::Borrowed(""),
+            parent_span_id: None,
+            kind: SpanKind::Unspecified,
+            target: "",
+            level: Level::INFO,
+            attributes: Attributes::new(),
+            start_time: std::time::UNIX_EPOCH,
+            end_time: std::time::UNIX_EPOCH,
+            child_span_count: 0,
+            annotations: Vec::new(),
+            dropped_annotations: 0,
+            message_events: Vec::new(),
+            dropped_message_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::default(),
+            same_process_as_parent_span: None,
+        }
+    }
+}
+
 impl SpanData {
+    /// Empties the record for reuse, keeping its vectors' capacity.
+    pub(crate) fn clear_for_reuse(&mut self) {
+        self.attributes.clear();
+        self.annotations.clear();
+        self.message_events.clear();
+        self.links.clear();
+        self.context.tracestate = None;
+        self.status = Status::default();
+        self.name = Cow::Borrowed("");
+        self.operation_name = Cow::Borrowed("");
+    }
+
     /// How long the span was open; zero if the clock went backwards.
     pub fn duration(&self) -> std::time::Duration {
         self.end_time
@@ -90,7 +131,7 @@ impl SpanData {
 }
 
 /// The identity of a span as it travels: trace id, span id, flags, state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct SpanContext {
     /// The trace (operation) the span belongs to.
     pub trace_id: TraceId,
@@ -439,6 +480,18 @@ impl Attributes {
             self.dropped = self.dropped.saturating_add(1);
         }
         self.entries.push((key, value));
+    }
+
+    /// Makes room for `n` more entries (never past [`MAX_ATTRIBUTES`]).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        let want = (self.entries.len() + n).min(MAX_ATTRIBUTES);
+        self.entries.reserve(want.saturating_sub(self.entries.len()));
+    }
+
+    /// Removes every entry, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.dropped = 0;
     }
 
     /// Appends a key known not to be present yet (a span's creation fields

@@ -62,10 +62,12 @@ pub(crate) struct MessageEventFields {
 }
 
 impl Fields {
-    /// For a span's creation fields (distinct keys, pre-sized).
-    pub(crate) fn for_new_span(n_fields: usize) -> Self {
+    /// For a span's creation fields (distinct keys), filling `attributes`
+    /// (empty, possibly with capacity from a recycled record).
+    pub(crate) fn for_new_span(mut attributes: Attributes, n_fields: usize) -> Self {
+        attributes.reserve(n_fields);
         Fields {
-            attributes: Attributes::with_capacity(n_fields),
+            attributes,
             distinct_keys: true,
             ..Fields::default()
         }

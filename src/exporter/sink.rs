@@ -38,11 +38,13 @@ impl std::fmt::Debug for Sink {
 
 impl Sink {
     /// Exports one batch. Runs on the worker thread, inside its runtime.
-    pub(crate) async fn export(&mut self, batch: Vec<Record>) -> ExportOutcome {
+    /// A sink that keeps records takes them out of `batch`; what it leaves
+    /// is recycled.
+    pub(crate) async fn export(&mut self, batch: &mut Vec<Record>) -> ExportOutcome {
         let n = batch.len();
         match self {
             Sink::Stdout(sink) => ExportOutcome {
-                exported: sink.export(&batch),
+                exported: sink.export(batch),
                 failed: 0,
             },
             Sink::InMemory(sink) => {
@@ -54,7 +56,7 @@ impl Sink {
             }
             #[cfg(test)]
             Sink::Callback(callback) => {
-                callback(&batch);
+                callback(batch);
                 ExportOutcome {
                     exported: n,
                     failed: 0,

@@ -134,12 +134,11 @@ impl Worker {
     }
 
     async fn export_batch(&mut self) {
-        let batch = std::mem::replace(
-            &mut self.batch,
-            Vec::with_capacity(self.config.max_batch_size),
-        );
-        let n = batch.len();
-        let outcome: ExportOutcome = self.sink.export(batch).await;
+        let n = self.batch.len();
+        let outcome: ExportOutcome = self.sink.export(&mut self.batch).await;
+        // What the sink did not keep goes back to the application threads.
+        self.shared.pool.give(&mut self.batch);
+        self.batch.clear();
         let counters = &self.shared.counters;
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters
