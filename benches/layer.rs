@@ -55,7 +55,9 @@ fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
         ("no_subscriber", Dispatch::none(), None),
         (
             "registry_noop",
-            Dispatch::new(tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new())),
+            Dispatch::new(
+                tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new()),
+            ),
             None,
         ),
         ("ours_unsampled", unsampled, Some(g1)),

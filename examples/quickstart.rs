@@ -27,7 +27,7 @@ fn value_prompt(input: &mut impl BufRead) -> io::Result<()> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (layer, mut guard) = tracing_appinsights::layer()?;
+    let (layer, guard) = tracing_appinsights::layer()?;
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
         .with(layer)

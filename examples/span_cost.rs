@@ -55,7 +55,10 @@ fn main() {
                 .with_max_queue_size(65_536)
                 .build()
                 .expect("valid builder");
-            (Dispatch::new(tracing_subscriber::registry().with(layer)), Some(guard))
+            (
+                Dispatch::new(tracing_subscriber::registry().with(layer)),
+                Some(guard),
+            )
         }
         None => (
             Dispatch::new(

@@ -6,8 +6,12 @@ use std::time::Duration;
 use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::connection_string::{Authorization, ConnectionString};
+use crate::envelope::{EnvelopeContext, TelemetrySettings};
 use crate::error::BuildError;
+use crate::exporter::appinsights::AppInsightsSink;
 use crate::exporter::sink::Sink;
+use crate::exporter::transport::{Transport, TransportConfig};
 use crate::exporter::{spawn_worker, ExporterGuard, InMemoryExporter, Shared, WorkerConfig};
 use crate::layer::AppInsightsLayer;
 use crate::sampler::Sampler;
@@ -20,8 +24,17 @@ pub const DEFAULT_MAX_BATCH_SIZE: usize = 512;
 pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default bound on the time dropping the [`ExporterGuard`] may take.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on one HTTP request to the ingestion endpoint.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on opening a connection to the ingestion endpoint.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle connection to the endpoint is kept for reuse.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The environment variable holding the connection string.
 pub const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
+/// The environment variable holding a bare instrumentation key (deprecated
+/// by Azure in favour of connection strings, still honoured).
+pub const ENV_INSTRUMENTATION_KEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
 
 /// Configures and builds an [`AppInsightsLayer`] and its [`ExporterGuard`].
 ///
@@ -36,7 +49,19 @@ pub const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
 /// | [`with_max_batch_size`](Self::with_max_batch_size) | 512 records ([`DEFAULT_MAX_BATCH_SIZE`]) |
 /// | [`with_export_interval`](Self::with_export_interval) | 5 s ([`DEFAULT_EXPORT_INTERVAL`]) |
 /// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`DEFAULT_SHUTDOWN_TIMEOUT`]) |
-/// | sink | stdout, one OpenCensus-style line per record (or an [`InMemoryExporter`]) |
+/// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
+/// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
+/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, else the executable's name |
+/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | the host name |
+/// | [`with_application_version`](Self::with_application_version) | none |
+/// | [`with_gzip`](Self::with_gzip) | `true` |
+/// | [`with_request_timeout`](Self::with_request_timeout) | 10 s ([`DEFAULT_REQUEST_TIMEOUT`]) |
+/// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`DEFAULT_CONNECT_TIMEOUT`]) |
+/// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
+///
+/// The connection string is taken from, in order: `with_connection_string`,
+/// `with_instrumentation_key`, `APPLICATIONINSIGHTS_CONNECTION_STRING`,
+/// `APPINSIGHTS_INSTRUMENTATIONKEY`.
 ///
 /// # Examples
 ///
@@ -62,6 +87,12 @@ pub struct Builder {
     export_interval: Duration,
     shutdown_timeout: Duration,
     in_memory: Option<InMemoryExporter>,
+    connection_string: Option<String>,
+    instrumentation_key: Option<String>,
+    telemetry: TelemetrySettings,
+    gzip: bool,
+    request_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -80,7 +111,71 @@ impl Builder {
             export_interval: DEFAULT_EXPORT_INTERVAL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             in_memory: None,
+            connection_string: None,
+            instrumentation_key: None,
+            telemetry: TelemetrySettings::default(),
+            gzip: true,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
+    }
+
+    /// The Application Insights connection string
+    /// (`InstrumentationKey=…;IngestionEndpoint=https://…`), as the Azure
+    /// portal shows it. Beats `APPLICATIONINSIGHTS_CONNECTION_STRING`.
+    /// It is checked by [`build`](Self::build), whose error names the
+    /// segment at fault (never the key itself).
+    pub fn with_connection_string(mut self, connection_string: impl Into<String>) -> Self {
+        self.connection_string = Some(connection_string.into());
+        self
+    }
+
+    /// A bare instrumentation key (a GUID), sent to the global ingestion
+    /// endpoint. Beats both environment variables, but not
+    /// [`with_connection_string`](Self::with_connection_string).
+    pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
+        self.instrumentation_key = Some(key.into());
+        self
+    }
+
+    /// `ai.cloud.role`: the service's name on the application map (default
+    /// `OTEL_SERVICE_NAME`, else the executable's name).
+    pub fn with_cloud_role(mut self, role: impl Into<String>) -> Self {
+        self.telemetry.cloud_role = Some(role.into());
+        self
+    }
+
+    /// `ai.cloud.roleInstance`: this instance of the service (default the
+    /// host name).
+    pub fn with_cloud_role_instance(mut self, instance: impl Into<String>) -> Self {
+        self.telemetry.cloud_role_instance = Some(instance.into());
+        self
+    }
+
+    /// `ai.application.ver`: the application's version (default none).
+    pub fn with_application_version(mut self, version: impl Into<String>) -> Self {
+        self.telemetry.application_version = Some(version.into());
+        self
+    }
+
+    /// Whether request bodies are gzipped (default `true`; the service
+    /// accepts both).
+    pub fn with_gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// The longest one request to the ingestion endpoint may take, from
+    /// connecting to reading the answer (default 10 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The longest opening a connection may take (default 5 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// Which new traces are recorded (default: all of them).
@@ -151,7 +246,85 @@ impl Builder {
         if self.export_interval.is_zero() {
             return invalid("with_export_interval", "must be longer than zero".into());
         }
+        if self.request_timeout.is_zero() {
+            return invalid("with_request_timeout", "must be longer than zero".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("with_connect_timeout", "must be longer than zero".into());
+        }
+        if self.in_memory.is_some()
+            && (self.connection_string.is_some() || self.instrumentation_key.is_some())
+        {
+            return invalid(
+                "with_in_memory_exporter",
+                "records cannot both stay in memory and go to the connection string given \
+                 with with_connection_string / with_instrumentation_key; choose one"
+                    .into(),
+            );
+        }
         Ok(sampler)
+    }
+
+    /// The connection string in force and where it came from, by the
+    /// precedence of the table above; `None` when there is none.
+    fn resolve_connection_string(&self) -> Result<Option<ConnectionString>, BuildError> {
+        let env = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let (text, origin) = if let Some(cs) = &self.connection_string {
+            (cs.clone(), "with_connection_string")
+        } else if let Some(key) = &self.instrumentation_key {
+            (
+                key_only(key, "with_instrumentation_key")?,
+                "with_instrumentation_key",
+            )
+        } else if let Some(cs) = env(ENV_CONNECTION_STRING) {
+            (cs, ENV_CONNECTION_STRING)
+        } else if let Some(key) = env(ENV_INSTRUMENTATION_KEY) {
+            (
+                key_only(&key, ENV_INSTRUMENTATION_KEY)?,
+                ENV_INSTRUMENTATION_KEY,
+            )
+        } else {
+            return Ok(None);
+        };
+        let parsed: ConnectionString = text
+            .parse()
+            .map_err(|source| BuildError::ConnectionString { origin, source })?;
+        if parsed.authorization() == Authorization::Aad {
+            return Err(BuildError::AadNeedsTokenProvider { origin });
+        }
+        Ok(Some(parsed))
+    }
+
+    /// The sink the settings ask for.
+    fn sink(&self, sampler: Sampler) -> Result<Sink, BuildError> {
+        if let Some(exporter) = &self.in_memory {
+            return Ok(Sink::InMemory(exporter.clone()));
+        }
+        let Some(connection) = self.resolve_connection_string()? else {
+            return Ok(Sink::Stdout(Default::default()));
+        };
+        let transport = Transport::new(TransportConfig {
+            endpoint: connection.ingestion_endpoint().to_owned(),
+            gzip: self.gzip,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+        })
+        .map_err(|e| BuildError::Transport {
+            reason: e.to_string(),
+        })?;
+        let context = EnvelopeContext::new(
+            connection.instrumentation_key(),
+            &self.telemetry,
+            sampler.ratio(),
+        );
+        Ok(Sink::AppInsights(Box::new(AppInsightsSink::new(
+            transport, context,
+        ))))
     }
 
     /// Builds the layer and starts the exporter's worker thread.
@@ -164,10 +337,8 @@ impl Builder {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let sink = match self.in_memory.clone() {
-            Some(exporter) => Sink::InMemory(exporter),
-            None => Sink::Stdout(Default::default()),
-        };
+        let sampler = self.validate()?;
+        let sink = self.sink(sampler)?;
         self.build_with_sink(sink)
     }
 
@@ -190,6 +361,18 @@ impl Builder {
         let guard = ExporterGuard::new(Arc::clone(&shared), control, thread, self.shutdown_timeout);
         Ok((AppInsightsLayer::new(shared), guard))
     }
+}
+
+/// A connection string holding only `key`, refusing a key that would smuggle
+/// in more segments.
+fn key_only(key: &str, origin: &'static str) -> Result<String, BuildError> {
+    if key.contains(';') || key.contains('=') {
+        return Err(BuildError::ConnectionString {
+            origin,
+            source: crate::connection_string::ParseError::MissingInstrumentationKey,
+        });
+    }
+    Ok(format!("InstrumentationKey={}", key.trim()))
 }
 
 /// Builds the layer with every default, reading the connection string from

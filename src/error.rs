@@ -26,6 +26,34 @@ pub enum BuildError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// The connection string is malformed; the message names the segment
+    /// or key at fault (never the instrumentation key itself).
+    #[error("invalid connection string from {origin}: {source}")]
+    ConnectionString {
+        /// Where it came from: the builder method or the environment variable.
+        origin: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: crate::ParseError,
+    },
+    /// The connection string asks for Microsoft Entra ID (`Authorization=AAD`)
+    /// authentication, which needs a token provider this version does not
+    /// have yet.
+    #[error(
+        "the connection string from {origin} says Authorization=AAD, which needs a token \
+         provider; this version supports instrumentation-key authentication only"
+    )]
+    AadNeedsTokenProvider {
+        /// Where the connection string came from.
+        origin: &'static str,
+    },
+    /// The HTTP client for the ingestion endpoint could not be built (for
+    /// example, no TLS root certificates could be loaded).
+    #[error("could not set up the connection to the ingestion endpoint: {reason}")]
+    Transport {
+        /// What went wrong.
+        reason: String,
+    },
     /// The worker thread or its runtime could not be started.
     #[error("could not start the exporter thread: {0}")]
     Spawn(#[source] std::io::Error),

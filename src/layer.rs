@@ -26,8 +26,8 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 use crate::exporter::Shared;
-use crate::sampler::SamplingRule;
 use crate::ids::{self, SpanId, TraceId};
+use crate::sampler::SamplingRule;
 use crate::span_data::{
     Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, SpanKind,
     StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
@@ -313,10 +313,8 @@ where
         };
         let meta = attrs.metadata();
         let mut data = self.shared.pool.take().unwrap_or_default();
-        let mut fields = Fields::for_new_span(
-            std::mem::take(&mut data.attributes),
-            meta.fields().len(),
-        );
+        let mut fields =
+            Fields::for_new_span(std::mem::take(&mut data.attributes), meta.fields().len());
         attrs.record(&mut fields);
         let start_time = SystemTime::now();
         let is_local_root = operation_name.is_none();

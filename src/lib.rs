@@ -120,6 +120,7 @@
 
 mod config;
 mod connection_string;
+mod envelope;
 mod error;
 mod exporter;
 mod ids;
@@ -131,8 +132,9 @@ mod time_fmt;
 mod visitor;
 
 pub use config::{
-    layer, Builder, DEFAULT_EXPORT_INTERVAL, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_SHUTDOWN_TIMEOUT, ENV_CONNECTION_STRING,
+    layer, Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPORT_INTERVAL, DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT, ENV_CONNECTION_STRING, ENV_INSTRUMENTATION_KEY,
 };
 pub use connection_string::{Authorization, ConnectionString, ParseError};
 pub use error::{BuildError, FlushError, ShutdownError};

@@ -485,7 +485,8 @@ impl Attributes {
     /// Makes room for `n` more entries (never past [`MAX_ATTRIBUTES`]).
     pub(crate) fn reserve(&mut self, n: usize) {
         let want = (self.entries.len() + n).min(MAX_ATTRIBUTES);
-        self.entries.reserve(want.saturating_sub(self.entries.len()));
+        self.entries
+            .reserve(want.saturating_sub(self.entries.len()));
     }
 
     /// Removes every entry, keeping the capacity.

@@ -78,5 +78,8 @@ fn sampled_spans_allocate_only_their_records() {
     // record, and its attribute vector; nothing per field (short strings
     // are stored inline).
     let per_iteration = allocations_per_iteration(Sampler::always_on());
-    assert!(per_iteration <= 6.0, "{per_iteration} allocations for two spans");
+    assert!(
+        per_iteration <= 6.0,
+        "{per_iteration} allocations for two spans"
+    );
 }

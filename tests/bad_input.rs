@@ -20,7 +20,10 @@ fn special_fields_of_the_wrong_type_stay_attributes() {
     let span = out.span("odd");
     assert_eq!(span.kind, SpanKind::Internal);
     assert_eq!(span.status.code, StatusCode::Unset);
-    assert_eq!(span.attributes.get("otel.kind"), Some(&AttributeValue::U64(5)));
+    assert_eq!(
+        span.attributes.get("otel.kind"),
+        Some(&AttributeValue::U64(5))
+    );
     assert_eq!(
         span.attributes.get("otel.status_code"),
         Some(&AttributeValue::Bool(true))
@@ -107,6 +110,8 @@ fn spans_closed_on_other_threads_from_many_threads() {
     assert_eq!(out.spans.len(), 16);
     let parents: Vec<_> = out.spans.iter().filter(|s| s.name == "t").collect();
     for child in out.spans.iter().filter(|s| s.name == "child") {
-        assert!(parents.iter().any(|p| Some(p.context.span_id) == child.parent_span_id));
+        assert!(parents
+            .iter()
+            .any(|p| Some(p.context.span_id) == child.parent_span_id));
     }
 }

@@ -73,7 +73,9 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
         .build()
         .unwrap();
     tracing::subscriber::with_default(
-        tracing_subscriber::registry().with(fmt_layer(&beside)).with(layer),
+        tracing_subscriber::registry()
+            .with(fmt_layer(&beside))
+            .with(layer),
         workload,
     );
     guard.flush(Duration::from_secs(5)).unwrap();
@@ -103,7 +105,11 @@ fn a_global_env_filter_applies_to_both() {
     assert_eq!(spans.len(), 1, "the debug span is filtered out");
     assert_eq!(spans[0].name, "outer");
     // The info event inside the filtered-out debug span lands on `outer`.
-    let messages: Vec<_> = spans[0].annotations.iter().map(|a| a.description.to_string()).collect();
+    let messages: Vec<_> = spans[0]
+        .annotations
+        .iter()
+        .map(|a| a.description.to_string())
+        .collect();
     assert_eq!(messages, ["inside inner", "a warning"]);
 }
 

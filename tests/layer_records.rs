@@ -116,7 +116,10 @@ fn events_become_annotations_with_level_message_and_fields() {
     assert_eq!(a[0].attributes.get("n"), Some(&AttributeValue::U64(1)));
     assert_eq!(a[1].description, "second 2");
     assert_eq!(a[1].level, Level::WARN);
-    assert_eq!(a[1].attributes.get("code"), Some(&AttributeValue::Str("E1".into())));
+    assert_eq!(
+        a[1].attributes.get("code"),
+        Some(&AttributeValue::Str("E1".into()))
+    );
     assert!(a[0].timestamp <= a[1].timestamp);
     assert!(a[1].attributes.get("message").is_none());
     assert_eq!(span.status.code, StatusCode::Unset);
@@ -149,7 +152,15 @@ fn bounds_keep_the_newest_and_count_the_dropped() {
     assert_eq!(span.message_events.len(), MAX_MESSAGE_EVENTS);
     assert_eq!(span.dropped_message_events, 2);
     let m = &span.message_events[0];
-    assert_eq!((m.kind, m.id, m.uncompressed_size_bytes, m.compressed_size_bytes), (MessageEventKind::Sent, 2, 10, 10));
+    assert_eq!(
+        (
+            m.kind,
+            m.id,
+            m.uncompressed_size_bytes,
+            m.compressed_size_bytes
+        ),
+        (MessageEventKind::Sent, 2, 10, 10)
+    );
     assert_eq!(span.links.len(), MAX_LINKS);
     assert_eq!(span.dropped_links, 5);
 }
@@ -181,7 +192,11 @@ fn special_fields_are_read_into_the_record() {
             keep = 1_u64,
         )
         .in_scope(|| {});
-        let late = info_span!("late", otel.name = tracing::field::Empty, otel.kind = "server");
+        let late = info_span!(
+            "late",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server"
+        );
         late.record("otel.name", "renamed");
     });
     let span = out.span("GET /items");
@@ -271,7 +286,10 @@ fn events_outside_spans_are_records_of_their_own() {
     let e = &out.events[0];
     assert_eq!(e.message, "disk almost full");
     assert_eq!(e.level, Level::WARN);
-    assert_eq!(e.attributes.get("disk"), Some(&AttributeValue::Str("sda".into())));
+    assert_eq!(
+        e.attributes.get("disk"),
+        Some(&AttributeValue::Str("sda".into()))
+    );
     assert_eq!(e.target, module_path!());
 }
 

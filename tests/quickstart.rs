@@ -58,7 +58,10 @@ fn quickstart_prints_three_values_and_three_records() {
     assert_eq!(records.len(), 3, "{stdout}");
     for (record, value) in records.iter().zip(["4", "25", "100"]) {
         assert!(record.starts_with("SpanData(name='value_prompt', context=SpanContext(trace_id="));
-        assert!(record.contains(&format!("attributes=BoundedDict({{'value': '{value}'}}")), "{record}");
+        assert!(
+            record.contains(&format!("attributes=BoundedDict({{'value': '{value}'}}")),
+            "{record}"
+        );
         assert!(record.contains("parent_span_id=None"));
         assert!(record.contains("trace_options=TraceOptions(enabled=True)"));
         assert!(record.ends_with("span_kind=INTERNAL)"));

@@ -20,13 +20,16 @@ fn always_off_records_nothing_and_queues_nothing() {
 #[test]
 fn children_inherit_the_roots_decision() {
     // At 50%, each trace is all in or all out: never a child without its root.
-    let out = capture_with(Builder::new().with_sampler(Sampler::probability(0.5)), || {
-        for _ in 0..200 {
-            let _root = info_span!("root").entered();
-            let _child = info_span!("child").entered();
-            info_span!("grandchild").in_scope(|| tracing::info!("event"));
-        }
-    });
+    let out = capture_with(
+        Builder::new().with_sampler(Sampler::probability(0.5)),
+        || {
+            for _ in 0..200 {
+                let _root = info_span!("root").entered();
+                let _child = info_span!("child").entered();
+                info_span!("grandchild").in_scope(|| tracing::info!("event"));
+            }
+        },
+    );
     let roots = out.spans.iter().filter(|s| s.name == "root").count();
     assert!(roots > 0 && roots < 200, "{roots} of 200 sampled");
     assert_eq!(out.spans.len(), roots * 3);
@@ -56,7 +59,10 @@ fn half_of_20_000_roots_are_sampled_within_3_percent() {
         }
     });
     let sampled = out.spans.len() as f64 / 20_000.0;
-    assert!((0.47..=0.53).contains(&sampled), "sampled fraction {sampled}");
+    assert!(
+        (0.47..=0.53).contains(&sampled),
+        "sampled fraction {sampled}"
+    );
     assert_eq!(out.stats.dropped_queue_full, 0);
 }
 

@@ -6,7 +6,13 @@ use tracing::info_span;
 use tracing_appinsights::{Builder, FlushError, InMemoryExporter, ShutdownError};
 use tracing_subscriber::prelude::*;
 
-fn build(builder: Builder) -> (tracing::Dispatch, tracing_appinsights::ExporterGuard, InMemoryExporter) {
+fn build(
+    builder: Builder,
+) -> (
+    tracing::Dispatch,
+    tracing_appinsights::ExporterGuard,
+    InMemoryExporter,
+) {
     let exporter = InMemoryExporter::new();
     let (layer, guard) = builder
         .with_in_memory_exporter(exporter.clone())
@@ -29,7 +35,10 @@ fn flush_returns_after_every_earlier_record_is_exported() {
     guard.flush(Duration::from_secs(10)).unwrap();
     assert_eq!(exporter.spans().len(), 1000);
     let stats = guard.stats();
-    assert_eq!((stats.queued, stats.exported, stats.in_queue), (1000, 1000, 0));
+    assert_eq!(
+        (stats.queued, stats.exported, stats.in_queue),
+        (1000, 1000, 0)
+    );
 }
 
 #[test]
@@ -67,18 +76,21 @@ fn the_interval_exports_a_partial_batch() {
 
 #[test]
 fn shutdown_twice_is_an_error_and_flush_after_shutdown_too() {
-    let (_dispatch, mut guard, _exporter) = build(Builder::new());
+    let (_dispatch, guard, _exporter) = build(Builder::new());
     guard.shutdown(Duration::from_secs(5)).unwrap();
     assert_eq!(
         guard.shutdown(Duration::from_secs(5)),
         Err(ShutdownError::AlreadyShutDown)
     );
-    assert_eq!(guard.flush(Duration::from_secs(1)), Err(FlushError::ShutDown));
+    assert_eq!(
+        guard.flush(Duration::from_secs(1)),
+        Err(FlushError::ShutDown)
+    );
 }
 
 #[test]
 fn records_after_shutdown_are_counted_as_dropped() {
-    let (dispatch, mut guard, exporter) = build(Builder::new());
+    let (dispatch, guard, exporter) = build(Builder::new());
     guard.shutdown(Duration::from_secs(5)).unwrap();
     tracing::dispatcher::with_default(&dispatch, || info_span!("late").in_scope(|| {}));
     assert!(exporter.spans().is_empty());
@@ -87,7 +99,7 @@ fn records_after_shutdown_are_counted_as_dropped() {
 
 #[test]
 fn a_queue_of_one_counts_every_drop_exactly() {
-    let (dispatch, mut guard, exporter) = build(
+    let (dispatch, guard, exporter) = build(
         Builder::new()
             .with_max_queue_size(1)
             .with_max_batch_size(1)
@@ -122,13 +134,21 @@ fn contradictory_settings_name_the_setting() {
         (Builder::new().with_max_queue_size(0), "with_max_queue_size"),
         (Builder::new().with_max_batch_size(0), "with_max_batch_size"),
         (
-            Builder::new().with_max_queue_size(10).with_max_batch_size(20),
+            Builder::new()
+                .with_max_queue_size(10)
+                .with_max_batch_size(20),
             "with_max_batch_size",
         ),
-        (Builder::new().with_export_interval(Duration::ZERO), "with_export_interval"),
+        (
+            Builder::new().with_export_interval(Duration::ZERO),
+            "with_export_interval",
+        ),
     ];
     for (builder, setting) in cases {
         let err = builder.build::<tracing_subscriber::Registry>().unwrap_err();
-        assert!(err.to_string().contains(setting), "{err} should name {setting}");
+        assert!(
+            err.to_string().contains(setting),
+            "{err} should name {setting}"
+        );
     }
 }

@@ -14,10 +14,11 @@ use crate::layer::IdKeys;
 use crate::sampler::{Sampler, SamplingRule};
 use crate::span_data::{Record, SpanData};
 
+pub(crate) mod appinsights;
 mod in_memory;
 pub(crate) mod sink;
-pub(crate) mod transport;
 mod stdout;
+pub(crate) mod transport;
 mod worker;
 
 pub use in_memory::{InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};
@@ -53,6 +54,9 @@ pub(crate) struct Shared {
 /// [`RecordPool::CAPACITY`] records are kept.
 #[derive(Default)]
 pub(crate) struct RecordPool {
+    // Boxes on purpose: the records are handed out boxed and moved as one
+    // pointer through the queue; unboxing here would copy them twice.
+    #[allow(clippy::vec_box)]
     free: std::sync::Mutex<Vec<Box<SpanData>>>,
 }
 
@@ -68,7 +72,9 @@ impl RecordPool {
 
     /// Keeps the spans of an exported batch for reuse, up to the capacity.
     pub(crate) fn give(&self, batch: &mut Vec<Record>) {
-        let Ok(mut free) = self.free.lock() else { return };
+        let Ok(mut free) = self.free.lock() else {
+            return;
+        };
         for record in batch.drain(..) {
             if free.len() >= Self::CAPACITY {
                 break;
@@ -259,9 +265,9 @@ pub(crate) enum Control {
 pub struct ExporterGuard {
     shared: Arc<Shared>,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
-    thread: Option<JoinHandle<()>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     shutdown_timeout: Duration,
-    is_shut_down: bool,
+    is_shut_down: AtomicBool,
 }
 
 impl std::fmt::Debug for ExporterGuard {
@@ -269,7 +275,7 @@ impl std::fmt::Debug for ExporterGuard {
         f.debug_struct("ExporterGuard")
             .field("stats", &self.stats())
             .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("is_shut_down", &self.is_shut_down)
+            .field("is_shut_down", &self.is_shut_down.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -284,9 +290,9 @@ impl ExporterGuard {
         ExporterGuard {
             shared,
             control,
-            thread: Some(thread),
+            thread: std::sync::Mutex::new(Some(thread)),
             shutdown_timeout,
-            is_shut_down: false,
+            is_shut_down: AtomicBool::new(false),
         }
     }
 
@@ -301,7 +307,7 @@ impl ExporterGuard {
     /// time (they stay queued and are exported later);
     /// [`FlushError::ShutDown`] after [`shutdown`](Self::shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        if self.is_shut_down {
+        if self.is_shut_down.load(Ordering::Acquire) {
             return Err(FlushError::ShutDown);
         }
         let (reply, done) = std_mpsc::sync_channel(1);
@@ -329,11 +335,10 @@ impl ExporterGuard {
     /// [`ShutdownError::Timeout`] when the worker did not finish in time (it
     /// is left to finish in the background; what it could not export is
     /// lost and the counters say how much).
-    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), ShutdownError> {
-        if self.is_shut_down {
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        if self.is_shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
         }
-        self.is_shut_down = true;
         let (reply, done) = std_mpsc::sync_channel(1);
         let deadline = std::time::Instant::now() + timeout;
         if self
@@ -345,7 +350,8 @@ impl ExporterGuard {
         }
         match done.recv_timeout(timeout) {
             Ok(()) => {
-                if let Some(thread) = self.thread.take() {
+                let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+                if let Some(thread) = thread {
                     // The worker replied as its last act: this join is short.
                     let _ = thread.join();
                 }
@@ -364,7 +370,7 @@ impl ExporterGuard {
 
 impl Drop for ExporterGuard {
     fn drop(&mut self) {
-        if !self.is_shut_down {
+        if !self.is_shut_down.load(Ordering::Acquire) {
             let _ = self.shutdown(self.shutdown_timeout);
         }
     }
@@ -387,7 +393,11 @@ mod tests {
     struct Seen(Arc<AtomicUsize>);
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
-        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
             if event.metadata().target() == "noisy_sink" {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
@@ -410,7 +420,7 @@ mod tests {
                 }
             }
         }));
-        let (layer, mut guard) = Builder::new()
+        let (layer, guard) = Builder::new()
             .with_export_interval(Duration::from_millis(10))
             .build_with_sink(sink)
             .unwrap();
@@ -432,7 +442,10 @@ mod tests {
         guard.shutdown(Duration::from_secs(5)).unwrap();
 
         assert_eq!(*names.lock().unwrap(), ["app"]);
-        assert!(seen.0.load(Ordering::SeqCst) >= 1, "fmt-like layers still see the sink's events");
+        assert!(
+            seen.0.load(Ordering::SeqCst) >= 1,
+            "fmt-like layers still see the sink's events"
+        );
         assert_eq!(guard.stats().queued, 1);
     }
 

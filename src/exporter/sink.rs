@@ -1,6 +1,7 @@
 //! Where the worker sends batches: the small internal interface every sink
 //! implements, as one enum so no future is boxed.
 
+use super::appinsights::AppInsightsSink;
 use super::in_memory::InMemoryExporter;
 use super::stdout::StdoutSink;
 use crate::span_data::Record;
@@ -14,15 +15,21 @@ pub(crate) struct ExportOutcome {
     pub(crate) failed: usize,
 }
 
+/// A test sink's callback.
+#[cfg(test)]
+pub(crate) type Callback = dyn FnMut(&[Record]) + Send;
+
 /// The worker's sink.
 pub(crate) enum Sink {
     /// No connection string: OpenCensus-style lines on stdout.
     Stdout(StdoutSink),
     /// Records kept in memory for the application's tests.
     InMemory(InMemoryExporter),
+    /// The Application Insights ingestion endpoint.
+    AppInsights(Box<AppInsightsSink>),
     /// A test hook: a callback run on the worker thread.
     #[cfg(test)]
-    Callback(Box<dyn FnMut(&[Record]) + Send>),
+    Callback(Box<Callback>),
 }
 
 impl std::fmt::Debug for Sink {
@@ -30,6 +37,7 @@ impl std::fmt::Debug for Sink {
         f.write_str(match self {
             Sink::Stdout(_) => "Sink::Stdout",
             Sink::InMemory(_) => "Sink::InMemory",
+            Sink::AppInsights(_) => "Sink::AppInsights",
             #[cfg(test)]
             Sink::Callback(_) => "Sink::Callback",
         })
@@ -47,6 +55,7 @@ impl Sink {
                 exported: sink.export(batch),
                 failed: 0,
             },
+            Sink::AppInsights(sink) => sink.export(batch).await,
             Sink::InMemory(sink) => {
                 sink.export(batch);
                 ExportOutcome {

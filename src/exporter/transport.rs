@@ -10,7 +10,6 @@
 //! by `request_timeout`.
 
 // The HTTP sink is not wired in yet; until it is, only the tests use this.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -491,6 +490,7 @@ pub(crate) fn parse_track_response(body: &[u8]) -> Option<TrackResponse> {
 
 // === gzip ===
 
+#[cfg(test)]
 /// Gzips `data` at [`GZIP_LEVEL`].
 pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     // Writing into a Vec cannot fail.

@@ -18,7 +18,12 @@ impl Captured {
     /// The one span named `name`.
     pub fn span(&self, name: &str) -> &SpanData {
         let found: Vec<_> = self.spans.iter().filter(|s| s.name == name).collect();
-        assert_eq!(found.len(), 1, "expected one span named {name:?}: {:#?}", self.spans);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one span named {name:?}: {:#?}",
+            self.spans
+        );
         found[0]
     }
 }
@@ -27,7 +32,7 @@ impl Captured {
 /// the exporter down and returns every record.
 pub fn capture_with(builder: Builder, f: impl FnOnce()) -> Captured {
     let exporter = InMemoryExporter::new();
-    let (layer, mut guard) = builder
+    let (layer, guard) = builder
         .with_in_memory_exporter(exporter.clone())
         .build()
         .expect("valid builder");

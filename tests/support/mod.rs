@@ -12,6 +12,8 @@
 //! Dropping the server stops the accept loop and every connection task and
 //! joins the thread, waiting at most [`SHUTDOWN_WAIT`].
 
+pub mod schema;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read;
