@@ -412,6 +412,16 @@ pub struct ErrorValue {
 }
 
 impl ErrorValue {
+    /// An error known only by its message (recorded as text, as
+    /// `#[instrument(err)]` does).
+    pub fn from_message(message: Text) -> Self {
+        ErrorValue {
+            type_name: None,
+            message,
+            sources: Vec::new(),
+        }
+    }
+
     /// Captures an error's message, type name and source chain.
     pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
         use std::fmt::Write;

@@ -30,6 +30,8 @@ pub(crate) const FIELD_ERROR: &str = "error";
 pub(crate) const FIELD_MESSAGE: &str = "message";
 /// `exception.message`: an event describing an exception.
 pub(crate) const FIELD_EXCEPTION_MESSAGE: &str = "exception.message";
+/// `exception.type`: an event describing an exception.
+pub(crate) const FIELD_EXCEPTION_TYPE: &str = "exception.type";
 const FIELD_MESSAGE_TYPE: &str = "message.type";
 const FIELD_MESSAGE_ID: &str = "message.id";
 const FIELD_MESSAGE_UNCOMPRESSED: &str = "message.uncompressed_size";
@@ -91,7 +93,9 @@ impl Fields {
     /// Whether the fields carry an error (an `error` value or an
     /// `exception.message`).
     pub(crate) fn carries_error(&self) -> bool {
-        self.error.is_some() || self.attributes.get(FIELD_EXCEPTION_MESSAGE).is_some()
+        self.error.is_some()
+            || self.attributes.get(FIELD_EXCEPTION_MESSAGE).is_some()
+            || self.attributes.get(FIELD_EXCEPTION_TYPE).is_some()
     }
 
     fn attr(&mut self, key: &'static str, value: AttributeValue) {
@@ -121,6 +125,14 @@ impl Fields {
             FIELD_ERROR if !self.is_event => {
                 self.status_code.get_or_insert(StatusCode::Error);
                 self.status_description = Some(Text::truncated(value, MAX_MESSAGE_CHARS));
+            }
+            // `#[instrument(err)]` records the error with `%` or `?`: an
+            // error all the same, only without its type and source chain.
+            FIELD_ERROR => {
+                self.error = Some(Box::new(ErrorValue::from_message(Text::truncated(
+                    value,
+                    MAX_MESSAGE_CHARS,
+                ))))
             }
             FIELD_MESSAGE if self.is_event => {
                 self.message = Some(Text::truncated(value, MAX_MESSAGE_CHARS))

@@ -315,3 +315,31 @@ fn records_of_a_span_entered_on_one_thread_and_closed_on_another() {
     let span = out.span("moved");
     assert_eq!(span.annotations.len(), 1);
 }
+
+#[instrument(err)]
+fn fails() -> Result<(), std::io::Error> {
+    Err(std::io::Error::other("disk on fire"))
+}
+
+#[test]
+fn instrument_err_fails_the_span_with_the_error() {
+    let out = capture(|| {
+        let _ = fails();
+    });
+    let span = out.span("fails");
+    assert_eq!(span.status.code, StatusCode::Error);
+    assert_eq!(span.status.message.as_deref(), Some("disk on fire"));
+    match span.annotations[0].attributes.get("error") {
+        Some(AttributeValue::Error(e)) => assert_eq!(e.message, "disk on fire"),
+        other => panic!("expected the error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_exception_type_event_fails_the_span() {
+    let out = capture(|| {
+        let _s = info_span!("typed").entered();
+        tracing::warn!(exception.type = "TimeoutError", "gave up");
+    });
+    assert_eq!(out.span("typed").status.code, StatusCode::Error);
+}
