@@ -118,6 +118,8 @@
 )]
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod config;
 mod connection_string;
 mod envelope;

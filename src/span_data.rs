@@ -267,6 +267,25 @@ pub struct Annotation {
     pub attributes: Attributes,
 }
 
+impl Annotation {
+    /// An annotation with the given parts.
+    pub fn new(
+        timestamp: SystemTime,
+        description: impl Into<Text>,
+        level: Level,
+        target: &'static str,
+        attributes: Attributes,
+    ) -> Self {
+        Annotation {
+            timestamp,
+            description: description.into(),
+            level,
+            target,
+            attributes,
+        }
+    }
+}
+
 /// A message sent or received inside a span: an event carrying a
 /// `message.type` field of `SENT` or `RECEIVED` (the OpenTelemetry RPC
 /// convention), with optional `message.id`, `message.uncompressed_size` and

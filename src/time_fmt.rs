@@ -1,31 +1,46 @@
 //! Timestamp and duration formats of the ingestion schema, without a date
 //! crate: UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` and `D.HH:MM:SS.ffffff`.
 
-use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `t` as UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (six fractional digits).
 /// Times before 1970 print as the epoch.
 pub(crate) fn iso8601(t: SystemTime) -> String {
-    let mut out = String::with_capacity(27);
-    write_iso8601(&mut out, t);
-    out
+    let buf = iso8601_bytes(t);
+    // The buffer holds ASCII digits and separators only.
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Appends `t` as [`iso8601`] does.
 pub(crate) fn write_iso8601(out: &mut String, t: SystemTime) {
+    out.push_str(std::str::from_utf8(&iso8601_bytes(t)).unwrap_or_default());
+}
+
+/// The 27 bytes of `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written digit by digit:
+/// this runs for every envelope, and `format!` costs ten times as much.
+fn iso8601_bytes(t: SystemTime) -> [u8; 27] {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    let mut buf = *b"0000-00-00T00:00:00.000000Z";
+    put_digits(&mut buf[0..4], y.clamp(0, 9999) as u64);
+    put_digits(&mut buf[5..7], u64::from(m));
+    put_digits(&mut buf[8..10], u64::from(d));
+    put_digits(&mut buf[11..13], rem / 3600);
+    put_digits(&mut buf[14..16], rem % 3600 / 60);
+    put_digits(&mut buf[17..19], rem % 60);
+    put_digits(&mut buf[20..26], u64::from(since.subsec_micros()));
+    buf
+}
+
+/// Writes `value` right-aligned, zero-padded, into `out` (excess high
+/// digits are dropped).
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (y, m, d).
@@ -49,14 +64,20 @@ const MAX_DURATION: Duration = Duration::from_secs(1000 * 86_400 - 1);
 pub(crate) fn duration(d: Duration) -> String {
     let d = d.min(MAX_DURATION + Duration::from_micros(999_999));
     let secs = d.as_secs();
-    format!(
-        "{}.{:02}:{:02}:{:02}.{:06}",
-        secs / 86_400,
-        secs % 86_400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        d.subsec_micros()
-    )
+    let days = secs / 86_400;
+    let mut buf = *b"000.00:00:00.000000";
+    put_digits(&mut buf[0..3], days);
+    put_digits(&mut buf[4..6], secs % 86_400 / 3600);
+    put_digits(&mut buf[7..9], secs % 3600 / 60);
+    put_digits(&mut buf[10..12], secs % 60);
+    put_digits(&mut buf[13..19], u64::from(d.subsec_micros()));
+    // Days are not zero-padded.
+    let skip = match days {
+        0..=9 => 2,
+        10..=99 => 1,
+        _ => 0,
+    };
+    String::from_utf8_lossy(&buf[skip..]).into_owned()
 }
 
 /// `end - start`, zero when the clock went backwards (design §5: negative

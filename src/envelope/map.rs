@@ -82,7 +82,11 @@ pub(crate) fn map_record<'a>(
 }
 
 /// A span's item, then its events' items.
-fn map_span<'a>(span: &'a SpanData, ctx: &'a EnvelopeContext, out: &mut Vec<Envelope<'a>>) {
+pub(crate) fn map_span<'a>(
+    span: &'a SpanData,
+    ctx: &'a EnvelopeContext,
+    out: &mut Vec<Envelope<'a>>,
+) {
     let request = matches!(span.kind, SpanKind::Server | SpanKind::Consumer);
     let extra = usize::from(!span.links.is_empty()) + usize::from(span.status.is_error());
     let mut props = Properties::with_capacity(span.attributes.len() + extra);

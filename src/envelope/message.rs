@@ -192,7 +192,7 @@ mod tests {
                 "ai.application.ver": "1.2.3",
                 "ai.cloud.role": "shop",
                 "ai.cloud.roleInstance": "shop-1",
-                "ai.internal.sdkVersion": concat!("rs:tai", env!("CARGO_PKG_VERSION")),
+                "ai.internal.sdkVersion": concat!("rs", env!("TAI_RUSTC_VERSION"), ":tai", env!("CARGO_PKG_VERSION")),
             },
             "data": { "baseType": "MessageData", "baseData": {
                 "ver": 2, "message": "started", "severityLevel": "Information",

@@ -52,7 +52,7 @@ pub(crate) use tags::Tags;
 // The exporter's entry points; unused until the HTTP sink is wired in.
 #[allow(unused_imports)]
 pub(crate) use {
-    map::map_record,
+    map::{map_record, map_span},
     write::{write_envelope, MAX_ITEM_BYTES},
 };
 
@@ -241,9 +241,15 @@ pub(crate) struct EnvelopeContext {
     sample_rate: f64,
 }
 
-/// The SDK name and version sent as `ai.internal.sdkVersion`. The rustc
-/// version is unknown without a build script, so the `rs` part is empty.
-const SDK_VERSION: &str = concat!("rs:tai", env!("CARGO_PKG_VERSION"));
+/// The SDK name and version sent as `ai.internal.sdkVersion`:
+/// `rs<rustc version>:tai<crate version>` (the rustc version comes from
+/// `build.rs`).
+const SDK_VERSION: &str = concat!(
+    "rs",
+    env!("TAI_RUSTC_VERSION"),
+    ":tai",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// The role when neither the builder nor the environment names one and the
 /// executable's name is unknown.

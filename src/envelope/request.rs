@@ -120,7 +120,7 @@ mod tests {
                 "ai.application.ver": "1.2.3",
                 "ai.cloud.role": "shop",
                 "ai.cloud.roleInstance": "shop-1",
-                "ai.internal.sdkVersion": concat!("rs:tai", env!("CARGO_PKG_VERSION")),
+                "ai.internal.sdkVersion": concat!("rs", env!("TAI_RUSTC_VERSION"), ":tai", env!("CARGO_PKG_VERSION")),
                 "ai.operation.id": TRACE,
                 "ai.operation.parentId": PARENT,
                 "ai.operation.name": "GET /orders/{id}",

@@ -46,7 +46,7 @@ pub(crate) struct Tags<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub(crate) cloud_role_instance: Option<&'a str>,
-    /// SDK version (`ai.internal.sdkVersion`), `rs:tai<crate version>`.
+    /// SDK version (`ai.internal.sdkVersion`), `rs<rustc version>:tai<crate version>`.
     /// Max 64.
     #[serde(
         rename = "ai.internal.sdkVersion",

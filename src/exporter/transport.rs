@@ -490,7 +490,6 @@ pub(crate) fn parse_track_response(body: &[u8]) -> Option<TrackResponse> {
 
 // === gzip ===
 
-#[cfg(test)]
 /// Gzips `data` at [`GZIP_LEVEL`].
 pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     // Writing into a Vec cannot fail.
