@@ -1,0 +1,118 @@
+//! Where the connection string comes from: builder beats environment, a
+//! connection string beats a bare key, and bad strings name their fault
+//! without printing the key. One test, because it changes the process's
+//! environment.
+
+mod support;
+
+use std::time::Duration;
+
+use support::FakeIngestion;
+use tracing_appinsights::{BuildError, Builder};
+use tracing_subscriber::prelude::*;
+
+const CS: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
+const IKEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
+
+/// Sends one span with `builder` and returns the iKeys the servers saw.
+fn ikeys_seen(builder: Builder, servers: &[&FakeIngestion]) -> Vec<Vec<String>> {
+    let (layer, guard) = builder.build().unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("s").in_scope(|| {});
+    });
+    guard.shutdown(Duration::from_secs(10)).unwrap();
+    servers
+        .iter()
+        .map(|s| {
+            s.envelopes()
+                .iter()
+                .map(|e| e["iKey"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+fn cs(server: &FakeIngestion, key: &str) -> String {
+    format!(
+        "InstrumentationKey={key};IngestionEndpoint={}/",
+        server.endpoint()
+    )
+}
+
+#[test]
+fn precedence_and_errors() {
+    let code = FakeIngestion::start();
+    let env = FakeIngestion::start();
+    let key_a = "aaaaaaaa-0000-0000-0000-000000000000";
+    let key_b = "bbbbbbbb-0000-0000-0000-000000000000";
+    std::env::set_var(CS, cs(&env, key_b));
+    std::env::set_var(IKEY, "cccccccc-0000-0000-0000-000000000000");
+
+    // The builder's connection string beats the environment.
+    let seen = ikeys_seen(
+        Builder::new().with_connection_string(cs(&code, key_a)),
+        &[&code, &env],
+    );
+    assert_eq!(seen, [vec![key_a.to_owned()], vec![]]);
+
+    // Without one in code, the environment's connection string is used
+    // (and beats the environment's bare key).
+    let seen = ikeys_seen(Builder::new(), &[&code, &env]);
+    assert_eq!(seen[1], [key_b]);
+
+    // A bare key from the builder beats the environment's connection string
+    // and goes to the global endpoint; only its parsing is observable here.
+    let err = Builder::new()
+        .with_instrumentation_key("not-a-guid")
+        .build::<tracing_subscriber::Registry>()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("with_instrumentation_key"),
+        "{err}"
+    );
+    let err = Builder::new()
+        .with_instrumentation_key("00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://x")
+        .build::<tracing_subscriber::Registry>()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        BuildError::ConnectionString {
+            origin: "with_instrumentation_key",
+            ..
+        }
+    ));
+
+    // A malformed environment string names its variable and segment, and
+    // never prints the key.
+    std::env::set_var(
+        CS,
+        "InstrumentationKey=dddddddd-secret-key;IngestionEndpoint=ftp://x",
+    );
+    let err = Builder::new()
+        .build::<tracing_subscriber::Registry>()
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(text.contains(CS), "{text}");
+    assert!(!text.contains("secret-key"), "{text}");
+
+    // AAD needs a token provider this version does not have.
+    let err = Builder::new()
+        .with_connection_string(format!("{};Authorization=AAD", cs(&code, key_a)))
+        .build::<tracing_subscriber::Registry>()
+        .unwrap_err();
+    assert!(
+        matches!(err, BuildError::AadNeedsTokenProvider { .. }),
+        "{err}"
+    );
+
+    // In memory and a connection string in code contradict each other.
+    let err = Builder::new()
+        .with_connection_string(cs(&code, key_a))
+        .with_in_memory_exporter(tracing_appinsights::InMemoryExporter::new())
+        .build::<tracing_subscriber::Registry>()
+        .unwrap_err();
+    assert!(err.to_string().contains("with_in_memory_exporter"), "{err}");
+
+    std::env::remove_var(CS);
+    std::env::remove_var(IKEY);
+}
