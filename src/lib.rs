@@ -35,6 +35,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How spans map to telemetry
+//!
+//! With a connection string (`APPLICATIONINSIGHTS_CONNECTION_STRING` or
+//! [`Builder::with_connection_string`]), each record becomes Application
+//! Insights items, POSTed gzipped to `{IngestionEndpoint}/v2.1/track`.
+//! `docs/mapping.md` has every rule, field by field.
+//!
+//! | record | item | key fields |
+//! |---|---|---|
+//! | span with `otel.kind` `server` / `consumer` (or a remote parent) | `Request` | `id` = span id; `name` = `"METHOD route"` or the span name; `url`; `responseCode` = HTTP status or `"0"`; `success` = not an error and status < 400 |
+//! | span with `otel.kind` `client` / `producer` | `RemoteDependency` | `name` = `"METHOD path"` for HTTP; `type` = `HTTP`, the database (`SQL` family), the messaging system, `Queue Message \| <system>`; `target` = `host[:port]` (default ports omitted), `host\|db`; `data` = URL or statement |
+//! | other spans | `RemoteDependency` of `type` `InProc` | `name` = the span name |
+//! | event inside a sampled span | `Message` (`severityLevel` from the level) | `ai.operation.parentId` = the span's id |
+//! | event with an `error` (`&dyn Error`, or `#[instrument(err)]`) or `exception.*` fields | `Exception` | `typeName`, `message`, `stack` = the source chain |
+//! | event outside any span | `Message` / `Exception` | no operation |
+//! | other span and event fields | `properties` | values as text; keys over 150 characters dropped, values cut at 8192 characters |
+//! | `follows_from` | `properties["_MS.links"]` | `[{"operation_Id", "id"}]` |
+//!
+//! Every item of an operation carries `ai.operation.id` (the trace id),
+//! `ai.operation.parentId` (the parent span's id) and `ai.operation.name`
+//! (the local root's name or `"METHOD route"`), plus `ai.cloud.role`
+//! ([`Builder::with_cloud_role`], else `OTEL_SERVICE_NAME`, else the
+//! executable's name), `ai.cloud.roleInstance` (else the host name),
+//! `ai.internal.sdkVersion` and `sampleRate = 100 * p`. Every schema length
+//! limit is applied on a char boundary and every item is kept under the
+//! service's 64 KB limit.
+//!
 //! # Sampling
 //!
 //! The decision is made once per trace, when its root span is created
