@@ -58,20 +58,38 @@ where
         .with_ansi(false)
 }
 
-#[test]
-fn fmt_output_is_the_same_with_and_without_the_layer() {
+/// What `fmt` alone prints for the workload.
+fn fmt_alone() -> String {
     let alone = Buffer::default();
     tracing::subscriber::with_default(
         tracing_subscriber::registry().with(fmt_layer(&alone)),
         workload,
     );
+    alone.text()
+}
 
-    let beside = Buffer::default();
+/// Our layer, recording into an in-memory exporter.
+fn ours<S>() -> (
+    tracing_appinsights::AppInsightsLayer<S>,
+    tracing_appinsights::ExporterGuard,
+    InMemoryExporter,
+)
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let exporter = InMemoryExporter::new();
     let (layer, guard) = Builder::new()
         .with_in_memory_exporter(exporter.clone())
         .build()
         .unwrap();
+    (layer, guard, exporter)
+}
+
+#[test]
+fn fmt_output_is_the_same_with_and_without_the_layer() {
+    let alone = fmt_alone();
+    let beside = Buffer::default();
+    let (layer, guard, exporter) = ours();
     tracing::subscriber::with_default(
         tracing_subscriber::registry()
             .with(fmt_layer(&beside))
@@ -80,19 +98,15 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
     );
     guard.flush(Duration::from_secs(5)).unwrap();
 
-    assert_eq!(alone.text(), beside.text());
-    assert!(alone.text().contains("debug detail"));
+    assert_eq!(alone, beside.text());
+    assert!(alone.contains("debug detail"));
     assert_eq!(exporter.spans().len(), 2);
 }
 
 #[test]
 fn a_global_env_filter_applies_to_both() {
     let text = Buffer::default();
-    let exporter = InMemoryExporter::new();
-    let (layer, guard) = Builder::new()
-        .with_in_memory_exporter(exporter.clone())
-        .build()
-        .unwrap();
+    let (layer, guard, exporter) = ours();
     let subscriber = tracing_subscriber::registry()
         .with(EnvFilter::new("info"))
         .with(fmt_layer(&text))
@@ -115,25 +129,16 @@ fn a_global_env_filter_applies_to_both() {
 
 #[test]
 fn a_per_layer_filter_on_ours_leaves_fmt_untouched() {
-    let alone = Buffer::default();
-    tracing::subscriber::with_default(
-        tracing_subscriber::registry().with(fmt_layer(&alone)),
-        workload,
-    );
-
+    let alone = fmt_alone();
     let beside = Buffer::default();
-    let exporter = InMemoryExporter::new();
-    let (layer, guard) = Builder::new()
-        .with_in_memory_exporter(exporter.clone())
-        .build()
-        .unwrap();
+    let (layer, guard, exporter) = ours();
     let subscriber = tracing_subscriber::registry()
         .with(fmt_layer(&beside))
         .with(layer.with_filter(LevelFilter::WARN));
     tracing::subscriber::with_default(subscriber, workload);
     guard.flush(Duration::from_secs(5)).unwrap();
 
-    assert_eq!(alone.text(), beside.text());
+    assert_eq!(alone, beside.text());
     assert!(exporter.spans().is_empty(), "no span is at WARN");
     let events = exporter.events();
     assert_eq!(events.len(), 1, "the warning, outside any span we see");

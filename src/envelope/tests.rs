@@ -59,19 +59,11 @@ pub(super) fn span(kind: SpanKind, fields: &[(&'static str, AttributeValue)]) ->
         parent_span_id: Some(SpanId::from_hex(PARENT).unwrap()),
         kind,
         target: "shop::orders",
-        level: Level::INFO,
         attributes: attrs(fields),
         start_time: start(),
         end_time: start() + Duration::from_micros(111_111),
-        child_span_count: 0,
-        annotations: Vec::new(),
-        dropped_annotations: 0,
-        message_events: Vec::new(),
-        dropped_message_events: 0,
-        links: Vec::new(),
-        dropped_links: 0,
-        status: Status::default(),
         same_process_as_parent_span: Some(true),
+        ..SpanData::default()
     }
 }
 
@@ -80,13 +72,13 @@ pub(super) fn annotation(
     message: &str,
     fields: &[(&'static str, AttributeValue)],
 ) -> Annotation {
-    Annotation {
-        timestamp: start() + Duration::from_micros(5),
-        description: Text::from(message),
+    Annotation::new(
+        start() + Duration::from_micros(5),
+        message,
         level,
-        target: "shop::orders",
-        attributes: attrs(fields),
-    }
+        "shop::orders",
+        attrs(fields),
+    )
 }
 
 /// The JSON items `record` maps to, through `write_envelope`.
