@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `t` as UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (six fractional digits).
 /// Times before 1970 print as the epoch.
 pub(crate) fn iso8601(t: SystemTime) -> String {
-    let buf = iso8601_bytes(t);
     // The buffer holds ASCII digits and separators only.
-    String::from_utf8_lossy(&buf).into_owned()
+    std::str::from_utf8(&iso8601_bytes(t))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Appends `t` as [`iso8601`] does.
@@ -77,7 +78,9 @@ pub(crate) fn duration(d: Duration) -> String {
         10..=99 => 1,
         _ => 0,
     };
-    String::from_utf8_lossy(&buf[skip..]).into_owned()
+    std::str::from_utf8(&buf[skip..])
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `end - start`, zero when the clock went backwards (design §5: negative
