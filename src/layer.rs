@@ -12,7 +12,23 @@
 //! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
 //! id of an unsampled root is drawn the same way, and its low 8 bytes are what
 //! the sampling rule was applied to, so the decision and the id agree.
+//!
+//! # Remote parents
+//!
+//! A span created while a remote context is pending on its thread (see
+//! [`crate::propagation`]) takes it as its parent: the caller's trace id,
+//! its span id as parent id, and its sampled flag as the decision, both ways.
+//! Such a span that is *not* sampled stores one small [`UnsampledRemote`]
+//! marker (the caller's trace id and tracestate), so it and its children
+//! propagate the caller's trace; local unsampled spans still store nothing.
+//! The pending context is checked before the `always_off` fast path: a
+//! sampled caller makes a sampled span whatever the local sampler says.
+//!
+//! An existing span is re-parented through [`WithContext`], found by
+//! `downcast_raw`; the rules (and what is lost when an unsampled span is
+//! upgraded) are on [`AppInsightsSpanExt::set_parent_from_headers`](crate::AppInsightsSpanExt::set_parent_from_headers).
 
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
@@ -20,17 +36,18 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
-use tracing_core::{Event, Subscriber};
+use tracing_core::{Dispatch, Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 use crate::exporter::Shared;
 use crate::ids::{self, SpanId, TraceId};
+use crate::propagation::{self, RemoteContext, WithContext, FIELD_REQUEST_SOURCE};
 use crate::sampler::SamplingRule;
 use crate::span_data::{
-    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, SpanKind,
-    StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
+    Annotation, AttributeValue, EventData, Link, LinkType, MessageEvent, Record, SpanContext,
+    SpanData, SpanKind, StatusCode, TraceOptions, MAX_ANNOTATIONS, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 use crate::text::Text;
 use crate::visitor::Fields;
@@ -87,6 +104,10 @@ pub(crate) struct SpanState {
     remote_parent: bool,
     /// A local root computes its operation name from its own fields.
     is_local_root: bool,
+    /// Entered at least once (set by `on_enter`).
+    entered: bool,
+    /// Its context was read by the propagation API (injected, or ids read).
+    context_exposed: bool,
 }
 
 impl SpanState {
@@ -96,6 +117,45 @@ impl SpanState {
 
     pub(crate) fn span_id(&self) -> SpanId {
         self.data.context.span_id
+    }
+
+    /// Whether anything may already depend on the span's trace context: it
+    /// was entered, has children or events, or its ids went out. Then it
+    /// can no longer be re-parented.
+    fn context_used(&self) -> bool {
+        let data = &self.data;
+        self.entered
+            || self.context_exposed
+            || data.child_span_count > 0
+            || !data.annotations.is_empty()
+            || !data.message_events.is_empty()
+    }
+
+    /// Makes the span a child of `remote` (sampled); returns whether it had
+    /// a local parent before.
+    fn reparent(&mut self, remote: RemoteContext) -> bool {
+        let had_local_parent = self.data.parent_span_id.is_some() && !self.remote_parent;
+        let context = &mut self.data.context;
+        context.trace_id = remote.trace_id;
+        context.trace_options = TraceOptions::SAMPLED;
+        context.tracestate = remote.tracestate;
+        self.data.parent_span_id = Some(remote.span_id);
+        self.data.operation_name = Cow::Borrowed("");
+        self.remote_parent = true;
+        self.is_local_root = true;
+        self.set_source(remote.source);
+        had_local_parent
+    }
+
+    /// Keeps the caller's `Request-Context` source, unless the span names
+    /// one itself.
+    fn set_source(&mut self, source: Option<Text>) {
+        let attributes = &mut self.data.attributes;
+        if let Some(source) = source {
+            if attributes.get(FIELD_REQUEST_SOURCE).is_none() {
+                attributes.insert(FIELD_REQUEST_SOURCE, AttributeValue::Str(source));
+            }
+        }
     }
 
     /// Applies visited fields (creation or `record()`).
@@ -240,13 +300,73 @@ fn is_own_target(target: &str) -> bool {
     target.starts_with(env!("CARGO_CRATE_NAME"))
 }
 
+/// The span's local parent counted it as a child; it no longer is one.
+fn forget_child<S>(span: &SpanRef<'_, S>)
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    if let Some(parent) = span.parent() {
+        if let Some(state) = parent.extensions_mut().get_mut::<SpanState>() {
+            let count = &mut state.data.child_span_count;
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+/// Whether `span` is entered on this thread: it is the current span or
+/// one of its ancestors.
+fn is_entered_here<S>(subscriber: &S, span: &SpanRef<'_, S>) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let current = subscriber.current_span();
+    let Some(current) = current.id().and_then(|id| subscriber.span(id)) else {
+        return false;
+    };
+    let id = span.id();
+    current.scope().any(|s| s.id() == id)
+}
+
+/// The marker of an unsampled span whose parent is remote: the caller's
+/// trace, which the span and its (unsampled) children propagate.
+struct UnsampledRemote {
+    trace_id: TraceId,
+    tracestate: Option<Text>,
+}
+
+impl UnsampledRemote {
+    fn new(remote: &RemoteContext) -> Self {
+        UnsampledRemote {
+            trace_id: remote.trace_id,
+            tracestate: remote.tracestate.clone(),
+        }
+    }
+}
+
 /// The ids of the span that becomes a new span's parent.
 struct ParentIds {
     operation_name: Cow<'static, str>,
     trace_id: TraceId,
     span_id: SpanId,
-    flags: TraceOptions,
     tracestate: Option<Text>,
+}
+
+/// Where the trace of a new sampled span comes from.
+enum Origin {
+    /// A sampled local parent.
+    Local(ParentIds),
+    /// A remote parent whose decision (or ours) was to sample.
+    Remote(RemoteContext),
+    /// A new sampled root with this trace id.
+    Root(TraceId),
+}
+
+/// Why a call to re-parent a span was ignored (a debug event says so).
+#[derive(Debug)]
+enum Refused {
+    AlreadyUsed,
+    Entered,
+    NotOurs,
 }
 
 impl<S> AppInsightsLayer<S>
@@ -255,81 +375,139 @@ where
 {
     /// The trace and span ids of any span this layer sees, sampled or not.
     pub(crate) fn ids_of(&self, span: &SpanRef<'_, S>) -> (TraceId, SpanId, bool) {
-        if let Some(state) = span.extensions().get::<SpanState>() {
-            return (state.trace_id(), state.span_id(), true);
-        }
-        let root = span.scope().from_root().next();
-        let root_id = root.as_ref().map_or_else(|| span.id(), |r| r.id());
-        let keys = &self.shared.id_keys;
-        (keys.trace_id(&root_id), keys.span_id(&span.id()), false)
+        let c = self.context_of(span, false);
+        (c.trace_id, c.span_id, c.trace_options.is_sampled())
     }
 
-    /// Creates the state of a sampled span, or `None` when it is unsampled.
-    fn new_state(
-        &self,
-        attrs: &SpanAttributes<'_>,
-        id: &Id,
-        ctx: &Context<'_, S>,
-    ) -> Option<SpanState> {
-        let span = ctx.span(id)?;
-        let parent = match span.parent() {
-            Some(parent) => {
-                let mut ext = parent.extensions_mut();
-                // A parent without state is unsampled: so is its subtree.
-                let state = ext.get_mut::<SpanState>()?;
-                let data = &mut state.data;
-                data.child_span_count = data.child_span_count.saturating_add(1);
-                Some(ParentIds {
-                    operation_name: state.operation_name(),
-                    trace_id: state.trace_id(),
-                    span_id: state.span_id(),
-                    flags: state.data.context.trace_options,
-                    tracestate: state.data.context.tracestate.clone(),
-                })
+    /// The context of any span this layer sees. A sampled span's is in its
+    /// state (`expose` marks it used); an unsampled span's is derived: its
+    /// span id from its registry id, its trace from the nearest span up its
+    /// scope that knows one (a remote marker, or a sampled span upgraded
+    /// after the child was made), else from its local root's registry id.
+    fn context_of(&self, span: &SpanRef<'_, S>, expose: bool) -> SpanContext {
+        if expose {
+            if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+                state.context_exposed = true;
+                return state.data.context.clone();
             }
-            None => None,
+        } else if let Some(state) = span.extensions().get::<SpanState>() {
+            return state.data.context.clone();
+        }
+        let keys = &self.shared.id_keys;
+        let unsampled = |trace_id, tracestate| SpanContext {
+            trace_id,
+            span_id: keys.span_id(&span.id()),
+            trace_options: TraceOptions::NOT_SAMPLED,
+            tracestate,
         };
-        let (operation_name, trace_id, parent_span_id, flags, tracestate) = match parent {
-            Some(p) => (
-                Some(p.operation_name),
-                p.trace_id,
-                Some(p.span_id),
-                p.flags,
-                p.tracestate,
-            ),
-            None => {
-                let derived = self.shared.id_keys.trace_id(id);
-                if !self.shared.rule.sample_root(derived) {
-                    return None;
-                }
-                // Keep the low 8 bytes the rule was applied to; draw fresh
-                // random high bytes so sampled trace ids never repeat when the
-                // registry reuses a slot.
-                let low = derived.to_int() as u64;
-                let trace_id =
-                    TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
-                (None, trace_id, None, TraceOptions::SAMPLED, None)
+        let mut root = span.id();
+        for s in span.scope() {
+            let ext = s.extensions();
+            if let Some(remote) = ext.get::<UnsampledRemote>() {
+                return unsampled(remote.trace_id, remote.tracestate.clone());
             }
+            if let Some(state) = ext.get::<SpanState>() {
+                return unsampled(state.trace_id(), state.data.context.tracestate.clone());
+            }
+            root = s.id();
+        }
+        unsampled(keys.trace_id(&root), None)
+    }
+
+    /// Where a new span's trace comes from when it has no remote parent;
+    /// `None` when it is unsampled.
+    fn local_origin(&self, span: &SpanRef<'_, S>, id: &Id) -> Option<Origin> {
+        let Some(parent) = span.parent() else {
+            let derived = self.shared.id_keys.trace_id(id);
+            if !self.shared.rule.sample_root(derived) {
+                return None;
+            }
+            // Keep the low 8 bytes the rule was applied to; draw fresh random
+            // high bytes so sampled trace ids never repeat when the registry
+            // reuses a slot.
+            let low = derived.to_int() as u64;
+            let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
+            return Some(Origin::Root(trace_id));
         };
+        let mut ext = parent.extensions_mut();
+        // A parent without state is unsampled: so is its subtree.
+        let state = ext.get_mut::<SpanState>()?;
+        let data = &mut state.data;
+        data.child_span_count = data.child_span_count.saturating_add(1);
+        Some(Origin::Local(ParentIds {
+            operation_name: state.operation_name(),
+            trace_id: state.trace_id(),
+            span_id: state.span_id(),
+            tracestate: state.data.context.tracestate.clone(),
+        }))
+    }
+
+    /// The origin of a new span with a remote parent; an unsampled one gets
+    /// its marker here and `None` is returned.
+    fn remote_origin(&self, span: &SpanRef<'_, S>, remote: RemoteContext) -> Option<Origin> {
+        if self
+            .shared
+            .rule
+            .sample_remote(remote.sampled, remote.trace_id)
+        {
+            return Some(Origin::Remote(remote));
+        }
+        span.extensions_mut().replace(UnsampledRemote::new(&remote));
+        None
+    }
+
+    /// Creates the state of a new sampled span, visiting its fields.
+    fn new_state(&self, attrs: &SpanAttributes<'_>, origin: Origin) -> SpanState {
         let meta = attrs.metadata();
         let mut data = self.shared.pool.take().unwrap_or_default();
         let mut fields =
             Fields::for_new_span(std::mem::take(&mut data.attributes), meta.fields().len());
         attrs.record(&mut fields);
+        data.attributes = std::mem::take(&mut fields.attributes);
+        let mut state = self.blank_state(data, meta, origin, ids::new_span_id());
+        state.apply_specials(&fields);
+        state
+    }
+
+    /// A sampled span's state with the fields already in `data.attributes`
+    /// (a recycled or new record) and everything else set here.
+    fn blank_state(
+        &self,
+        mut data: Box<SpanData>,
+        meta: &'static Metadata<'static>,
+        origin: Origin,
+        span_id: SpanId,
+    ) -> SpanState {
+        let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
+            Origin::Local(p) => (
+                Some(p.operation_name),
+                p.trace_id,
+                Some(p.span_id),
+                p.tracestate,
+                None,
+            ),
+            Origin::Remote(r) => (
+                None,
+                r.trace_id,
+                Some(r.span_id),
+                r.tracestate,
+                Some(r.source),
+            ),
+            Origin::Root(trace_id) => (None, trace_id, None, None, None),
+        };
         let start_time = SystemTime::now();
-        let is_local_root = operation_name.is_none();
         data.name = Cow::Borrowed(meta.name());
         data.context = SpanContext {
             trace_id,
-            span_id: ids::new_span_id(),
-            trace_options: flags,
+            span_id,
+            trace_options: TraceOptions::SAMPLED,
             tracestate,
         };
+        let is_local_root = operation_name.is_none();
         data.operation_name = operation_name.unwrap_or(Cow::Borrowed(""));
         data.parent_span_id = parent_span_id;
         data.target = meta.target();
         data.level = *meta.level();
-        data.attributes = std::mem::take(&mut fields.attributes);
         data.start_time = start_time;
         data.end_time = start_time;
         data.child_span_count = 0;
@@ -339,11 +517,128 @@ where
         let mut state = SpanState {
             data,
             kind: None,
-            remote_parent: false,
+            remote_parent: remote.is_some(),
             is_local_root,
+            entered: false,
+            context_exposed: false,
         };
-        state.apply_specials(&fields);
-        Some(state)
+        state.set_source(remote.flatten());
+        state
+    }
+
+    // === re-parenting an existing span (the propagation API) ===
+
+    /// [`WithContext::set_parent`] for this layer's subscriber type.
+    fn set_parent_erased(dispatch: &Dispatch, id: &Id, remote: RemoteContext) -> bool
+    where
+        S: 'static,
+    {
+        let (Some(subscriber), Some(layer)) = (
+            dispatch.downcast_ref::<S>(),
+            dispatch.downcast_ref::<AppInsightsLayer<S>>(),
+        ) else {
+            return false;
+        };
+        let Some(span) = subscriber.span(id) else {
+            return false;
+        };
+        match layer.set_remote_parent(subscriber, &span, remote) {
+            Ok(()) => true,
+            Err(why) => {
+                let name = span.name();
+                drop(span);
+                tracing::debug!(
+                    target: "tracing_appinsights",
+                    span = name,
+                    reason = ?why,
+                    "Propagation.SetParentIgnored: a remote parent must be set before \
+                     the span is entered or used; the span keeps its parent"
+                );
+                false
+            }
+        }
+    }
+
+    /// [`WithContext::context`] for this layer's subscriber type.
+    fn context_erased(dispatch: &Dispatch, id: &Id) -> Option<SpanContext>
+    where
+        S: 'static,
+    {
+        let subscriber = dispatch.downcast_ref::<S>()?;
+        let layer = dispatch.downcast_ref::<AppInsightsLayer<S>>()?;
+        let span = subscriber.span(id)?;
+        if is_own_target(span.metadata().target()) {
+            return None;
+        }
+        Some(layer.context_of(&span, true))
+    }
+
+    /// The functions [`WithContext`] hands out for this subscriber type.
+    const WITH_CONTEXT: WithContext = WithContext {
+        set_parent: Self::set_parent_erased,
+        context: Self::context_erased,
+    };
+
+    fn set_remote_parent(
+        &self,
+        subscriber: &S,
+        span: &SpanRef<'_, S>,
+        remote: RemoteContext,
+    ) -> Result<(), Refused> {
+        if is_own_target(span.metadata().target()) {
+            return Err(Refused::NotOurs);
+        }
+        let sampled = self
+            .shared
+            .rule
+            .sample_remote(remote.sampled, remote.trace_id);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            if state.context_used() {
+                return Err(Refused::AlreadyUsed);
+            }
+            let had_local_parent = if sampled {
+                state.reparent(remote)
+            } else {
+                let had_local_parent = state.data.parent_span_id.is_some() && !state.remote_parent;
+                ext.remove::<SpanState>();
+                self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
+                ext.replace(UnsampledRemote::new(&remote));
+                had_local_parent
+            };
+            drop(ext);
+            if had_local_parent {
+                forget_child(span);
+            }
+            return Ok(());
+        }
+        drop(ext);
+        if is_entered_here(subscriber, span) {
+            return Err(Refused::Entered);
+        }
+        if sampled {
+            self.upgrade(span, remote);
+        } else {
+            span.extensions_mut().replace(UnsampledRemote::new(&remote));
+        }
+        Ok(())
+    }
+
+    /// Makes an unsampled span sampled, as a child of `remote`. Its fields
+    /// given at creation were never visited: they are lost. It keeps the
+    /// span id it had as an unsampled span, in case it was already seen.
+    fn upgrade(&self, span: &SpanRef<'_, S>, remote: RemoteContext) {
+        let data = self.shared.pool.take().unwrap_or_default();
+        let span_id = self.shared.id_keys.span_id(&span.id());
+        let state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
+        // Counted before it becomes visible (see `no_sampled_span_alive`).
+        self.shared.live_sampled.fetch_add(1, Ordering::AcqRel);
+        let mut ext = span.extensions_mut();
+        ext.remove::<UnsampledRemote>();
+        if ext.replace(state).is_some() {
+            // Another thread upgraded it at the same time: one state counts.
+            self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
@@ -444,15 +739,35 @@ where
         if on_exporter_thread() || is_own_target(attrs.metadata().target()) {
             return;
         }
+        // Before the fast path: a sampled caller makes a sampled span even
+        // when no local root is ever sampled.
+        let remote = propagation::take_pending();
         let shared = &self.shared;
-        if shared.rule == SamplingRule::None && shared.no_sampled_span_alive() {
+        if remote.is_none() && shared.rule == SamplingRule::None && shared.no_sampled_span_alive() {
             return; // no sampled parent can exist and no root is sampled
         }
-        if let Some(state) = self.new_state(attrs, id, &ctx) {
-            if let Some(span) = ctx.span(id) {
-                // Counted before it becomes visible (see `no_sampled_span_alive`).
-                shared.live_sampled.fetch_add(1, Ordering::AcqRel);
-                span.extensions_mut().insert(state);
+        let Some(span) = ctx.span(id) else { return };
+        let origin = match remote {
+            Some(remote) => self.remote_origin(&span, remote),
+            None => self.local_origin(&span, id),
+        };
+        if let Some(origin) = origin {
+            let state = self.new_state(attrs, origin);
+            // Counted before it becomes visible (see `no_sampled_span_alive`).
+            shared.live_sampled.fetch_add(1, Ordering::AcqRel);
+            span.extensions_mut().insert(state);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.shared.no_sampled_span_alive() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let first = matches!(span.extensions().get::<SpanState>(), Some(s) if !s.entered);
+        if first {
+            if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+                state.entered = true;
             }
         }
     }
@@ -508,6 +823,22 @@ where
             Some(span) => self.record_event_in_span(event, &span),
             None if self.root_event_sampled() => self.record_root_event(event),
             None => {}
+        }
+    }
+
+    /// Answers for [`WithContext`], so the propagation API reaches this
+    /// layer from a `Span` (and for `Self`, as the default does).
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<WithContext>() {
+            // A promoted constant: the pointer is valid for 'static, and it
+            // points to a `WithContext` as `downcast_ref` expects.
+            let with_context: &'static WithContext = &Self::WITH_CONTEXT;
+            Some(with_context as *const WithContext as *const ())
+        } else {
+            None
         }
     }
 

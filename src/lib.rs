@@ -143,7 +143,9 @@
     rust_2018_idioms,
     unreachable_pub
 )]
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the layer's `downcast_raw` (an `unsafe fn` of the
+// `Layer` trait) is the one allowed exception, for the propagation API.
+#![deny(unsafe_code)]
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -154,6 +156,7 @@ mod error;
 mod exporter;
 mod ids;
 mod layer;
+mod propagation;
 mod sampler;
 mod span_data;
 mod text;
@@ -170,6 +173,9 @@ pub use error::{BuildError, FlushError, ShutdownError};
 pub use exporter::{ExporterGuard, ExporterStats, InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};
 pub use ids::{SpanId, TraceId};
 pub use layer::AppInsightsLayer;
+pub use propagation::{
+    with_remote_parent, AppInsightsSpanExt, RemoteContext, FIELD_REQUEST_SOURCE,
+};
 pub use sampler::Sampler;
 pub use span_data::{
     Annotation, AttributeValue, Attributes, ErrorValue, EventData, Link, LinkType, MessageEvent,

@@ -111,6 +111,17 @@ impl SamplingRule {
         self.sample_low_bits(trace_id.to_int() as u64)
     }
 
+    /// The decision for a span with a remote parent: the caller's sampled
+    /// flag, both ways (design §4); when the caller sent none (a legacy
+    /// `Request-Id`), the rule applied to the caller's trace id.
+    ///
+    /// OpenCensus re-samples an unsampled remote parent; we honour it, so a
+    /// trace the caller dropped is not half-recorded downstream.
+    #[inline]
+    pub(crate) fn sample_remote(self, sampled: Option<bool>, trace_id: TraceId) -> bool {
+        sampled.unwrap_or_else(|| self.sample_root(trace_id))
+    }
+
     /// The decision from the low 64 bits of a trace id (compared as an
     /// integer: comparing as `f64` would round them, design §4).
     #[inline]
@@ -158,6 +169,24 @@ mod tests {
         assert!(Sampler::always_on().rule().sample_root(id));
         assert!(!Sampler::always_off().rule().sample_root(TraceId::INVALID));
         assert_eq!(Sampler::probability(1.0).rule(), SamplingRule::All);
+    }
+
+    /// The reference's last vector (flag `01` at rate 0 samples), and the
+    /// design's rule that flag `00` is honoured even at rate 1.
+    #[test]
+    fn remote_flag_is_honoured_both_ways() {
+        let id = TraceId::from_hex("f8739df974a4481f98748cd92b27177d").unwrap();
+        for p in [0.0, 1e-4, 0.5, 1.0] {
+            let rule = Sampler::probability(p).rule();
+            assert!(rule.sample_remote(Some(true), id), "{p}");
+            assert!(!rule.sample_remote(Some(false), id), "{p}");
+        }
+        assert!(Sampler::always_off().rule().sample_remote(Some(true), id));
+        assert!(!Sampler::always_on().rule().sample_remote(Some(false), id));
+        // No decision from the caller: the rule on the caller's trace id.
+        assert!(!Sampler::probability(1e-4).rule().sample_remote(None, id));
+        let low = TraceId::from_hex("ffffffffffffffff00068db8bac710cb").unwrap();
+        assert!(Sampler::probability(1e-4).rule().sample_remote(None, low));
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub(crate) struct RequestData<'a> {
     /// Result of a request execution: the HTTP status code, else `"0"`.
     /// Max 1024.
     pub(crate) response_code: Cow<'a, str>,
-    /// Source of the request: for a message consumer,
+    /// Source of the request: the `ai.request.source` field (the caller's
+    /// `Request-Context` appId); else, for a message consumer,
     /// `<peer>/<destination>` or the destination. Max 1024.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) source: Option<Cow<'a, str>>,
@@ -74,10 +75,19 @@ impl<'a> RequestData<'a> {
             duration: super::span_duration(span),
             success: sem.success(&span.status),
             response_code: cut(sem.result_code(), MAX_RESPONSE_CODE),
-            source: messaging_source(sem).map(|s| cut(s, MAX_SOURCE)),
+            source: request_source(sem).map(|s| cut(s, MAX_SOURCE)),
             url: sem.full_url().map(|u| cut(u, MAX_URL)),
             properties,
         }
+    }
+}
+
+/// The request's source: the caller's appId when known, else the
+/// messaging source.
+fn request_source<'a>(sem: &Semantic<'a>) -> Option<Cow<'a, str>> {
+    match sem.request_source {
+        Some(source) => Some(text(source)),
+        None => messaging_source(sem),
     }
 }
 
@@ -208,5 +218,26 @@ mod tests {
         assert_eq!(item["data"]["baseType"], "RequestData");
         assert_eq!(base_data(&item)["source"], "broker/orders");
         assert_eq!(base_data(&item)["name"], "span-name");
+    }
+
+    #[test]
+    fn request_source_comes_from_the_callers_app_id() {
+        let id = "cid-v1:8e8d2a5b-7c26-4d8a-b5b9-9b2c3d2c1f00";
+        let item = one(span(SpanKind::Server, &[("ai.request.source", s(id))]));
+        assert_eq!(base_data(&item)["source"], id);
+        assert!(base_data(&item).get("properties").is_none(), "consumed");
+        // It wins over a messaging source.
+        let item = one(span(
+            SpanKind::Consumer,
+            &[
+                ("messaging.system", s("kafka")),
+                ("messaging.destination.name", s("orders")),
+                ("ai.request.source", s(id)),
+            ],
+        ));
+        assert_eq!(base_data(&item)["source"], id);
+        // On a dependency it is an ordinary property.
+        let item = one(span(SpanKind::Client, &[("ai.request.source", s(id))]));
+        assert_eq!(base_data(&item)["properties"]["ai.request.source"], id);
     }
 }

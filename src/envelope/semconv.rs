@@ -39,6 +39,8 @@ pub(crate) struct Semantic<'a> {
     pub(crate) enduser_id: Option<&'a AttributeValue>,
     pub(crate) client_ip: Option<&'a AttributeValue>,
     pub(crate) user_agent: Option<&'a AttributeValue>,
+    /// `ai.request.source`: the caller's `Request-Context` appId.
+    pub(crate) request_source: Option<&'a AttributeValue>,
     pub(crate) component: Option<&'a AttributeValue>,
 }
 
@@ -99,6 +101,7 @@ impl<'a> Semantic<'a> {
             "http.client_ip" if request => (&mut self.client_ip, false),
             "user_agent.original" if request => (&mut self.user_agent, true),
             "http.user_agent" if request => (&mut self.user_agent, false),
+            crate::propagation::FIELD_REQUEST_SOURCE if request => (&mut self.request_source, true),
             _ => return self.absorb_db(key, v),
         };
         set(slot, v, new);
