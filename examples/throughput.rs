@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64(),
         produced as f64 / elapsed.as_secs_f64(),
         stats.dropped_queue_full,
-        stats.dropped_export_failed,
+        stats.dropped(),
         peak_rss_mib().unwrap_or(f64::NAN),
     );
     if received != produced {

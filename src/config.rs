@@ -1,5 +1,6 @@
 //! [`Builder`]: every setting of the layer and its exporter.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::connection_string::{Authorization, ConnectionString};
 use crate::envelope::{EnvelopeContext, TelemetrySettings};
 use crate::error::BuildError;
-use crate::exporter::appinsights::AppInsightsSink;
+use crate::exporter::appinsights::{AppInsightsSink, Policy};
 use crate::exporter::sink::Sink;
+use crate::exporter::storage::{Storage, StorageConfig};
 use crate::exporter::transport::{Transport, TransportConfig};
 use crate::exporter::{spawn_worker, ExporterGuard, InMemoryExporter, Shared, WorkerConfig};
 use crate::layer::AppInsightsLayer;
@@ -30,6 +32,15 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle connection to the endpoint is kept for reuse.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most bytes offline storage may hold (50 MiB, as the Python
+/// exporters).
+pub const DEFAULT_STORAGE_MAX_SIZE: u64 = 50 * 1024 * 1024;
+/// Default longest time telemetry is kept in offline storage (48 hours: the
+/// ingestion service refuses older items).
+pub const DEFAULT_STORAGE_RETENTION: Duration = Duration::from_secs(48 * 60 * 60);
+/// Default most bytes of request bodies held in memory for retries (32
+/// MiB); past it, what waits longest goes to offline storage.
+pub const DEFAULT_MAX_RETRY_MEMORY: usize = 32 * 1024 * 1024;
 /// The environment variable holding the connection string.
 pub const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
 /// The environment variable holding a bare instrumentation key (deprecated
@@ -57,6 +68,11 @@ pub const ENV_INSTRUMENTATION_KEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
 /// | [`with_gzip`](Self::with_gzip) | `true` |
 /// | [`with_request_timeout`](Self::with_request_timeout) | 10 s ([`DEFAULT_REQUEST_TIMEOUT`]) |
 /// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`DEFAULT_CONNECT_TIMEOUT`]) |
+/// | [`with_max_retry_memory`](Self::with_max_retry_memory) | 32 MiB ([`DEFAULT_MAX_RETRY_MEMORY`]) |
+/// | [`with_offline_storage`](Self::with_offline_storage) | `true` |
+/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-<instrumentation key>` in [`std::env::temp_dir`] |
+/// | [`with_storage_max_size`](Self::with_storage_max_size) | 50 MiB ([`DEFAULT_STORAGE_MAX_SIZE`]) |
+/// | [`with_storage_retention`](Self::with_storage_retention) | 48 h ([`DEFAULT_STORAGE_RETENTION`]) |
 /// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
 ///
 /// The connection string is taken from, in order: `with_connection_string`,
@@ -93,6 +109,11 @@ pub struct Builder {
     gzip: bool,
     request_timeout: Duration,
     connect_timeout: Duration,
+    max_retry_memory: usize,
+    offline_storage: bool,
+    storage_dir: Option<PathBuf>,
+    storage_max_size: u64,
+    storage_retention: Duration,
 }
 
 impl Default for Builder {
@@ -117,6 +138,11 @@ impl Builder {
             gzip: true,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_retry_memory: DEFAULT_MAX_RETRY_MEMORY,
+            offline_storage: true,
+            storage_dir: None,
+            storage_max_size: DEFAULT_STORAGE_MAX_SIZE,
+            storage_retention: DEFAULT_STORAGE_RETENTION,
         }
     }
 
@@ -175,6 +201,55 @@ impl Builder {
     /// The longest opening a connection may take (default 5 s).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most bytes of request bodies (before gzip) kept in memory while
+    /// they are sent or wait for a retry (default 32 MiB). Past it, the
+    /// batch whose retry is furthest away goes to offline storage (or,
+    /// without storage, is dropped and counted in
+    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
+    /// With the queue bound, this bounds the exporter's memory during an
+    /// outage.
+    pub fn with_max_retry_memory(mut self, bytes: usize) -> Self {
+        self.max_retry_memory = bytes;
+        self
+    }
+
+    /// Whether telemetry that cannot be delivered now is kept on disk and
+    /// sent later, by this process or the next one (default `true`, as in
+    /// the Python exporters). Without it, telemetry whose retries run out,
+    /// or that is unsent at shutdown, is dropped and counted.
+    pub fn with_offline_storage(mut self, enabled: bool) -> Self {
+        self.offline_storage = enabled;
+        self
+    }
+
+    /// The offline storage directory (default `tracing-appinsights-<ikey>`
+    /// in the system's temporary directory). It is created with mode 0700
+    /// and must belong to the user the application runs as. Processes
+    /// sharing it never send the same data twice; give each application
+    /// (each instrumentation key) its own.
+    pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.storage_dir = Some(dir.into());
+        self
+    }
+
+    /// The most bytes offline storage may hold (default 50 MiB). When it is
+    /// full, new data is dropped (and counted in
+    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full))
+    /// and what is stored is kept.
+    pub fn with_storage_max_size(mut self, bytes: u64) -> Self {
+        self.storage_max_size = bytes;
+        self
+    }
+
+    /// How long data is kept in offline storage (default 48 hours, the
+    /// oldest the ingestion service accepts). Older data is deleted unsent
+    /// and counted in
+    /// [`ExporterStats::dropped_too_old`](crate::ExporterStats::dropped_too_old).
+    pub fn with_storage_retention(mut self, retention: Duration) -> Self {
+        self.storage_retention = retention;
         self
     }
 
@@ -252,6 +327,19 @@ impl Builder {
         if self.connect_timeout.is_zero() {
             return invalid("with_connect_timeout", "must be longer than zero".into());
         }
+        if self.storage_retention.is_zero() {
+            return invalid("with_storage_retention", "must be longer than zero".into());
+        }
+        if self
+            .storage_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return invalid(
+                "with_storage_dir",
+                "must not be empty; use with_offline_storage(false) to turn storage off".into(),
+            );
+        }
         if self.in_memory.is_some()
             && (self.connection_string.is_some() || self.instrumentation_key.is_some())
         {
@@ -307,23 +395,41 @@ impl Builder {
         let Some(connection) = self.resolve_connection_string()? else {
             return Ok(Sink::Stdout(Default::default()));
         };
-        let transport = Transport::new(TransportConfig {
+        let transport_config = TransportConfig {
             endpoint: connection.ingestion_endpoint().to_owned(),
             gzip: self.gzip,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-        })
-        .map_err(|e| BuildError::Transport {
-            reason: e.to_string(),
-        })?;
+        };
+        let transport =
+            Transport::new(transport_config.clone()).map_err(|e| BuildError::Transport {
+                reason: e.to_string(),
+            })?;
         let context = EnvelopeContext::new(
             connection.instrumentation_key(),
             &self.telemetry,
             sampler.ratio(),
         );
+        // Nothing is touched on disk here (an application thread): the
+        // worker opens the directory.
+        let storage = self.offline_storage.then(|| {
+            Storage::new(StorageConfig {
+                dir: self
+                    .storage_dir
+                    .clone()
+                    .unwrap_or_else(|| default_storage_dir(connection.instrumentation_key())),
+                max_bytes: self.storage_max_size,
+                retention: self.storage_retention,
+            })
+        });
+        let policy = Policy::new(self.request_timeout, self.max_retry_memory);
         Ok(Sink::AppInsights(Box::new(AppInsightsSink::new(
-            transport, context,
+            transport,
+            transport_config,
+            context,
+            policy,
+            storage,
         ))))
     }
 
@@ -361,6 +467,17 @@ impl Builder {
         let guard = ExporterGuard::new(Arc::clone(&shared), control, thread, self.shutdown_timeout);
         Ok((AppInsightsLayer::new(shared), guard))
     }
+}
+
+/// `tracing-appinsights-<ikey>` in the system's temporary directory; the
+/// key keeps only the characters of a GUID, so it cannot name another path.
+fn default_storage_dir(ikey: &str) -> PathBuf {
+    let key: String = ikey
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    std::env::temp_dir().join(format!("tracing-appinsights-{key}"))
 }
 
 /// A connection string holding only `key`, refusing a key that would smuggle

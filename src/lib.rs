@@ -168,6 +168,7 @@ pub use config::{
     DEFAULT_MAX_QUEUE_SIZE, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT, ENV_CONNECTION_STRING, ENV_INSTRUMENTATION_KEY,
 };
+pub use config::{DEFAULT_MAX_RETRY_MEMORY, DEFAULT_STORAGE_MAX_SIZE, DEFAULT_STORAGE_RETENTION};
 pub use connection_string::{Authorization, ConnectionString, ParseError};
 pub use error::{BuildError, FlushError, ShutdownError};
 pub use exporter::{ExporterGuard, ExporterStats, InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};

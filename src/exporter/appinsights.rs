@@ -1,22 +1,242 @@
 //! The Application Insights sink: records → envelopes → JSON array bodies
-//! of about 1 MiB → gzip → POST `{endpoint}/v2.1/track`.
+//! of about 1 MiB ([`Payload`]s) → gzip → POST `{endpoint}/v2.1/track`, with
+//! retries, redirects and offline storage.
+//!
+//! The worker never waits on the network. [`AppInsightsSink::accept`]
+//! serialises a batch into payloads and returns; payloads are sent by tasks
+//! on the worker's runtime, at most a few at a time, while the worker goes
+//! on draining the queue. A payload whose send fails waits in memory for
+//! its next attempt (exponential backoff with full jitter, or the
+//! service's `Retry-After`), bounded in time and in bytes: past either
+//! bound it goes to offline storage ([`Storage`]), or, without storage, is
+//! dropped and counted. Stored blobs are read back and sent while the
+//! endpoint is healthy. See `docs/delivery.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use tokio::task::JoinSet;
 
-use super::sink::ExportOutcome;
-use super::transport::{parse_track_response, SendOutcome, Transport};
+use super::retry::{self, Backoff, DropReason, Health, Outcome, Redirects, RetryReason};
+use super::storage::{Blob, Storage};
+use super::transport::{SendOutcome, Transport, TransportConfig};
+use super::{add, items_of, Counters};
 use crate::envelope::{map_record, write_envelope, Envelope, EnvelopeContext};
 use crate::span_data::Record;
 
 /// Largest request body before gzip (design §6: about 1 MiB).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Sends batches to the ingestion endpoint.
+/// The diagnostics target (the layer ignores its own target).
+const TARGET: &str = "tracing_appinsights";
+
+/// A stored blob whose send failed is not read again for at least this
+/// long (its failure count is not kept on disk).
+const MIN_STORED_RETRY: Duration = Duration::from_secs(1);
+
+/// How the sink retries and how much it may hold.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    /// Delays between attempts, and how long a batch is retried in memory.
+    pub(crate) backoff: Backoff,
+    /// Requests in flight at once while the endpoint is healthy.
+    pub(crate) max_in_flight: usize,
+    /// Bytes of request bodies (before gzip) held in memory, in flight or
+    /// waiting; past it, the payload whose retry is furthest away is
+    /// stored (or dropped).
+    pub(crate) max_memory: usize,
+    /// How long a blob read back from storage is leased while it is sent.
+    /// Longer than a request may take, so no other process takes it over
+    /// while the answer is awaited.
+    pub(crate) lease: Duration,
+}
+
+impl Policy {
+    /// The defaults, for a request timeout.
+    pub(crate) fn new(request_timeout: Duration, max_memory: usize) -> Self {
+        Policy {
+            backoff: Backoff::default(),
+            max_in_flight: 4,
+            max_memory,
+            lease: request_timeout * 2 + Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the sink woke up for.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    /// A request finished.
+    Sent {
+        /// The payload's sequence number.
+        seq: u64,
+        /// What happened.
+        outcome: SendOutcome,
+    },
+    /// A retry (or the end of a pause) is due.
+    Timer,
+}
+
+/// One request's worth of items: a JSON array and where each item is in it.
+#[derive(Debug)]
+struct Payload {
+    /// Identifies the payload while in flight; orders payloads for flush.
+    seq: u64,
+    /// `[item,item,…]`, not gzipped (gzip is redone per attempt: memory
+    /// holds one copy).
+    body: Bytes,
+    /// Each item's byte range in `body`.
+    items: Vec<(u32, u32)>,
+    origin: Origin,
+    /// Failed attempts so far.
+    failures: u32,
+    /// Whether it was sent before (a send is then counted as a retry).
+    sent: bool,
+    /// When it was first sent: retries stop `max_elapsed` after.
+    first_attempt: Option<Instant>,
+}
+
+/// Where a payload's items are counted while it is being sent.
+#[derive(Debug)]
+enum Origin {
+    /// Taken from the queue (or what is left of a payload): in memory.
+    Fresh,
+    /// Read back from storage: still in storage (the blob is leased) until
+    /// the answer settles it.
+    Stored(Blob),
+}
+
+impl Payload {
+    /// A payload of `items`, each a serialised envelope.
+    fn new<'a>(seq: u64, items: impl Iterator<Item = &'a [u8]>, origin: Origin) -> Self {
+        let mut builder = PayloadBuilder::default();
+        for item in items {
+            builder.push(item);
+        }
+        builder.finish(seq, origin)
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn is_fresh(&self) -> bool {
+        matches!(self.origin, Origin::Fresh)
+    }
+
+    fn item(&self, i: usize) -> &[u8] {
+        let (start, end) = self.items[i];
+        &self.body[start as usize..end as usize]
+    }
+
+    fn item_slices(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        (0..self.len()).map(|i| self.item(i))
+    }
+
+    /// The items at `indices`, as a fresh payload with the same sequence
+    /// number and retry history.
+    fn subset(&self, indices: &[usize]) -> Payload {
+        let mut rest = Payload::new(
+            self.seq,
+            indices.iter().map(|i| self.item(*i)),
+            Origin::Fresh,
+        );
+        rest.failures = self.failures;
+        rest.sent = true;
+        rest.first_attempt = self.first_attempt;
+        rest
+    }
+}
+
+/// Builds a payload's body item by item.
+#[derive(Default)]
+struct PayloadBuilder {
+    body: Vec<u8>,
+    items: Vec<(u32, u32)>,
+}
+
+impl PayloadBuilder {
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether adding an item of `len` bytes would pass [`MAX_BODY_BYTES`].
+    fn would_overflow(&self, len: usize) -> bool {
+        self.body.len() + len + 2 > MAX_BODY_BYTES
+    }
+
+    fn push(&mut self, item: &[u8]) {
+        if self.body.is_empty() {
+            self.body.reserve(64 * 1024);
+        }
+        self.body
+            .push(if self.items.is_empty() { b'[' } else { b',' });
+        let start = self.body.len() as u32;
+        self.body.extend_from_slice(item);
+        self.items.push((start, self.body.len() as u32));
+    }
+
+    fn finish(mut self, seq: u64, origin: Origin) -> Payload {
+        if self.items.is_empty() {
+            self.body.push(b'[');
+        }
+        self.body.push(b']');
+        Payload {
+            seq,
+            body: Bytes::from(self.body),
+            items: self.items,
+            origin,
+            failures: 0,
+            sent: false,
+            first_attempt: None,
+        }
+    }
+}
+
+/// Which kinds of trouble were already reported at warning level (later
+/// ones go to debug level, so a dead endpoint does not flood the logs).
+#[derive(Debug, Default)]
+struct Warned {
+    retry: bool,
+    network: bool,
+    partial: bool,
+    dropped: bool,
+    no_storage: bool,
+    unencodable: bool,
+    too_old: bool,
+    corrupt: bool,
+    oversize: bool,
+}
+
+/// Sends batches to the ingestion endpoint. See the module docs.
 pub(crate) struct AppInsightsSink {
-    transport: Transport,
+    transport: Arc<Transport>,
+    /// The transport's settings, to build one for a redirect's host.
+    transport_config: TransportConfig,
     context: EnvelopeContext,
-    /// Reused between batches: serialised items and their records.
+    policy: Policy,
+    storage: Option<Storage>,
+    /// Reused between items.
     scratch: Vec<u8>,
+    /// Payloads waiting for their next attempt, by (due time, seq).
+    waiting: BTreeMap<(Instant, u64), Payload>,
+    /// Payloads being sent, by seq.
+    in_flight: HashMap<u64, Payload>,
+    /// The sends, each answering with its payload's seq.
+    tasks: JoinSet<(u64, SendOutcome)>,
+    /// Which seq each task sends (to settle a send whose task died).
+    task_seqs: HashMap<tokio::task::Id, u64>,
+    next_seq: u64,
+    /// Bytes of bodies in `waiting` and `in_flight`.
+    memory: usize,
+    /// Items of fresh payloads in `waiting` and `in_flight`.
+    fresh_items: u64,
+    health: Health,
+    redirects: Redirects,
+    /// Whether stored blobs are read back (not once stopping).
+    reading: bool,
     warned: Warned,
 }
 
@@ -24,199 +244,667 @@ impl std::fmt::Debug for AppInsightsSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppInsightsSink")
             .field("url", &self.transport.track_url())
+            .field("waiting", &self.waiting.len())
+            .field("in_flight", &self.in_flight.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Which failures were already reported at warning level (later ones are
-/// logged at debug level, so a dead endpoint does not flood the logs).
-#[derive(Debug, Default)]
-struct Warned {
-    status: bool,
-    network: bool,
-    partial: bool,
-}
-
-/// One request body: items of whole records, in order.
-struct Chunk {
-    body: Vec<u8>,
-    /// For each item in the body, the index of its record in the batch.
-    item_records: Vec<usize>,
-}
-
-impl Chunk {
-    fn new() -> Self {
-        Chunk {
-            body: Vec::with_capacity(64 * 1024),
-            item_records: Vec::new(),
-        }
-    }
-
-    fn push_item(&mut self, item: &[u8], record: usize) {
-        self.body.push(if self.item_records.is_empty() {
-            b'['
-        } else {
-            b','
-        });
-        self.body.extend_from_slice(item);
-        self.item_records.push(record);
-    }
-
-    fn finish(mut self) -> (Bytes, Vec<usize>) {
-        self.body.push(b']');
-        (Bytes::from(self.body), self.item_records)
-    }
-}
-
 impl AppInsightsSink {
-    pub(crate) fn new(transport: Transport, context: EnvelopeContext) -> Self {
+    pub(crate) fn new(
+        transport: Transport,
+        transport_config: TransportConfig,
+        context: EnvelopeContext,
+        policy: Policy,
+        storage: Option<Storage>,
+    ) -> Self {
         AppInsightsSink {
-            transport,
+            transport: Arc::new(transport),
+            transport_config,
             context,
+            policy,
+            storage,
             scratch: Vec::new(),
+            waiting: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            tasks: JoinSet::new(),
+            task_seqs: HashMap::new(),
+            next_seq: 0,
+            memory: 0,
+            fresh_items: 0,
+            health: Health::default(),
+            redirects: Redirects::default(),
+            reading: true,
             warned: Warned::default(),
         }
     }
 
-    /// Maps and sends one batch; every record ends up exported or failed.
-    pub(crate) async fn export(&mut self, batch: &[Record]) -> ExportOutcome {
-        let chunks = self.serialize(batch);
-        let mut failed_records = vec![false; batch.len()];
-        for chunk in chunks {
-            let (body, item_records) = chunk.finish();
-            for item in self.send(body, item_records.len()).await {
-                if let Some(&record) = item_records.get(item) {
-                    failed_records[record] = true;
-                }
-            }
-        }
-        let failed = failed_records.iter().filter(|f| **f).count();
-        ExportOutcome {
-            exported: batch.len() - failed,
-            failed,
-        }
-    }
+    // === taking batches ===
 
-    /// Serialises every record's envelopes into bodies of at most about
-    /// [`MAX_BODY_BYTES`].
-    fn serialize(&mut self, batch: &[Record]) -> Vec<Chunk> {
-        let mut chunks = Vec::new();
-        let mut current = Chunk::new();
+    /// Serialises a batch into payloads of at most about [`MAX_BODY_BYTES`]
+    /// and queues them for sending. Never waits.
+    pub(crate) fn accept(&mut self, batch: &[Record], counters: &Counters) {
+        let mut done = Vec::new();
+        let mut builder = PayloadBuilder::default();
         let mut envelopes: Vec<Envelope<'_>> = Vec::new();
-        for (index, record) in batch.iter().enumerate() {
+        let mut unencodable = 0_u64;
+        for record in batch {
             envelopes.clear();
             map_record(record, &self.context, &mut envelopes);
+            let expected = items_of(record);
+            let mapped = envelopes.len() as u64;
+            if mapped > expected {
+                // Keep the books balanced if the mapping ever makes more
+                // items than `items_of` says (a test pins the two together).
+                add(&counters.queued, mapped - expected);
+                add(&counters.taken, mapped - expected);
+            }
+            unencodable += expected.saturating_sub(mapped);
             for envelope in &envelopes {
                 self.scratch.clear();
                 write_envelope(envelope, &mut self.scratch);
-                let full = current.body.len() + self.scratch.len() + 2 > MAX_BODY_BYTES;
-                if full && !current.item_records.is_empty() {
-                    chunks.push(std::mem::replace(&mut current, Chunk::new()));
+                if self.scratch.is_empty() {
+                    unencodable += 1;
+                    continue;
                 }
-                current.push_item(&self.scratch, index);
+                if builder.would_overflow(self.scratch.len()) && !builder.is_empty() {
+                    done.push(std::mem::take(&mut builder));
+                }
+                builder.push(&self.scratch);
             }
         }
-        if !current.item_records.is_empty() {
-            chunks.push(current);
+        if !builder.is_empty() {
+            done.push(builder);
         }
-        chunks
-    }
-
-    /// Sends one body; returns the indices of the items that were not
-    /// accepted.
-    async fn send(&mut self, body: Bytes, items: usize) -> Vec<usize> {
-        match self.transport.send(body).await {
-            SendOutcome::Response { status, body, .. } if status == 200 || status == 206 => {
-                self.rejected_items(status, &body, items)
-            }
-            SendOutcome::Response { status, body, .. } => {
-                let message = service_message(&body);
-                warn_or_debug(
-                    &mut self.warned.status,
-                    format_args!(
-                        "Exporter.SendFailed: the ingestion service answered {status} ({message}); \
-                         {items} items dropped"
-                    ),
-                );
-                (0..items).collect()
-            }
-            SendOutcome::Timeout => {
-                warn_or_debug(
-                    &mut self.warned.network,
-                    format_args!(
-                        "Exporter.SendFailed: the request timed out; {items} items dropped"
-                    ),
-                );
-                (0..items).collect()
-            }
-            SendOutcome::Connect(error) => {
-                warn_or_debug(
-                    &mut self.warned.network,
-                    format_args!(
-                        "Exporter.SendFailed: could not reach the ingestion endpoint ({error}); \
-                         {items} items dropped"
-                    ),
-                );
-                (0..items).collect()
-            }
-        }
-    }
-
-    /// The items a 200/206 answer did not accept, from its per-item errors.
-    fn rejected_items(&mut self, status: u16, body: &[u8], items: usize) -> Vec<usize> {
-        let Some(response) = parse_track_response(body) else {
-            // A 200 without a readable body: the service took the request.
-            if status == 200 {
-                return Vec::new();
-            }
+        if unencodable > 0 {
+            add(&counters.dropped_rejected, unencodable);
             warn_or_debug(
-                &mut self.warned.partial,
-                format_args!("Exporter.PartialSuccess: unreadable 206 body; {items} items dropped"),
+                &mut self.warned.unencodable,
+                format_args!("Exporter.Unencodable: {unencodable} items could not be encoded and were dropped"),
             );
-            return (0..items).collect();
+        }
+        let now = Instant::now();
+        for builder in done {
+            let payload = builder.finish(self.next_seq, Origin::Fresh);
+            self.next_seq += 1;
+            self.hold(&payload);
+            self.waiting.insert((now, payload.seq), payload);
+        }
+        self.enforce_memory(counters);
+        self.publish(counters);
+    }
+
+    // === sending ===
+
+    /// Starts every send that may start now: due payloads first, then
+    /// blobs read back from storage while the endpoint is healthy.
+    pub(crate) fn pump(&mut self, counters: &Counters) {
+        let now = Instant::now();
+        loop {
+            if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+                break;
+            }
+            if self.health.paused_until().is_some_and(|until| until > now) {
+                break;
+            }
+            if let Some(entry) = self.waiting.first_entry() {
+                if entry.key().0 <= now {
+                    let payload = entry.remove();
+                    self.start(payload, counters);
+                    continue;
+                }
+            }
+            match self.read_back(counters) {
+                Some(payload) => self.start(payload, counters),
+                None => break,
+            }
+        }
+        self.publish(counters);
+    }
+
+    /// A blob from storage as a payload, when the endpoint is healthy and
+    /// memory has room.
+    fn read_back(&mut self, counters: &Counters) -> Option<Payload> {
+        let storage = self.storage.as_mut()?;
+        let busy = self.in_flight.values().any(|p| !p.is_fresh());
+        if !self.reading
+            || busy
+            || !self.health.is_healthy()
+            || self.memory >= self.policy.max_memory / 2
+        {
+            return None;
+        }
+        let blob = storage.take(SystemTime::now() + self.policy.lease);
+        self.collect_discarded(counters);
+        let mut blob = blob?;
+        let items = std::mem::take(&mut blob.items);
+        let mut payload = Payload::new(
+            self.next_seq,
+            items.iter().map(Vec::as_slice),
+            Origin::Stored(blob),
+        );
+        self.next_seq += 1;
+        payload.sent = true;
+        self.hold(&payload);
+        Some(payload)
+    }
+
+    /// Sends a payload in a task of the worker's runtime.
+    fn start(&mut self, mut payload: Payload, counters: &Counters) {
+        if payload.sent {
+            add(&counters.retried, payload.len() as u64);
+        }
+        payload.sent = true;
+        payload.first_attempt.get_or_insert_with(Instant::now);
+        add(&counters.requests, 1);
+        let body = payload.body.clone();
+        let transport = Arc::clone(&self.transport);
+        let seq = payload.seq;
+        // The task gzips the body (on this thread, like everything of this
+        // runtime) and sends it.
+        let task = self
+            .tasks
+            .spawn(async move { (seq, transport.send(body).await) });
+        self.task_seqs.insert(task.id(), seq);
+        self.in_flight.insert(seq, payload);
+    }
+
+    /// Waits for a send to finish or a retry to fall due. Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> Wake {
+        let due = self.next_due();
+        let timer = async move {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
         };
-        let rejected: Vec<usize> = response
-            .errors
+        tokio::select! {
+            Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
+                Ok((seq, outcome)) => Wake::Sent { seq, outcome },
+                Err(err) => match self.task_seqs.get(&err.id()) {
+                    // A send that panicked: treat it as a failed attempt.
+                    Some(&seq) if !err.is_cancelled() => Wake::Sent {
+                        seq,
+                        outcome: SendOutcome::Connect(format!("the send task failed: {err}")),
+                    },
+                    _ => Wake::Timer,
+                },
+            },
+            () = timer => Wake::Timer,
+        }
+    }
+
+    /// When [`pump`](Self::pump) will next have something to start (a
+    /// finished send wakes the worker anyway).
+    fn next_due(&self) -> Option<Instant> {
+        if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+            return None;
+        }
+        let (due, _) = *self.waiting.keys().next()?;
+        Some(match self.health.paused_until() {
+            Some(until) => due.max(until),
+            None => due,
+        })
+    }
+
+    /// Handles a finished send.
+    pub(crate) fn on_wake(&mut self, wake: Wake, counters: &Counters) {
+        let Wake::Sent { seq, outcome } = wake else {
+            return;
+        };
+        self.task_seqs.retain(|_, s| *s != seq);
+        // Gone when it was stored while in flight (shutdown).
+        let Some(payload) = self.in_flight.remove(&seq) else {
+            return;
+        };
+        self.unhold(&payload);
+        if outcome == SendOutcome::Timeout {
+            add(&counters.timeouts, 1);
+        }
+        let n = payload.len();
+        match retry::classify(&outcome, n, SystemTime::now()) {
+            Outcome::Accepted => {
+                self.health.on_success();
+                self.redirects.reset();
+                self.settle(payload, n, 0, counters);
+            }
+            Outcome::Partial {
+                retry,
+                rejected,
+                first_error,
+            } => {
+                self.health.on_success();
+                self.redirects.reset();
+                let (code, message) = first_error.unwrap_or_default();
+                warn_or_debug(
+                    &mut self.warned.partial,
+                    format_args!(
+                        "Exporter.PartialSuccess: {} of {n} items accepted, {} to resend, \
+                         {rejected} rejected; first error: {code} {message}",
+                        n - retry.len() - rejected,
+                        retry.len(),
+                    ),
+                );
+                let rest = (!retry.is_empty()).then(|| payload.subset(&retry));
+                self.settle(payload, n - retry.len() - rejected, rejected, counters);
+                if let Some(rest) = rest {
+                    self.retry_later(rest, None, counters);
+                }
+            }
+            Outcome::RetryAll { after, reason } => {
+                self.health.on_failure(
+                    &reason,
+                    after,
+                    Instant::now(),
+                    &self.policy.backoff,
+                    crate::ids::next_u64(),
+                );
+                self.report_retry(&reason, after, n);
+                self.retry_later(payload, after, counters);
+            }
+            Outcome::Drop(reason) => {
+                self.health.on_success();
+                self.redirects.reset();
+                self.report_drop(&reason, n);
+                self.settle(payload, 0, n, counters);
+            }
+            Outcome::Redirect { endpoint } => self.redirect(payload, endpoint, counters),
+        }
+        self.publish(counters);
+    }
+
+    /// Follows a redirect: later sends go to `endpoint`; the payload is
+    /// resent at once. The tenth in a row drops it.
+    fn redirect(&mut self, payload: Payload, endpoint: String, counters: &Counters) {
+        let n = payload.len();
+        if !self.redirects.follow() {
+            self.report_drop(
+                &DropReason::BadRedirect(format!(
+                    "{} redirects in a row, the last to {endpoint}",
+                    retry::MAX_REDIRECTS
+                )),
+                n,
+            );
+            self.settle(payload, 0, n, counters);
+            return;
+        }
+        let downgrade =
+            self.transport_config.endpoint.starts_with("https:") && endpoint.starts_with("http:");
+        let config = TransportConfig {
+            endpoint: endpoint.clone(),
+            ..self.transport_config.clone()
+        };
+        match (downgrade, Transport::new(config.clone())) {
+            (false, Ok(transport)) => {
+                tracing::info!(
+                    target: TARGET,
+                    from = %self.transport_config.endpoint,
+                    to = %endpoint,
+                    "Exporter.Redirected: the ingestion service redirected us; later requests go \
+                     to the new endpoint"
+                );
+                self.transport = Arc::new(transport);
+                self.transport_config = config;
+                self.hold(&payload);
+                self.waiting.insert((Instant::now(), payload.seq), payload);
+            }
+            (downgrade, result) => {
+                let why = if downgrade {
+                    "from https to plain http".to_owned()
+                } else {
+                    result.err().map(|e| e.to_string()).unwrap_or_default()
+                };
+                self.report_drop(&DropReason::BadRedirect(format!("{endpoint}: {why}")), n);
+                self.settle(payload, 0, n, counters);
+            }
+        }
+    }
+
+    /// Counts a payload's items as accepted or rejected and, for a blob,
+    /// deletes it (its items left storage).
+    fn settle(&mut self, payload: Payload, accepted: usize, rejected: usize, counters: &Counters) {
+        add(&counters.exported, accepted as u64);
+        add(&counters.dropped_rejected, rejected as u64);
+        if let Origin::Stored(blob) = payload.origin {
+            add(&counters.read_back, payload.items.len() as u64);
+            if let Some(storage) = &mut self.storage {
+                storage.delete(blob);
+            }
+        }
+    }
+
+    /// Schedules the next attempt of a failed payload, or stores it when
+    /// that would be past its retry time.
+    fn retry_later(&mut self, mut payload: Payload, after: Option<Duration>, counters: &Counters) {
+        payload.failures += 1;
+        let backoff = self.policy.backoff;
+        let delay = backoff.next_delay(payload.failures, after, crate::ids::next_u64());
+        let now = Instant::now();
+        let due = now + delay;
+        match payload.origin {
+            Origin::Stored(mut blob) => {
+                // Back to storage: the lease keeps everyone off until due.
+                if let Some(storage) = &mut self.storage {
+                    storage.release(&mut blob, SystemTime::now() + delay.max(MIN_STORED_RETRY));
+                }
+            }
+            Origin::Fresh => {
+                let first = payload.first_attempt.unwrap_or(now);
+                if due.saturating_duration_since(first) > backoff.max_elapsed {
+                    self.store(payload, Some(SystemTime::now() + delay), counters);
+                } else {
+                    self.hold(&payload);
+                    self.waiting.insert((due, payload.seq), payload);
+                    self.enforce_memory(counters);
+                }
+            }
+        }
+    }
+
+    // === storage ===
+
+    /// Writes a fresh payload (already out of `waiting`/`in_flight`) to
+    /// storage, leased until `lease_until`; without room, drops it,
+    /// counted.
+    fn store(&mut self, payload: Payload, lease_until: Option<SystemTime>, counters: &Counters) {
+        let n = payload.len() as u64;
+        let result = match &mut self.storage {
+            Some(storage) => storage.put(payload.item_slices(), lease_until).is_ok(),
+            None => {
+                warn_or_debug(
+                    &mut self.warned.no_storage,
+                    format_args!(
+                        "Exporter.DroppedNoStorage: {n} items could not be sent in time and \
+                         offline storage is off; they are dropped (ExporterStats::\
+                         dropped_storage_full)"
+                    ),
+                );
+                false
+            }
+        };
+        if result {
+            add(&counters.stored, n);
+        } else {
+            add(&counters.dropped_storage_full, n);
+        }
+    }
+
+    /// While the bodies held pass the memory bound, stores the waiting
+    /// payload whose attempt is furthest away.
+    fn enforce_memory(&mut self, counters: &Counters) {
+        while self.memory > self.policy.max_memory {
+            let Some(((due, _), payload)) = self.waiting.pop_last() else {
+                return;
+            };
+            self.unhold(&payload);
+            let lease = due
+                .checked_duration_since(Instant::now())
+                .map(|left| SystemTime::now() + left);
+            self.store(payload, lease, counters);
+        }
+    }
+
+    /// Counts what storage deleted unsent.
+    fn collect_discarded(&mut self, counters: &Counters) {
+        let Some(storage) = &mut self.storage else {
+            return;
+        };
+        let discarded = storage.take_discarded();
+        if discarded.total() == 0 {
+            return;
+        }
+        add(&counters.read_back, discarded.total());
+        add(&counters.dropped_too_old, discarded.too_old);
+        add(&counters.dropped_corrupt, discarded.corrupt);
+        add(&counters.dropped_storage_full, discarded.oversize);
+        let dir = storage.dir().display().to_string();
+        for (count, warned, what) in [
+            (
+                discarded.too_old,
+                &mut self.warned.too_old,
+                "older than the retention (ExporterStats::dropped_too_old)",
+            ),
+            (
+                discarded.corrupt,
+                &mut self.warned.corrupt,
+                "not telemetry: a damaged or foreign file (ExporterStats::dropped_corrupt)",
+            ),
+            (
+                discarded.oversize,
+                &mut self.warned.oversize,
+                "in a blob larger than the storage may hold (ExporterStats::dropped_storage_full)",
+            ),
+        ] {
+            if count > 0 {
+                warn_or_debug(
+                    warned,
+                    format_args!(
+                        "Storage.Discarded: {count} stored items deleted unsent from {dir}: {what}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Periodic housekeeping: storage cleanup.
+    pub(crate) fn maintain(&mut self, counters: &Counters) {
+        if let Some(storage) = &mut self.storage {
+            storage.maintain();
+        }
+        self.collect_discarded(counters);
+    }
+
+    // === flush and shutdown ===
+
+    /// Every payload accepted so far has a seq below this.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether no fresh payload below `mark` is waiting or in flight.
+    pub(crate) fn settled(&self, mark: u64) -> bool {
+        let pending = |p: &Payload| p.is_fresh() && p.seq < mark;
+        !self.waiting.values().any(pending) && !self.in_flight.values().any(pending)
+    }
+
+    /// Stores the waiting fresh payloads below `mark`, each leased until
+    /// its retry is due.
+    pub(crate) fn spill(&mut self, mark: u64, counters: &Counters) {
+        let keys: Vec<(Instant, u64)> = self
+            .waiting
             .iter()
-            .map(|e| e.index)
-            .filter(|i| *i < items)
+            .filter(|(_, p)| p.is_fresh() && p.seq < mark)
+            .map(|(k, _)| *k)
             .collect();
-        if !rejected.is_empty() || (response.items_accepted as usize) < items {
-            let first = response.errors.first();
-            warn_or_debug(
-                &mut self.warned.partial,
-                format_args!(
-                    "Exporter.PartialSuccess: {} of {items} items accepted; first error: {} {}",
-                    response.items_accepted,
-                    first.map_or(0, |e| e.status_code),
-                    first.map_or("", |e| e.message.as_str()),
-                ),
+        let now = Instant::now();
+        for key in keys {
+            if let Some(payload) = self.waiting.remove(&key) {
+                self.unhold(&payload);
+                let lease = key
+                    .0
+                    .checked_duration_since(now)
+                    .map(|d| SystemTime::now() + d);
+                self.store(payload, lease, counters);
+            }
+        }
+        self.publish(counters);
+    }
+
+    /// Abandons the requests in flight and stores everything held, free for
+    /// the next reader; blobs being sent go back to storage unleased.
+    pub(crate) fn spill_all(&mut self, counters: &Counters) {
+        self.tasks.abort_all();
+        self.task_seqs.clear();
+        let payloads: Vec<Payload> = std::mem::take(&mut self.in_flight)
+            .into_values()
+            .chain(std::mem::take(&mut self.waiting).into_values())
+            .collect();
+        for payload in payloads {
+            self.unhold(&payload);
+            match payload.origin {
+                Origin::Stored(blob) => {
+                    if let Some(storage) = &mut self.storage {
+                        storage.unlease(&blob);
+                    }
+                }
+                Origin::Fresh => self.store(payload, None, counters),
+            }
+        }
+        self.publish(counters);
+    }
+
+    /// Reads nothing more back from storage.
+    pub(crate) fn stop_reading(&mut self) {
+        self.reading = false;
+    }
+
+    /// Whether nothing is waiting or in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+
+    // === bookkeeping ===
+
+    /// A payload enters memory.
+    fn hold(&mut self, payload: &Payload) {
+        self.memory += payload.body.len();
+        if payload.is_fresh() {
+            self.fresh_items += payload.len() as u64;
+        }
+    }
+
+    /// A payload leaves memory.
+    fn unhold(&mut self, payload: &Payload) {
+        self.memory -= payload.body.len();
+        if payload.is_fresh() {
+            self.fresh_items -= payload.len() as u64;
+        }
+    }
+
+    /// Publishes the gauge of items in memory.
+    fn publish(&self, counters: &Counters) {
+        counters
+            .in_memory
+            .store(self.fresh_items, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    // === diagnostics ===
+
+    fn report_retry(&mut self, reason: &RetryReason, after: Option<Duration>, n: usize) {
+        let (warned, what) = match reason {
+            RetryReason::Status(status) => (
+                &mut self.warned.retry,
+                format!("the ingestion service answered {status}"),
+            ),
+            RetryReason::Timeout => (&mut self.warned.network, "the request timed out".to_owned()),
+            RetryReason::Connect(error) => (
+                &mut self.warned.network,
+                format!("could not reach the ingestion endpoint ({error})"),
+            ),
+        };
+        let after = after.map_or(String::new(), |a| format!(" (Retry-After {a:?})"));
+        warn_or_debug(
+            warned,
+            format_args!("Exporter.Retrying: {what}{after}; {n} items will be sent again"),
+        );
+    }
+
+    fn report_drop(&mut self, reason: &DropReason, n: usize) {
+        let what = match reason {
+            DropReason::Status(status, message) => {
+                format!("the ingestion service answered {status} ({message})")
+            }
+            DropReason::UnreadablePartial => {
+                "the ingestion service answered 206 without saying which items it refused"
+                    .to_owned()
+            }
+            DropReason::BadRedirect(why) => format!("unusable redirect: {why}"),
+        };
+        // An error: data is lost and the cause (a wrong key, a quota) is
+        // the user's to fix. The first of each run; later ones at debug.
+        let first = !std::mem::replace(&mut self.warned.dropped, true);
+        if first {
+            tracing::error!(
+                target: TARGET,
+                "Exporter.Dropped: {what}; {n} items dropped (ExporterStats::dropped_rejected)"
+            );
+        } else {
+            tracing::debug!(
+                target: TARGET,
+                "Exporter.Dropped: {what}; {n} items dropped (ExporterStats::dropped_rejected)"
             );
         }
-        rejected
     }
 }
 
-/// The service's own words from an error body (`errors[0].message`), or
-/// the start of the body, bounded.
-fn service_message(body: &[u8]) -> String {
-    if let Some(message) = parse_track_response(body)
-        .and_then(|r| r.errors.into_iter().next())
-        .map(|e| e.message)
-    {
-        return crate::text::truncate_str(&message, 256).to_owned();
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
-    text.trim().to_owned()
-}
-
-/// Logs the first occurrence of a kind of failure as a warning, the rest at
+/// Logs the first occurrence of a kind of trouble as a warning, the rest at
 /// debug level.
 fn warn_or_debug(warned: &mut bool, message: std::fmt::Arguments<'_>) {
     if *warned {
-        tracing::debug!(target: "tracing_appinsights", "{message}");
+        tracing::debug!(target: TARGET, "{message}");
     } else {
         *warned = true;
-        tracing::warn!(target: "tracing_appinsights", "{message}");
+        tracing::warn!(target: TARGET, "{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span_data::{Annotation, Attributes, EventData, SpanData};
+
+    /// `items_of` says how many envelopes `map_record` makes: the counters
+    /// rely on it.
+    #[test]
+    fn items_of_matches_the_mapping() {
+        let context = EnvelopeContext::new(
+            "00000000-0000-0000-0000-000000000000",
+            &Default::default(),
+            1.0,
+        );
+        let span = SpanData {
+            name: "s".into(),
+            ..Default::default()
+        };
+        let mut records = vec![Record::Span(Box::new(span.clone()))];
+        for n in [1, 3] {
+            let mut s = span.clone();
+            for i in 0..n {
+                s.annotations.push(Annotation::new(
+                    SystemTime::now(),
+                    format!("event {i}"),
+                    tracing::Level::INFO,
+                    "app",
+                    Attributes::new(),
+                ));
+            }
+            records.push(Record::Span(Box::new(s)));
+        }
+        records.push(Record::Event(EventData {
+            timestamp: SystemTime::now(),
+            level: tracing::Level::WARN,
+            target: "app",
+            message: "outside".into(),
+            attributes: Attributes::new(),
+        }));
+        for record in &records {
+            let mut envelopes = Vec::new();
+            map_record(record, &context, &mut envelopes);
+            assert_eq!(envelopes.len() as u64, items_of(record));
+        }
+    }
+
+    #[test]
+    fn payloads_slice_and_rebuild_items() {
+        let items: [&[u8]; 3] = [b"{\"a\":1}", b"{\"b\":2}", b"{\"c\":3}"];
+        let p = Payload::new(7, items.into_iter(), Origin::Fresh);
+        assert_eq!(&p.body[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
+        assert_eq!(p.item(1), b"{\"b\":2}");
+        let rest = p.subset(&[0, 2]);
+        assert_eq!(&rest.body[..], b"[{\"a\":1},{\"c\":3}]");
+        assert_eq!(rest.seq, 7);
+        assert_eq!(rest.item_slices().collect::<Vec<_>>(), [items[0], items[2]]);
+        let empty = Payload::new(1, std::iter::empty(), Origin::Fresh);
+        assert_eq!(&empty.body[..], b"[]");
     }
 }

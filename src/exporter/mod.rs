@@ -16,8 +16,10 @@ use crate::span_data::{Record, SpanData};
 
 pub(crate) mod appinsights;
 mod in_memory;
+pub(crate) mod retry;
 pub(crate) mod sink;
 mod stdout;
+pub(crate) mod storage;
 pub(crate) mod transport;
 mod worker;
 
@@ -30,7 +32,7 @@ pub(crate) struct Shared {
     pub(crate) rule: SamplingRule,
     pub(crate) id_keys: IdKeys,
     tx: SyncSender<Record>,
-    /// Records queued and not yet exported or failed.
+    /// Records in the queue (not yet taken by the worker).
     pending: AtomicUsize,
     /// Wake the worker when `pending` reaches this many.
     wake_at: usize,
@@ -87,15 +89,51 @@ impl RecordPool {
     }
 }
 
-/// The raw counters behind [`ExporterStats`].
+/// The raw counters behind [`ExporterStats`], in telemetry items (see
+/// [`items_of`]).
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) queued: AtomicU64,
+    /// Items the worker took off the queue.
+    pub(crate) taken: AtomicU64,
+    /// Items of this process in the worker's memory (a gauge).
+    pub(crate) in_memory: AtomicU64,
     pub(crate) exported: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) read_back: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_after_shutdown: AtomicU64,
-    pub(crate) dropped_export_failed: AtomicU64,
+    pub(crate) dropped_rejected: AtomicU64,
+    pub(crate) dropped_too_old: AtomicU64,
+    pub(crate) dropped_storage_full: AtomicU64,
+    pub(crate) dropped_corrupt: AtomicU64,
     pub(crate) batches: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How many telemetry items a record becomes: a span is one item (a
+/// Request or a RemoteDependency) plus one per event inside it (a Message
+/// or an Exception); an event outside spans is one item.
+///
+/// The counters of [`ExporterStats`] are in items, because the service
+/// accepts, rejects and retries items, and storage holds items: only in
+/// items can every one be in exactly one place.
+#[inline]
+pub(crate) fn items_of(record: &Record) -> u64 {
+    match record {
+        Record::Span(span) => 1 + span.annotations.len() as u64,
+        Record::Event(_) => 1,
+    }
 }
 
 impl Shared {
@@ -132,9 +170,10 @@ impl Shared {
     /// Hands a finished record to the worker: never blocks; a full queue
     /// drops the record, counts it, and warns once.
     pub(crate) fn send(&self, record: Record) {
+        let items = items_of(&record);
         match self.tx.try_send(record) {
             Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                self.counters.queued.fetch_add(items, Ordering::Relaxed);
                 if self.pending.fetch_add(1, Ordering::AcqRel) + 1 == self.wake_at {
                     self.notify.notify_one();
                 }
@@ -142,7 +181,7 @@ impl Shared {
             Err(TrySendError::Full(_)) => {
                 self.counters
                     .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(items, Ordering::Relaxed);
                 if !self.warned_queue_full.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         target: "tracing_appinsights",
@@ -154,36 +193,80 @@ impl Shared {
             Err(TrySendError::Disconnected(_)) => {
                 self.counters
                     .dropped_after_shutdown
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(items, Ordering::Relaxed);
             }
         }
     }
 
-    /// The worker finished with `n` records (exported or failed).
+    /// The worker took `n` records off the queue.
     pub(crate) fn done(&self, n: usize) {
         self.pending.fetch_sub(n, Ordering::AcqRel);
     }
 
     pub(crate) fn stats(&self) -> ExporterStats {
         let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Taken before queued: `in_queue` never goes negative.
+        let taken = load(&c.taken);
+        let queued = load(&c.queued);
         ExporterStats {
-            queued: c.queued.load(Ordering::Relaxed),
-            exported: c.exported.load(Ordering::Relaxed),
-            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
-            dropped_after_shutdown: c.dropped_after_shutdown.load(Ordering::Relaxed),
-            dropped_export_failed: c.dropped_export_failed.load(Ordering::Relaxed),
-            in_queue: self.pending.load(Ordering::Relaxed) as u64,
-            batches: c.batches.load(Ordering::Relaxed),
+            queued,
+            in_queue: queued.saturating_sub(taken),
+            in_memory: load(&c.in_memory),
+            exported: load(&c.exported),
+            retried: load(&c.retried),
+            stored: load(&c.stored),
+            read_back: load(&c.read_back),
+            dropped_queue_full: load(&c.dropped_queue_full),
+            dropped_after_shutdown: load(&c.dropped_after_shutdown),
+            dropped_rejected: load(&c.dropped_rejected),
+            dropped_too_old: load(&c.dropped_too_old),
+            dropped_storage_full: load(&c.dropped_storage_full),
+            dropped_corrupt: load(&c.dropped_corrupt),
+            batches: load(&c.batches),
+            requests: load(&c.requests),
+            timeouts: load(&c.timeouts),
         }
     }
 }
 
-/// Counters of what happened to the records the layer produced.
+/// What became of the telemetry the layer produced, counted in telemetry
+/// items.
 ///
-/// Every record (a finished span, or an event outside any span) that passed
-/// sampling is counted once in `queued` or in one of the `dropped_*`
-/// counters; every queued record is later `exported`, counted in
-/// `dropped_export_failed`, or still `in_queue`.
+/// An item is what the service counts: a span is one item (a request or a
+/// dependency) plus one per event inside it; an event outside spans is one
+/// item. A span without events is one item.
+///
+/// Every item the application produced is, at any moment, in exactly one
+/// place:
+///
+/// * dropped before the queue: [`dropped_queue_full`](Self::dropped_queue_full),
+///   [`dropped_after_shutdown`](Self::dropped_after_shutdown);
+/// * otherwise [`queued`](Self::queued), and then [`in_queue`](Self::in_queue),
+///   [`in_memory`](Self::in_memory) (being sent or waiting for a retry),
+///   [`exported`](Self::exported) (accepted by the service),
+///   [`stored`](Self::stored) (written to offline storage), or dropped by the
+///   worker: [`dropped_rejected`](Self::dropped_rejected),
+///   [`dropped_too_old`](Self::dropped_too_old),
+///   [`dropped_storage_full`](Self::dropped_storage_full),
+///   [`dropped_corrupt`](Self::dropped_corrupt).
+///
+/// Items read back from storage (written by this run or an earlier one,
+/// or by another process sharing the directory) come back in through
+/// [`read_back`](Self::read_back) and leave again as exported, dropped or
+/// stored. So, whenever the worker is between two steps (always, once a
+/// [`flush`](crate::ExporterGuard::flush) or shutdown has returned):
+///
+/// ```text
+/// queued + read_back == in_queue + in_memory + exported + stored
+///                       + dropped_rejected + dropped_too_old
+///                       + dropped_storage_full + dropped_corrupt
+/// ```
+///
+/// and `stored - read_back` is what this exporter left in storage, when it
+/// is the directory's only user. [`retried`](Self::retried) counts
+/// resends, not items: an item sent three times is counted twice there and
+/// once wherever it ends up.
 ///
 /// # Examples
 ///
@@ -195,40 +278,96 @@ impl Shared {
 /// let stats = guard.stats();
 /// assert_eq!(stats.queued, 0);
 /// assert_eq!(stats.dropped_queue_full, 0);
+/// assert!(stats.balances());
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExporterStats {
-    /// Records accepted into the export queue.
+    /// Items accepted into the export queue.
     pub queued: u64,
-    /// Records the sink took: printed to stdout, stored in memory, or
-    /// accepted by the ingestion service.
+    /// Items in the queue, not yet taken by the worker, right now.
+    pub in_queue: u64,
+    /// Items the worker holds in memory right now: being sent, or waiting
+    /// for their next attempt.
+    pub in_memory: u64,
+    /// Items the sink took: accepted by the ingestion service (or printed
+    /// to stdout, or kept by an [`InMemoryExporter`]). Includes items read
+    /// back from storage.
     pub exported: u64,
-    /// Records dropped because the queue was full (the application produced
+    /// Item resends after a failure (an item sent three times counts two).
+    pub retried: u64,
+    /// Items written to offline storage (their retries ran out, memory was
+    /// full, or the exporter shut down before they could be sent).
+    pub stored: u64,
+    /// Items taken back out of offline storage: sent (then counted as
+    /// exported, dropped or stored again) or deleted unsent (too old,
+    /// corrupt).
+    pub read_back: u64,
+    /// Items dropped because the queue was full (the application produced
     /// them faster than they could be exported).
     pub dropped_queue_full: u64,
-    /// Records produced after the exporter shut down.
+    /// Items produced after the exporter shut down.
     pub dropped_after_shutdown: u64,
-    /// Records the sink failed to export (for example, rejected by the
-    /// service).
-    pub dropped_export_failed: u64,
-    /// Records queued and not yet exported or failed, right now.
-    pub in_queue: u64,
-    /// Batches handed to the sink.
+    /// Items the service refused for good: a non-retryable status (400,
+    /// 402, 404, 413, 439, …) for the batch or the item, an unreadable
+    /// partial answer, or too many redirects.
+    pub dropped_rejected: u64,
+    /// Items deleted from storage unsent because they were older than the
+    /// retention ([`Builder::with_storage_retention`](crate::Builder::with_storage_retention),
+    /// default 48 hours, the service's own limit).
+    pub dropped_too_old: u64,
+    /// Items that could not be kept: their retries ran out, or memory for
+    /// retries was full, and offline storage was full, unwritable or turned
+    /// off.
+    pub dropped_storage_full: u64,
+    /// Lines of stored blobs that were not telemetry items (a damaged or
+    /// foreign file), deleted.
+    pub dropped_corrupt: u64,
+    /// Batches of records handed to the sink.
     pub batches: u64,
+    /// HTTP requests sent to the ingestion endpoint (first sends, retries
+    /// and redirects).
+    pub requests: u64,
+    /// Requests that got no answer within the request timeout (each is
+    /// retried; `docs/delivery.md` says which duplicates a timeout can make).
+    pub timeouts: u64,
 }
 
-/// Commands from the guard to the worker.
+impl ExporterStats {
+    /// The items the worker dropped: rejected, too old, storage full and
+    /// corrupt (not those dropped before the queue).
+    pub fn dropped(&self) -> u64 {
+        self.dropped_rejected
+            + self.dropped_too_old
+            + self.dropped_storage_full
+            + self.dropped_corrupt
+    }
+
+    /// Whether every item is accounted for: `queued + read_back` equals
+    /// `in_queue + in_memory + exported + stored + dropped()`. True whenever
+    /// the worker is between two steps, so always after a flush or a
+    /// shutdown returned (a snapshot taken while it works may be off by
+    /// the items it is moving).
+    pub fn balances(&self) -> bool {
+        self.queued + self.read_back
+            == self.in_queue + self.in_memory + self.exported + self.stored + self.dropped()
+    }
+}
+
+/// Commands from the guard to the worker. The reply says whether
+/// everything concerned was settled (accepted, stored or dropped) in time.
 pub(crate) enum Control {
-    /// Export everything queued, then reply; give up at the deadline.
+    /// Settle everything queued before the command, then reply; by the
+    /// deadline, store what is still waiting for a retry.
     Flush {
-        reply: std_mpsc::SyncSender<()>,
+        reply: std_mpsc::SyncSender<bool>,
         deadline: std::time::Instant,
     },
-    /// Export everything queued, reply and stop; give up at the deadline.
+    /// Settle everything queued, reply and stop; by the deadline, store
+    /// what is left.
     Shutdown {
-        reply: std_mpsc::SyncSender<()>,
+        reply: std_mpsc::SyncSender<bool>,
         deadline: std::time::Instant,
     },
 }
@@ -296,15 +435,21 @@ impl ExporterGuard {
         }
     }
 
-    /// Exports every record queued before the call, and returns when the
-    /// sink has taken them or `timeout` has passed.
+    /// Exports every record queued before the call, and returns when each
+    /// of their items was accepted by the service, written to offline
+    /// storage, or dropped ([`stats`](Self::stats) says which), or when
+    /// `timeout` has passed.
     ///
-    /// It blocks the calling thread for at most `timeout`.
+    /// Items still waiting for a retry near the end of `timeout` are
+    /// written to offline storage (and sent from there later), so a flush
+    /// against a failing endpoint still settles in time. It blocks the
+    /// calling thread for at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`FlushError::Timeout`] when the records were not all exported in
-    /// time (they stay queued and are exported later);
+    /// [`FlushError::Timeout`] when not everything was settled in time
+    /// (a request is still in flight, or storage is off or unwritable and
+    /// items wait in memory for their retry; nothing is lost yet);
     /// [`FlushError::ShutDown`] after [`shutdown`](Self::shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         if self.is_shut_down.load(Ordering::Acquire) {
@@ -318,23 +463,31 @@ impl ExporterGuard {
             })
             .map_err(|_| FlushError::ShutDown)?;
         match done.recv_timeout(timeout) {
-            Ok(()) => Ok(()),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
+            Ok(true) => Ok(()),
+            Ok(false) | Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                Err(FlushError::Timeout(timeout))
+            }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::ShutDown),
         }
     }
 
     /// Exports what is queued and stops the worker thread, within `timeout`.
     ///
-    /// Records produced afterwards are dropped and counted in
+    /// The queue is drained and sent with the time left; what is still
+    /// unsent near the end of `timeout` (waiting for a retry, or in flight)
+    /// is written to offline storage, from where the next run sends it.
+    /// With the endpoint down it still returns within `timeout`. Records
+    /// produced afterwards are dropped and counted in
     /// [`ExporterStats::dropped_after_shutdown`].
     ///
     /// # Errors
     ///
     /// [`ShutdownError::AlreadyShutDown`] on a second call;
-    /// [`ShutdownError::Timeout`] when the worker did not finish in time (it
-    /// is left to finish in the background; what it could not export is
-    /// lost and the counters say how much).
+    /// [`ShutdownError::Timeout`] when the worker did not finish in time (a
+    /// sink stuck on the worker thread; it is left to finish in the
+    /// background). Without storage (turned off or unwritable), what could
+    /// not be sent in time is dropped and counted in
+    /// [`ExporterStats::dropped_storage_full`]: check [`stats`](Self::stats).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         if self.is_shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
@@ -349,13 +502,17 @@ impl ExporterGuard {
             return Err(ShutdownError::WorkerGone);
         }
         match done.recv_timeout(timeout) {
-            Ok(()) => {
+            Ok(settled) => {
                 let thread = self.thread.lock().ok().and_then(|mut t| t.take());
                 if let Some(thread) = thread {
                     // The worker replied as its last act: this join is short.
                     let _ = thread.join();
                 }
-                Ok(())
+                if settled {
+                    Ok(())
+                } else {
+                    Err(ShutdownError::Timeout(timeout))
+                }
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
             Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(ShutdownError::WorkerGone),

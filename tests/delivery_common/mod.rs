@@ -1,0 +1,240 @@
+//! Helpers for the delivery tests: private storage directories, endpoints
+//! that refuse connections, a TCP forwarder to bring an endpoint "up", and
+//! span emission with names the server side can check.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing_appinsights::{Builder, ExporterGuard};
+use tracing_subscriber::prelude::*;
+
+/// The instrumentation key of every test connection string.
+pub const IKEY: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A connection string for `endpoint` (`http://127.0.0.1:PORT`).
+pub fn connection_string(endpoint: &str) -> String {
+    format!("InstrumentationKey={IKEY};IngestionEndpoint={endpoint}/")
+}
+
+/// A fresh directory path under the system's temporary directory (not
+/// created), removed with everything in it on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        TempDir(std::env::temp_dir().join(format!(
+            "tai-test-{tag}-{}-{n}-{nanos:x}",
+            std::process::id()
+        )))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The files in the directory, sorted (empty if it does not exist).
+    pub fn files(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.0) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Polls until the directory holds no file, or `timeout` passes.
+    pub fn wait_empty(&self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let files = self.files();
+            if files.is_empty() || Instant::now() >= deadline {
+                return files;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback address where nothing listens: connections are refused.
+pub fn dead_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// The builder every delivery test starts from: `endpoint`, a private
+/// storage directory, short timeouts, and an interval long enough that only
+/// full batches and flushes export.
+pub fn builder(endpoint: &str, storage: &Path) -> Builder {
+    Builder::new()
+        .with_connection_string(connection_string(endpoint))
+        .with_storage_dir(storage)
+        .with_export_interval(Duration::from_secs(3600))
+        .with_request_timeout(Duration::from_secs(2))
+        .with_connect_timeout(Duration::from_millis(500))
+}
+
+/// Builds the layer into a dispatcher of its own.
+pub fn start(builder: Builder) -> (tracing::Dispatch, ExporterGuard) {
+    let (layer, guard) = builder.build().expect("valid builder");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    (dispatch, guard)
+}
+
+/// Emits `n` spans without events (one item each) named `{prefix}-{i}`.
+pub fn emit(dispatch: &tracing::Dispatch, prefix: &str, range: std::ops::Range<usize>) {
+    tracing::dispatcher::with_default(dispatch, || {
+        for i in range {
+            tracing::info_span!("span", otel.name = format!("{prefix}-{i}").as_str())
+                .in_scope(|| {});
+        }
+    });
+}
+
+/// The `baseData.name` of each envelope.
+pub fn names(envelopes: &[Value]) -> Vec<String> {
+    envelopes
+        .iter()
+        .map(|e| {
+            e["data"]["baseData"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// How many times each name arrived.
+pub fn counts(names: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for name in names {
+        *counts.entry(name.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts that `prefix-0 .. prefix-{n-1}` each arrived exactly once (and
+/// nothing else with that prefix).
+pub fn assert_exactly_once(names: &[String], prefix: &str, n: usize) {
+    let counts = counts(names);
+    let mine: HashMap<&String, &usize> = counts
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{prefix}-")))
+        .collect();
+    let duplicated: Vec<_> = mine.iter().filter(|(_, c)| ***c > 1).collect();
+    assert!(duplicated.is_empty(), "duplicated: {duplicated:?}");
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !counts.contains_key(&format!("{prefix}-{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {} of {n}: {missing:?}",
+        missing.len()
+    );
+    assert_eq!(mine.len(), n);
+}
+
+/// Forwards every TCP connection on a port to `upstream`: an endpoint that
+/// was down (the port refused connections) comes up.
+pub struct Forwarder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Listens on `addr` (which must be free) and forwards to `upstream`.
+    pub fn start(addr: SocketAddr, upstream: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind(addr).expect("the dead port is free again");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_accepting = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stop_accepting.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(upstream) else {
+                            continue;
+                        };
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Forwarder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread until EOF, then half-closes `to`.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0_u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+/// The path of an example binary, built if a filtered test run did not
+/// build it (as `tests/quickstart.rs` does).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name, "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert!(path.exists(), "{} was built", path.display());
+    path
+}
