@@ -87,5 +87,33 @@ fn batches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(envelope, batches);
+/// Why gzip level 1: the levels' cost and size on a batch of 512 spans.
+fn gzip_levels(c: &mut Criterion) {
+    use std::io::Write;
+    let mut encoder = Encoder::default();
+    let spans: Vec<SpanData> = (0..512).map(typical).collect();
+    encoder.to_json(&spans);
+    let json = encoder.json().to_vec();
+    let mut group = c.benchmark_group("gzip_level");
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    for level in [1, 3, 6, 9] {
+        let gzip = |json: &[u8]| {
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            enc.write_all(json).expect("in memory");
+            enc.finish().expect("in memory")
+        };
+        eprintln!(
+            "gzip level {level}: {} JSON bytes -> {} bytes",
+            json.len(),
+            gzip(&json).len()
+        );
+        group.bench_with_input(BenchmarkId::from_parameter(level), &json, |b, json| {
+            b.iter(|| black_box(gzip(black_box(json))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(envelope, batches, gzip_levels);
 criterion_main!(envelope);

@@ -54,6 +54,11 @@ impl Encoder {
         self.body.len()
     }
 
+    /// The JSON array of the last [`to_json`](Self::to_json).
+    pub fn json(&self) -> &[u8] {
+        &self.body
+    }
+
     /// [`to_json`](Self::to_json) then gzip: the request body's size on the
     /// wire, in bytes.
     pub fn to_wire(&mut self, spans: &[SpanData]) -> usize {
