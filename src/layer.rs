@@ -140,6 +140,7 @@ impl SpanState {
         context.trace_options = TraceOptions::SAMPLED;
         context.tracestate = remote.tracestate;
         self.data.parent_span_id = Some(remote.span_id);
+        self.data.sampled_remotely = remote.sampled.is_some();
         self.data.operation_name = Cow::Borrowed("");
         self.remote_parent = true;
         self.is_local_root = true;
@@ -349,6 +350,7 @@ struct ParentIds {
     trace_id: TraceId,
     span_id: SpanId,
     tracestate: Option<Text>,
+    sampled_remotely: bool,
 }
 
 /// Where the trace of a new sampled span comes from.
@@ -439,6 +441,7 @@ where
             trace_id: state.trace_id(),
             span_id: state.span_id(),
             tracestate: state.data.context.tracestate.clone(),
+            sampled_remotely: state.data.sampled_remotely,
         }))
     }
 
@@ -478,21 +481,29 @@ where
         origin: Origin,
         span_id: SpanId,
     ) -> SpanState {
+        let mut sampled_remotely = false;
         let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
-            Origin::Local(p) => (
-                Some(p.operation_name),
-                p.trace_id,
-                Some(p.span_id),
-                p.tracestate,
-                None,
-            ),
-            Origin::Remote(r) => (
-                None,
-                r.trace_id,
-                Some(r.span_id),
-                r.tracestate,
-                Some(r.source),
-            ),
+            Origin::Local(p) => {
+                sampled_remotely = p.sampled_remotely;
+                let operation_name = Some(p.operation_name);
+                (
+                    operation_name,
+                    p.trace_id,
+                    Some(p.span_id),
+                    p.tracestate,
+                    None,
+                )
+            }
+            Origin::Remote(r) => {
+                sampled_remotely = r.sampled.is_some();
+                (
+                    None,
+                    r.trace_id,
+                    Some(r.span_id),
+                    r.tracestate,
+                    Some(r.source),
+                )
+            }
             Origin::Root(trace_id) => (None, trace_id, None, None, None),
         };
         let start_time = SystemTime::now();
@@ -514,6 +525,7 @@ where
         data.dropped_annotations = 0;
         data.dropped_message_events = 0;
         data.dropped_links = 0;
+        data.sampled_remotely = sampled_remotely;
         let mut state = SpanState {
             data,
             kind: None,

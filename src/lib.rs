@@ -71,7 +71,9 @@
 //!   OpenCensus' rule on the trace id (its low 8 bytes, big-endian, sampled
 //!   when `<= floor(p * u64::MAX)`), so every service using the rule agrees;
 //! * the default is [`Sampler::always_on`] (OpenCensus' own default of
-//!   1 in 10,000 is a trap its documentation works around).
+//!   1 in 10,000 is a trap its documentation works around);
+//! * a span with a remote parent follows the caller's sampled flag, both
+//!   ways (see [Distributed tracing](#distributed-tracing)).
 //!
 //! An unsampled span costs almost nothing: it visits no field, stores
 //! nothing and allocates nothing (see `benches/layer.rs`).
@@ -97,6 +99,10 @@
 //! | `otel.status_description` | the status message |
 //! | `error` | a recorded `&dyn Error` (or a string, or `true`) marks the span failed, with the error's message |
 //!
+//! The field `ai.request.source` ([`FIELD_REQUEST_SOURCE`]) is an ordinary
+//! attribute that a server span's Request item takes as its `source`; the
+//! layer sets it from the caller's `Request-Context: appId=…`.
+//!
 //! Inside events, `message` is the event's text, an `error` field recorded
 //! as `&dyn Error` (or an `exception.message` field) marks the enclosing
 //! span failed, and events with `message.type = "SENT"` or `"RECEIVED"` are
@@ -110,17 +116,113 @@
 //! | `name` | the span's name, or `otel.name` |
 //! | `context` | trace id (random for a root, else the parent's), span id (random), sampled flag |
 //! | `parent_span_id` | the parent span's id |
-//! | `kind` | `otel.kind`; else internal |
+//! | `kind` | `otel.kind`; else server for a span with a remote parent; else internal |
 //! | `attributes` | the span's fields, typed, at most 32 (oldest evicted, counted) |
 //! | `annotations` | events inside the span, at most 32 |
 //! | `message_events` | events with a `message.type`, at most 128 |
 //! | `links` | `Span::follows_from`, at most 32 |
 //! | `status` | `otel.status_code`, `error`, error events |
 //! | `child_span_count` | sampled children created under the span |
-//! | `same_process_as_parent_span` | `Some(true)` for a local parent |
+//! | `same_process_as_parent_span` | `Some(true)` for a local parent, `Some(false)` for a remote one |
+//! | `sampled_remotely` | the trace was recorded on a remote caller's sampled flag |
 //!
 //! String values are kept up to 8192 characters and event messages up to
 //! 32768 (the service's limits), cut on a char boundary.
+//!
+//! # Distributed tracing
+//!
+//! An operation that crosses services is one end-to-end transaction in
+//! Application Insights when its trace context crosses with it. The crate
+//! speaks W3C Trace Context (`traceparent`, `tracestate`) and, so that
+//! services using older Application Insights SDKs join, their `Request-Id`
+//! and `Request-Context` headers (`docs/distributed-tracing.md` has the
+//! formats and rules).
+//!
+//! * **In:** create the span that handles a request inside
+//!   [`with_remote_parent`]: it takes the caller's trace id, its parent id
+//!   is the caller's span id, it is a server span unless it names another
+//!   `otel.kind`, and it is recorded exactly when the caller's sampled flag
+//!   says so. [`AppInsightsSpanExt::set_parent_from_headers`] does the same
+//!   for a span that already exists, if it is called before the span is
+//!   entered (the method's docs say what an unsampled span loses then).
+//!   Invalid or absent headers leave the span a root; nothing panics.
+//! * **Out:** [`AppInsightsSpanExt::inject_context`] writes the span's
+//!   `traceparent`, `tracestate` and `Request-Id` into outgoing headers,
+//!   also for unsampled spans (flags `00`), so the callee decides alike.
+//! * **Ids:** [`AppInsightsSpanExt::trace_id`] and
+//!   [`span_id`](AppInsightsSpanExt::span_id) read a span's ids, for logs,
+//!   error pages and response headers.
+//!
+//! ```
+//! use tracing_appinsights::{with_remote_parent, AppInsightsSpanExt};
+//!
+//! fn handle(request: &http::Request<()>) -> http::HeaderMap {
+//!     let span = with_remote_parent(request.headers(), || {
+//!         tracing::info_span!(
+//!             "GET /orders/{id}",
+//!             http.request.method = "GET",
+//!             http.route = "/orders/{id}",
+//!         )
+//!     });
+//!     let _entered = span.enter();
+//!     // A call to another service: a client span, its context injected.
+//!     let call = tracing::info_span!(
+//!         "GET /items/{id}",
+//!         otel.kind = "client",
+//!         http.request.method = "GET",
+//!         url.full = "http://inventory.internal/items/42",
+//!     );
+//!     let mut outgoing = http::HeaderMap::new();
+//!     call.inject_context(&mut outgoing);
+//!     outgoing
+//! }
+//! # handle(&http::Request::new(()));
+//! ```
+//!
+//! With the `tower` feature, [`tower::ServerLayer`] and
+//! [`tower::ClientLayer`] do all of this for HTTP services and clients. With
+//! axum (the route template comes from axum's `MatchedPath`):
+//!
+//! ```ignore
+//! use axum::{extract::MatchedPath, routing::get, Router};
+//! use tracing_appinsights::tower::ServerLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders/{id}", get(order))
+//!     .layer(ServerLayer::new().with_route(|parts| {
+//!         Some(parts.extensions.get::<MatchedPath>()?.as_str().to_owned())
+//!     }));
+//! ```
+//!
+//! (`ignore`: the crate does not depend on axum; `examples/two_services.rs`
+//! runs the same layers with plain hyper.)
+//!
+//! # Application map
+//!
+//! The map draws one node per role and one edge per call between roles:
+//!
+//! * each service names its role with [`Builder::with_cloud_role`] (else
+//!   `OTEL_SERVICE_NAME`, else the executable's name) and its instance with
+//!   [`Builder::with_cloud_role_instance`] (else the host name): the
+//!   `ai.cloud.role` and `ai.cloud.roleInstance` tags of every item;
+//! * the caller's client span becomes a RemoteDependency item whose
+//!   `target` is the callee's `host[:port]` (default ports omitted);
+//! * the callee's Request item has the caller's `ai.operation.id` and, as
+//!   `ai.operation.parentId`, the dependency's `id`: that link draws the
+//!   edge from the caller's dependency to the callee's role;
+//! * a caller sending `Request-Context: appId=…` is named in the Request's
+//!   `source`.
+//!
+//! A trace recorded because its caller sampled it carries `sampleRate` 100
+//! (the caller's rate is not known), not this service's rate.
+//!
+//! # Feature flags
+//!
+//! | feature | what |
+//! |---|---|
+//! | `webpki-roots` (default) | trust the Mozilla roots bundled by `webpki-roots` |
+//! | `native-roots` | trust the operating system's certificate store |
+//! | `tower` | [`tower::ServerLayer`] and [`tower::ClientLayer`] (adds `tower-layer`, `tower-service`, `pin-project-lite`) |
 //!
 //! # Configuration
 //!
@@ -161,6 +263,8 @@ mod sampler;
 mod span_data;
 mod text;
 mod time_fmt;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod visitor;
 
 pub use config::{

@@ -78,6 +78,11 @@ pub struct SpanData {
     /// `Some(true)` when the parent is in this process, `Some(false)` when it
     /// is remote, `None` for a root.
     pub same_process_as_parent_span: Option<bool>,
+    /// Whether the trace was recorded because a remote caller sampled it
+    /// (its `traceparent` flag), not by this process' sampler. Its items
+    /// then carry `sampleRate` 100: the caller's rate is not known here, so
+    /// each item stands for itself.
+    pub sampled_remotely: bool,
 }
 
 impl Default for SpanData {
@@ -105,6 +110,7 @@ impl Default for SpanData {
             dropped_links: 0,
             status: Status::default(),
             same_process_as_parent_span: None,
+            sampled_remotely: false,
         }
     }
 }

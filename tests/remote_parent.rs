@@ -71,6 +71,7 @@ fn assert_joined_caller(c: &Captured) {
     assert_eq!(child.same_process_as_parent_span, Some(true));
     assert_eq!(child.operation_name, "GET /items");
     assert_eq!(child.annotations.len(), 1);
+    assert!(server.sampled_remotely && child.sampled_remotely);
 }
 
 #[test]
@@ -137,6 +138,7 @@ fn a_legacy_caller_is_sampled_by_the_local_rule_on_its_trace_id() {
     let c = capture_with(Builder::new(), || handle(&legacy(TRACE)));
     assert_eq!(c.span("handle").context.trace_id.to_string(), TRACE);
     assert_eq!(c.span("handle").parent_span_id.unwrap().to_string(), SPAN);
+    assert!(!c.span("handle").sampled_remotely, "our rule decided");
     // OpenCensus' vectors (reference §e1) at 1e-4.
     let c = capture_with(sampler(Sampler::probability(1e-4)), || {
         handle(&legacy("f8739df974a4481f98748cd92b27177d"))

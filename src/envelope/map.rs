@@ -110,6 +110,15 @@ pub(crate) fn map_span<'a>(
         let data = event_data(&view);
         out.push(Envelope::new(ctx, view.timestamp, event_tags.clone(), data));
     }
+    if span.sampled_remotely {
+        // Recorded on the caller's decision, at the caller's (unknown) rate:
+        // our sampler's rate would extrapolate wrongly (or be 0).
+        let items = 1 + span.annotations.len();
+        let start = out.len() - items;
+        for envelope in &mut out[start..] {
+            envelope.sample_rate = 100.0;
+        }
+    }
 }
 
 /// An Exception item for an event carrying an error, else a Message item.
@@ -146,4 +155,27 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
 /// A text attribute cut to a tag's limit.
 fn tag_text(value: Option<&AttributeValue>, max_chars: usize) -> Option<&str> {
     value?.as_str().map(|s| truncate_str(s, max_chars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use crate::span_data::{Record, SpanKind};
+    use tracing_core::Level;
+
+    /// A trace recorded on a remote caller's decision stands for itself.
+    #[test]
+    fn remotely_sampled_spans_and_their_events_have_sample_rate_100() {
+        let mut span = span(SpanKind::Server, &[]);
+        span.annotations.push(annotation(Level::INFO, "hi", &[]));
+        let local = items(&Record::Span(Box::new(span.clone())));
+        assert!(local.iter().all(|i| i["sampleRate"] == 25.0), "{local:#?}");
+        span.sampled_remotely = true;
+        let remote = items(&Record::Span(Box::new(span)));
+        assert_eq!(remote.len(), 2);
+        assert!(
+            remote.iter().all(|i| i["sampleRate"] == 100.0),
+            "{remote:#?}"
+        );
+    }
 }

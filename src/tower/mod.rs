@@ -1,0 +1,84 @@
+//! `tower` middleware for HTTP servers and clients (feature `tower`).
+//!
+//! * [`ServerLayer`] wraps an HTTP service (axum `Router`, a hyper service
+//!   adapted to tower, …): each request runs in a **server span** created
+//!   with the caller's trace context from the request headers (see
+//!   [`with_remote_parent`](crate::with_remote_parent)), with the semantic
+//!   fields the Request item is built from; the response's status is
+//!   recorded, and a 5xx or a service error marks the span failed.
+//! * [`ClientLayer`] wraps an HTTP client service (`hyper_util`'s legacy
+//!   `Client`, …): each call runs in a **client span** (a dependency) whose
+//!   context is injected into the request headers (`traceparent`,
+//!   `tracestate`, `Request-Id`), so the server on the other side joins the
+//!   operation; a status of 400 or more, or a client error, marks it failed.
+//!
+//! Both only need `http::Request<B>` / `http::Response<B>`, whatever the
+//! body types. The span ends when the response head is ready (the body
+//! streams after it).
+//!
+//! The spans have the targets [`SERVER_TARGET`] and [`CLIENT_TARGET`] at
+//! level INFO, so filters can select them.
+
+mod client;
+mod server;
+
+pub use client::{ClientFuture, ClientLayer, ClientService};
+pub use server::{ServerFuture, ServerLayer, ServerService};
+
+/// The target of the server spans of [`ServerLayer`].
+pub const SERVER_TARGET: &str = "appinsights::http::server";
+/// The target of the client spans of [`ClientLayer`].
+pub const CLIENT_TARGET: &str = "appinsights::http::client";
+
+/// The host and port a request is addressed to: the URI's authority, else
+/// the `Host` header.
+fn host_and_port<'a>(
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+) -> (Option<&'a str>, Option<u16>) {
+    if let Some(authority) = uri.authority() {
+        return (Some(authority.host()), authority.port_u16());
+    }
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return (None, None);
+    };
+    match host.parse::<http::uri::Authority>() {
+        Ok(authority) => {
+            let port = authority.port_u16();
+            // `host()` borrows from the parsed value: find it in the header.
+            let name = authority.host();
+            let start = host.find(name).unwrap_or(0);
+            (host.get(start..start + name.len()), port)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_from_the_uri_or_the_host_header() {
+        let mut headers = http::HeaderMap::new();
+        let abs: http::Uri = "http://shop.example:8080/x".parse().unwrap();
+        assert_eq!(
+            host_and_port(&abs, &headers),
+            (Some("shop.example"), Some(8080))
+        );
+        let rel: http::Uri = "/x?y=1".parse().unwrap();
+        assert_eq!(host_and_port(&rel, &headers), (None, None));
+        headers.insert("host", "inventory:9000".parse().unwrap());
+        assert_eq!(
+            host_and_port(&rel, &headers),
+            (Some("inventory"), Some(9000))
+        );
+        headers.insert("host", "[::1]:443".parse().unwrap());
+        assert_eq!(host_and_port(&rel, &headers), (Some("[::1]"), Some(443)));
+        headers.insert("host", "bad host".parse().unwrap());
+        assert_eq!(host_and_port(&rel, &headers), (None, None));
+    }
+}
