@@ -540,6 +540,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use tracing_subscriber::prelude::*;
+    use tracing_subscriber::Layer as _;
 
     use super::sink::Sink;
     use crate::span_data::Record;
@@ -572,9 +573,11 @@ mod tests {
             for record in batch {
                 let _span = tracing::info_span!(target: "noisy_sink", "sink.export").entered();
                 tracing::info!(target: "noisy_sink", "exporting a record");
-                if let Record::Span(span) = record {
-                    sink_names.lock().unwrap().push(span.name.to_string());
-                }
+                let name = match record {
+                    Record::Span(span) => span.name.to_string(),
+                    Record::Event(event) => format!("event: {}", event.message),
+                };
+                sink_names.lock().unwrap().push(name);
             }
         }));
         let (layer, guard) = Builder::new()
@@ -583,14 +586,20 @@ mod tests {
             .unwrap();
         let seen = Seen::default();
         // The worker thread only sees the global default subscriber.
+        // Other tests of this binary run in parallel and may log through
+        // the global subscriber: let the layer see only this test's
+        // targets, the sink's included.
+        let ours = tracing_subscriber::filter::filter_fn(|meta| {
+            matches!(meta.target(), "self_trace_app" | "noisy_sink")
+        });
         tracing_subscriber::registry()
-            .with(layer)
+            .with(layer.with_filter(ours))
             .with(seen.clone())
             .try_init()
             .expect("no other test sets the global subscriber");
 
         // Spans of this crate's own target are ignored: use the app's.
-        tracing::info_span!(target: "app", "app").in_scope(|| {});
+        tracing::info_span!(target: "self_trace_app", "app").in_scope(|| {});
         // Several export rounds: any self-recorded span would come back.
         for _ in 0..5 {
             guard.flush(Duration::from_secs(5)).unwrap();
