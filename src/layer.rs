@@ -41,6 +41,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
+use crate::clock::Clock;
 use crate::exporter::Shared;
 use crate::ids::{self, SpanId, TraceId};
 use crate::propagation::{self, RemoteContext, WithContext, FIELD_REQUEST_SOURCE};
@@ -73,6 +74,7 @@ use crate::visitor::Fields;
 /// ```
 pub struct AppInsightsLayer<S = Registry> {
     shared: Arc<Shared>,
+    clock: Clock,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -80,6 +82,7 @@ impl<S> AppInsightsLayer<S> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         AppInsightsLayer {
             shared,
+            clock: Clock::new(),
             _subscriber: PhantomData,
         }
     }
@@ -104,8 +107,6 @@ pub(crate) struct SpanState {
     remote_parent: bool,
     /// A local root computes its operation name from its own fields.
     is_local_root: bool,
-    /// Entered at least once (set by `on_enter`).
-    entered: bool,
     /// Its context was read by the propagation API (injected, or ids read).
     context_exposed: bool,
 }
@@ -120,12 +121,15 @@ impl SpanState {
     }
 
     /// Whether anything may already depend on the span's trace context: it
-    /// was entered, has children or events, or its ids went out. Then it
-    /// can no longer be re-parented.
+    /// has children or events, or its ids went out. Then it can no longer be
+    /// re-parented. (Being entered is checked on the calling thread by
+    /// `is_entered_here`; a span entered and exited with nothing recorded
+    /// can still be re-parented, since nothing observed its identity. Not
+    /// tracking entries keeps `on_enter`, which async code calls on every
+    /// poll, free.)
     fn context_used(&self) -> bool {
         let data = &self.data;
-        self.entered
-            || self.context_exposed
+        self.context_exposed
             || data.child_span_count > 0
             || !data.annotations.is_empty()
             || !data.message_events.is_empty()
@@ -506,7 +510,7 @@ where
             }
             Origin::Root(trace_id) => (None, trace_id, None, None, None),
         };
-        let start_time = SystemTime::now();
+        let start_time = self.clock.now();
         data.name = Cow::Borrowed(meta.name());
         data.context = SpanContext {
             trace_id,
@@ -531,7 +535,6 @@ where
             kind: None,
             remote_parent: remote.is_some(),
             is_local_root,
-            entered: false,
             context_exposed: false,
         };
         state.set_source(remote.flatten());
@@ -604,6 +607,9 @@ where
             .shared
             .rule
             .sample_remote(remote.sampled, remote.trace_id);
+        if is_entered_here(subscriber, span) {
+            return Err(Refused::Entered);
+        }
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
             if state.context_used() {
@@ -625,9 +631,6 @@ where
             return Ok(());
         }
         drop(ext);
-        if is_entered_here(subscriber, span) {
-            return Err(Refused::Entered);
-        }
         if sampled {
             self.upgrade(span, remote);
         } else {
@@ -660,7 +663,7 @@ where
         let meta = event.metadata();
         let mut fields = Fields::for_event(meta.fields().len());
         event.record(&mut fields);
-        let timestamp = SystemTime::now();
+        let timestamp = self.clock.now();
         let mut ext = span.extensions_mut();
         let Some(state) = ext.get_mut::<SpanState>() else {
             return;
@@ -700,7 +703,7 @@ where
         let meta = event.metadata();
         let mut fields = Fields::for_event(meta.fields().len());
         event.record(&mut fields);
-        let timestamp = SystemTime::now();
+        let timestamp = self.clock.now();
         let a = annotation(meta, timestamp, fields);
         self.shared.send(Record::Event(EventData {
             timestamp,
@@ -768,19 +771,6 @@ where
             // Counted before it becomes visible (see `no_sampled_span_alive`).
             shared.live_sampled.fetch_add(1, Ordering::AcqRel);
             span.extensions_mut().insert(state);
-        }
-    }
-
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.shared.no_sampled_span_alive() {
-            return;
-        }
-        let Some(span) = ctx.span(id) else { return };
-        let first = matches!(span.extensions().get::<SpanState>(), Some(s) if !s.entered);
-        if first {
-            if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-                state.entered = true;
-            }
         }
     }
 
@@ -864,7 +854,7 @@ where
         let state = { span.extensions_mut().remove::<SpanState>() };
         if let Some(state) = state {
             self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
-            let data = state.finish(SystemTime::now());
+            let data = state.finish(self.clock.now());
             self.shared.send(Record::Span(data));
         }
     }

@@ -251,6 +251,7 @@
 
 #[doc(hidden)]
 pub mod bench_support;
+mod clock;
 mod config;
 mod connection_string;
 mod envelope;

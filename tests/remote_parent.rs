@@ -295,8 +295,7 @@ fn with_ignored(s: Sampler, f: impl FnOnce()) -> (Vec<tracing_appinsights::SpanD
 #[test]
 fn set_parent_too_late_is_ignored_with_a_debug_event() {
     type Misuse = fn(&tracing::Span);
-    let misuses: [(&str, Misuse); 5] = [
-        ("entered and exited", |s| s.in_scope(|| {})),
+    let misuses: [(&str, Misuse); 4] = [
         ("a child", |s| drop(info_span!(parent: s, "child"))),
         ("an event", |s| tracing::info!(parent: s, "event")),
         ("ids read", |s| assert!(s.trace_id().is_some())),
@@ -313,6 +312,32 @@ fn set_parent_too_late_is_ignored_with_a_debug_event() {
         assert_eq!(handle.parent_span_id, None, "{what}");
         assert_eq!(ignored, 1, "{what}");
     }
+}
+
+#[test]
+fn set_parent_on_an_entered_sampled_span_is_ignored() {
+    let (spans, ignored) = with_ignored(Sampler::always_on(), || {
+        let span = info_span!("handle");
+        let _entered = span.enter();
+        assert!(!span.set_parent_from_headers(&incoming("01")));
+    });
+    let handle = spans.iter().find(|s| s.name == "handle").unwrap();
+    assert_eq!(handle.parent_span_id, None);
+    assert_eq!(ignored, 1);
+}
+
+/// Entering and leaving a span records nothing that depends on its
+/// identity, so a later call still re-parents it (documented).
+#[test]
+fn set_parent_after_an_empty_visit_still_applies() {
+    let (spans, ignored) = with_ignored(Sampler::always_on(), || {
+        let span = info_span!("handle");
+        span.in_scope(|| {});
+        assert!(span.set_parent_from_headers(&incoming("01")));
+    });
+    let handle = spans.iter().find(|s| s.name == "handle").unwrap();
+    assert_eq!(handle.context.trace_id.to_string(), TRACE);
+    assert_eq!(ignored, 0);
 }
 
 #[test]

@@ -540,7 +540,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use tracing_subscriber::prelude::*;
-    use tracing_subscriber::Layer as _;
 
     use super::sink::Sink;
     use crate::span_data::Record;

@@ -398,13 +398,15 @@ pub trait AppInsightsSpanExt: sealed::Sealed {
     ///   [`with_remote_parent`] instead to lose nothing.
     ///
     /// A call that comes too late is ignored, with a debug event (target
-    /// `tracing_appinsights`) saying why: for a sampled span, once it has
-    /// been entered, has a child span or an event, or had its context read
+    /// `tracing_appinsights`) saying why: while the span is entered on the
+    /// calling thread, and, for a sampled span, once it has a child span or
+    /// an event or had its context read
     /// ([`inject_context`](Self::inject_context),
-    /// [`span_context`](Self::span_context)); for an unsampled span, which
-    /// keeps no state, while it is entered on the calling thread (an
-    /// unsampled span entered and exited before the call is re-parented,
-    /// and its existing children keep the trace they started with).
+    /// [`span_context`](Self::span_context)). Entries are not tracked (that
+    /// would cost a lookup on every poll of an instrumented future), so a
+    /// span entered and exited with nothing recorded in it is still
+    /// re-parented: nothing observed its identity. An unsampled span's
+    /// existing children keep the trace they started with.
     ///
     /// Under a per-layer filter, call it only on spans the filter enables.
     fn set_parent_from_headers(&self, headers: &HeaderMap) -> bool;
