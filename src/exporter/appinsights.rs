@@ -365,15 +365,10 @@ impl AppInsightsSink {
     /// A blob from storage as a payload, when the endpoint is healthy and
     /// memory has room.
     fn read_back(&mut self, counters: &Counters) -> Option<Payload> {
-        let storage = self.storage.as_mut()?;
-        let busy = self.in_flight.values().any(|p| !p.is_fresh());
-        if !self.reading
-            || busy
-            || !self.health.is_healthy()
-            || self.memory >= self.policy.max_memory / 2
-        {
+        if !self.may_read_back() {
             return None;
         }
+        let storage = self.storage.as_mut()?;
         let blob = storage.take(SystemTime::now() + self.policy.lease);
         self.collect_discarded(counters);
         let mut blob = blob?;
@@ -440,11 +435,39 @@ impl AppInsightsSink {
         if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
             return None;
         }
-        let (due, _) = *self.waiting.keys().next()?;
+        let retry = self.waiting.keys().next().map(|(due, _)| *due);
+        let due = match (retry, self.storage_look()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         Some(match self.health.paused_until() {
             Some(until) => due.max(until),
             None => due,
         })
+    }
+
+    /// When storage is next worth reading, if it may be read at all.
+    fn storage_look(&self) -> Option<Instant> {
+        let storage = self.storage.as_ref()?;
+        if !self.may_read_back() {
+            return None;
+        }
+        Some(storage.next_look().unwrap_or_else(Instant::now))
+    }
+
+    /// Whether a blob may be read back now: reading is on, memory has
+    /// room, and the endpoint is healthy or nothing else is pending (the
+    /// blob is then the probe that finds out whether the endpoint is back;
+    /// a pause still applies). Fresh data goes first: while some is
+    /// pending, one blob at a time is in flight; otherwise as many as
+    /// requests may be.
+    fn may_read_back(&self) -> bool {
+        let reading = self.in_flight.values().filter(|p| !p.is_fresh()).count();
+        let fresh_pending = !self.waiting.is_empty() || self.in_flight.len() > reading;
+        self.reading
+            && (self.health.is_healthy() || !fresh_pending && reading == 0)
+            && (reading == 0 || !fresh_pending && self.health.is_healthy())
+            && self.memory < self.policy.max_memory / 2
     }
 
     /// Handles a finished send.

@@ -299,7 +299,7 @@ fn month_number(m: &str) -> Option<u32> {
 }
 
 /// Howard Hinnant's `days_from_civil`: (y, m, d) to days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

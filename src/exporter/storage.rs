@@ -38,9 +38,12 @@ const ABANDONED_TMP_AFTER: Duration = Duration::from_secs(60);
 /// again after this long.
 const RETRY_BROKEN_AFTER: Duration = Duration::from_secs(30);
 
-/// The directory is listed again (to see other processes' blobs and
-/// expired leases) at most this often when nothing is known to be there.
+/// The directory is listed again at most this often.
 const RELIST_AFTER: Duration = Duration::from_secs(1);
+
+/// With nothing available or leased in it, the directory is looked at
+/// again after this long (another process may have stored something).
+const IDLE_LOOK_AFTER: Duration = Duration::from_secs(10);
 
 /// The directory's size is recomputed from disk at most this often (our
 /// own writes and deletes are tracked in between).
@@ -118,8 +121,9 @@ pub(crate) struct Storage {
     sized_at: Option<Instant>,
     /// Names from the last listing that may be leasable, oldest first.
     candidates: VecDeque<String>,
-    /// When the directory was last listed.
-    listed_at: Option<Instant>,
+    /// When the directory is next worth listing: now after our own write,
+    /// at the first lease's expiry, or a while after finding nothing.
+    next_look: Instant,
     /// Counted data deleted unsent, not yet collected by the caller.
     discarded: Discarded,
     warned_full: bool,
@@ -135,7 +139,7 @@ impl Storage {
             bytes: 0,
             sized_at: None,
             candidates: VecDeque::new(),
-            listed_at: None,
+            next_look: Instant::now(),
             discarded: Discarded::default(),
             warned_full: false,
             warned_unavailable: false,
@@ -160,7 +164,7 @@ impl Storage {
             Ok(()) => {
                 self.state = State::Open;
                 self.sized_at = None;
-                self.listed_at = None;
+                self.next_look = Instant::now();
                 Ok(())
             }
             Err(err) => Err(self.broke(&err)),
@@ -227,6 +231,8 @@ impl Storage {
             return Err(self.broke(&err));
         }
         self.bytes += size;
+        let available = lease_until.map_or(Instant::now(), instant_of);
+        self.next_look = self.next_look.min(available);
         Ok(())
     }
 
@@ -238,8 +244,7 @@ impl Storage {
             return None;
         }
         if self.candidates.is_empty() {
-            let fresh = self.listed_at.is_some_and(|at| at.elapsed() < RELIST_AFTER);
-            if fresh {
+            if Instant::now() < self.next_look {
                 return None;
             }
             self.list();
@@ -315,6 +320,7 @@ impl Storage {
             return false;
         }
         blob.lease = next;
+        self.next_look = self.next_look.min(instant_of(until));
         true
     }
 
@@ -381,17 +387,44 @@ impl Storage {
         self.bytes
     }
 
-    /// Lists the blobs, oldest first, as candidates for [`take`](Self::take).
+    /// Lists the blobs available now, oldest first, as candidates for
+    /// [`take`](Self::take), and decides when to look next.
     fn list(&mut self) {
-        let mut names: Vec<String> = self
-            .entries()
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| parse_name(name).is_some())
-            .collect();
+        let now = SystemTime::now();
+        let now_stamp = stamp(now);
+        let mut names = Vec::new();
+        let mut first_expiry: Option<String> = None;
+        for (file, _) in self.entries() {
+            match parse_name(&file) {
+                Some((_, Some(expiry))) if expiry > now_stamp.as_str() => {
+                    first_expiry = Some(match first_expiry {
+                        Some(first) if first.as_str() <= expiry => first,
+                        _ => expiry.to_owned(),
+                    });
+                }
+                Some(_) => names.push(file),
+                None => {}
+            }
+        }
         names.sort_unstable();
         self.candidates = names.into();
-        self.listed_at = Some(Instant::now());
+        let soonest = Instant::now() + RELIST_AFTER;
+        let latest = Instant::now() + IDLE_LOOK_AFTER;
+        self.next_look = match first_expiry.and_then(|e| parse_stamp(&e)) {
+            Some(expiry) => instant_of(expiry).clamp(soonest, latest),
+            None if self.candidates.is_empty() => latest,
+            None => soonest,
+        };
+    }
+
+    /// When [`take`](Self::take) may next find something: `None` while
+    /// candidates are known (take them now).
+    pub(crate) fn next_look(&self) -> Option<Instant> {
+        match self.state {
+            State::Broken { retry_at } => Some(retry_at),
+            _ if !self.candidates.is_empty() => None,
+            _ => Some(self.next_look),
+        }
     }
 
     /// The regular files in the directory (not symlinks) and their sizes.
@@ -456,6 +489,34 @@ fn parse_name(file: &str) -> Option<(&str, Option<&str>)> {
     let leased = file.strip_suffix(".lock")?;
     let (name, expiry) = leased.split_once('@')?;
     (name.ends_with(".blob") && expiry.len() == STAMP_LEN).then_some((name, Some(expiry)))
+}
+
+/// The `Instant` of a `SystemTime` (now, for a time in the past).
+fn instant_of(t: SystemTime) -> Instant {
+    let ahead = t.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + ahead
+}
+
+/// Parses a [`stamp`] back into a time.
+fn parse_stamp(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != STAMP_LEN || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[17] != b'.' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec, micros) = (num(11..13)?, num(13..15)?, num(15..17)?, num(18..24)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
+        return None;
+    }
+    let days = super::retry::days_from_civil(y as i64, m as u32, d as u32);
+    let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + sec;
+    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_micros(micros))
 }
 
 /// The lease file name of `name` until `until`.
@@ -586,6 +647,8 @@ mod tests {
     fn stamps_sort_by_time_and_names_parse() {
         let t = std::time::UNIX_EPOCH + Duration::from_micros(1_764_083_207_690_091);
         assert_eq!(stamp(t), "2025-11-25T150647.690091");
+        assert_eq!(parse_stamp(&stamp(t)), Some(t));
+        assert_eq!(parse_stamp("2025-11-25T150647.69009x"), None);
         assert_eq!(stamp(t).len(), STAMP_LEN);
         assert!(stamp(t) < stamp(t + Duration::from_micros(1)));
         let name = "2025-11-25T150647.690091-961ecef0.blob";
@@ -629,7 +692,7 @@ mod tests {
         assert_eq!(blob.items, [A.to_vec(), B.to_vec()]);
         assert!(files(&dir.0)[0].ends_with(".lock"));
         // Leased: not taken again, even after relisting.
-        s.listed_at = None;
+        s.next_look = Instant::now();
         assert!(s.take(later(60)).is_none());
         s.delete(blob);
         assert!(files(&dir.0).is_empty());
@@ -647,7 +710,7 @@ mod tests {
         // Expired lease (its holder died): another reader takes it, and the
         // first holder learns it lost it.
         assert!(one.release(&mut blob, SystemTime::now() - Duration::from_secs(1)));
-        two.listed_at = None;
+        two.next_look = Instant::now();
         let taken = two.take(later(60)).expect("expired lease is free");
         assert!(!one.release(&mut blob, later(60)));
         two.delete(taken);
@@ -712,7 +775,7 @@ mod tests {
         fs::write(dir.0.join("README"), b"hands off").unwrap();
 
         let mut taken = Vec::new();
-        s.listed_at = None;
+        s.next_look = Instant::now();
         while let Some(blob) = s.take(later(60)) {
             taken.push(blob.items.clone());
             s.delete(blob);

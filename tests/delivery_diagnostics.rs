@@ -1,0 +1,134 @@
+//! The exporter's own diagnostics while delivering: a read-only storage
+//! directory and a full one are reported once (and counted), a rejected
+//! batch is an error naming the status and the service's message, later
+//! ones go to debug level, and the exporter keeps working in memory.
+//!
+//! The worker thread reports through the global subscriber, so this file
+//! installs one and runs its steps in one test.
+
+mod delivery_common;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use delivery_common::{builder, emit, start, TempDir};
+use support::{FakeIngestion, ScriptedResponse};
+use tracing::Level;
+use tracing_subscriber::prelude::*;
+
+/// This crate's events, as (level, message).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<(Level, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "tracing_appinsights" {
+            return;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), message.0));
+    }
+}
+
+impl Captured {
+    /// The events whose message contains `text`.
+    fn with(&self, text: &str) -> Vec<(Level, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.contains(text))
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn trouble_is_reported_once_counted_and_survived() {
+    let captured = Captured::default();
+    tracing_subscriber::registry()
+        .with(captured.clone())
+        .try_init()
+        .expect("the only global subscriber of this binary");
+
+    // A storage directory that cannot exist: its parent is a regular file
+    // (permission bits would not stop root; this stops everyone).
+    let parent = TempDir::new("read-only");
+    std::fs::create_dir_all(parent.path()).unwrap();
+    let file = parent.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let server = FakeIngestion::start();
+    server.script((0..6).map(|_| ScriptedResponse::status(503)));
+    let (dispatch, guard) = start(builder(&server.endpoint(), &file.join("storage")));
+    for (round, prefix) in ["ro-a", "ro-b"].into_iter().enumerate() {
+        emit(&dispatch, prefix, 0..5);
+        // The endpoint keeps failing: at the flush's deadline the five are
+        // stored, which fails: dropped and counted.
+        guard.flush(Duration::from_secs(1)).unwrap();
+        let stats = guard.stats();
+        assert_eq!(
+            stats.dropped_storage_full,
+            5 * (round as u64 + 1),
+            "{stats:?}"
+        );
+        assert!(stats.balances(), "{stats:?}");
+    }
+    let reports = captured.with("Storage.Unavailable");
+    assert_eq!(reports.len(), 1, "reported once: {reports:?}");
+    assert_eq!(reports[0].0, Level::ERROR);
+    assert_eq!(captured.with("Exporter.Retrying")[0].0, Level::WARN);
+    // It keeps working in memory: once the endpoint recovers, new spans
+    // (retried in memory if need be) arrive.
+    emit(&dispatch, "ro-c", 0..5);
+    guard.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(guard.stats().exported, 5, "{:?}", guard.stats());
+    guard.shutdown(Duration::from_secs(5)).unwrap();
+
+    // A full storage: one warning, however often it refuses.
+    let dir = TempDir::new("full-diag");
+    let server = FakeIngestion::start();
+    server.script((0..1000).map(|_| ScriptedResponse::status(503)));
+    let (dispatch, guard) =
+        start(builder(&server.endpoint(), dir.path()).with_storage_max_size(10));
+    for round in 1..=2 {
+        emit(&dispatch, "full", 0..3);
+        guard.flush(Duration::from_millis(600)).unwrap();
+        assert_eq!(guard.stats().dropped_storage_full, 3 * round);
+    }
+    assert_eq!(captured.with("Storage.Full").len(), 1);
+    assert_eq!(captured.with("Storage.Full")[0].0, Level::WARN);
+    drop(guard);
+
+    // Rejected batches: an error with the status and the service's words,
+    // then debug.
+    let dir = TempDir::new("rejected-diag");
+    let server = FakeIngestion::start();
+    let body = r#"{"itemsReceived":1,"itemsAccepted":0,"errors":[{"index":0,"statusCode":400,"message":"Invalid instrumentation key"}]}"#;
+    server.script((0..2).map(|_| ScriptedResponse::status(400).with_body(body)));
+    let (dispatch, guard) = start(builder(&server.endpoint(), dir.path()));
+    for _ in 0..2 {
+        emit(&dispatch, "rejected", 0..1);
+        guard.flush(Duration::from_secs(5)).unwrap();
+    }
+    assert_eq!(guard.stats().dropped_rejected, 2);
+    let dropped = captured.with("Exporter.Dropped");
+    let levels: Vec<Level> = dropped.iter().map(|(l, _)| *l).collect();
+    assert_eq!(levels, [Level::ERROR, Level::DEBUG], "{dropped:?}");
+    assert!(
+        dropped[0].1.contains("400") && dropped[0].1.contains("Invalid instrumentation key"),
+        "{dropped:?}"
+    );
+}
