@@ -63,9 +63,11 @@ pub enum BuildError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FlushError {
-    /// Not everything was exported within the timeout. Nothing is lost yet:
-    /// the records stay queued and the worker goes on exporting them.
-    #[error("flush did not finish within {0:?}; the records stay queued")]
+    /// Not everything was accepted, stored or dropped within the timeout (a
+    /// request was still in flight, or storage is off or unwritable and
+    /// items wait for a retry). Nothing is lost yet: the worker goes on
+    /// exporting them.
+    #[error("flush did not finish within {0:?}; the records are still being exported")]
     Timeout(Duration),
     /// The exporter was shut down; there is nothing to flush into.
     #[error("the exporter is shut down")]

@@ -87,6 +87,48 @@
 //! or after shutdown, are dropped and counted in [`ExporterGuard::stats`].
 //! A process killed before shutdown loses what was queued.
 //!
+//! # Delivery guarantees
+//!
+//! Nothing the exporter could have kept is lost silently; what it could not
+//! keep is counted by reason (`docs/delivery.md` has the details).
+//!
+//! * **Retries.** Answers 401, 403, 408, 429, 500, 502, 503 and 504,
+//!   timeouts and connection errors are retried with exponential backoff
+//!   and full jitter (at most 30 s between attempts, 60 s in all in
+//!   memory); `Retry-After` (seconds or an HTTP date, capped at 5 minutes)
+//!   is waited out. Of a partial answer (206), only the items with a
+//!   retryable status are resent. 307/308 redirects are followed to the
+//!   `Location` host, at most 10 in a row. Other answers (400, 402, 404,
+//!   413, 439, …) drop the batch. Throttling or failing answers in a row
+//!   pause all sending, so a struggling endpoint is probed, not hammered.
+//! * **Never blocking.** Sends run in the background while the worker keeps
+//!   draining the queue, so a failing endpoint never stops spans from being
+//!   accepted. Memory is bounded: the queue by
+//!   [`Builder::with_max_queue_size`], request bodies waiting for a retry by
+//!   [`Builder::with_max_retry_memory`] (32 MiB).
+//! * **Offline storage**, on by default: what cannot be sent in time (its
+//!   retries ran out, memory is full, or a flush or the shutdown reached its
+//!   deadline) is written as JSON-lines blobs to a private directory
+//!   ([`Builder::with_storage_dir`], default `tracing-appinsights-<ikey>` in
+//!   the temporary directory; at most 50 MiB, kept at most 48 hours) and
+//!   sent later, in the background while the endpoint is healthy or by the
+//!   next run. Leases let several processes share the directory without
+//!   sending a blob twice. [`Builder::with_offline_storage`]`(false)` turns
+//!   it off.
+//! * **Flush and shutdown.** [`ExporterGuard::flush`] returns when what was
+//!   queued before it was accepted, stored or dropped;
+//!   [`ExporterGuard::shutdown`] (and dropping the guard) sends with the time
+//!   it has and stores what is left, returning in time even when the
+//!   endpoint is dead.
+//! * **Accounting.** [`ExporterStats`] counts telemetry items (a span is one
+//!   item plus one per event inside it), and each is in exactly one place:
+//!   in the queue, in memory, accepted, in storage, or dropped (queue full,
+//!   after shutdown, rejected by the service, too old, no room in storage,
+//!   corrupt); [`ExporterStats::balances`] checks it.
+//! * **What can still be lost or duplicated:** a process killed (SIGKILL)
+//!   loses what was in its queue and memory, not what was stored; a request
+//!   that timed out may have been accepted, so its retry can duplicate it.
+//!
 //! # Special fields
 //!
 //! These span fields are read into the record instead of its attributes:
