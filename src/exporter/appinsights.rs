@@ -630,10 +630,10 @@ impl AppInsightsSink {
     /// storage, leased until `lease_until`; without room, drops it,
     /// counted.
     fn store(&mut self, payload: Payload, lease_until: Option<SystemTime>, counters: &Counters) {
-        let n = payload.len() as u64;
-        let result = match &mut self.storage {
-            Some(storage) => storage.put(payload.item_slices(), lease_until).is_ok(),
-            None => {
+        if let Some(payload) = self.try_store(payload, lease_until, counters) {
+            let n = payload.len() as u64;
+            add(&counters.dropped_storage_full, n);
+            if self.storage.is_none() {
                 warn_or_debug(
                     &mut self.warned.no_storage,
                     format_args!(
@@ -642,13 +642,27 @@ impl AppInsightsSink {
                          dropped_storage_full)"
                     ),
                 );
-                false
             }
+        }
+    }
+
+    /// Writes a fresh payload to storage, counted; gives it back when
+    /// storage is off, full or unwritable (storage reports that itself).
+    fn try_store(
+        &mut self,
+        payload: Payload,
+        lease_until: Option<SystemTime>,
+        counters: &Counters,
+    ) -> Option<Payload> {
+        let Some(storage) = &mut self.storage else {
+            return Some(payload);
         };
-        if result {
-            add(&counters.stored, n);
-        } else {
-            add(&counters.dropped_storage_full, n);
+        match storage.put(payload.item_slices(), lease_until) {
+            Ok(()) => {
+                add(&counters.stored, payload.len() as u64);
+                None
+            }
+            Err(_) => Some(payload),
         }
     }
 
@@ -663,7 +677,16 @@ impl AppInsightsSink {
             let lease = due
                 .checked_duration_since(Instant::now())
                 .map(|left| SystemTime::now() + left);
-            self.store(payload, lease, counters);
+            match payload.origin {
+                // A blob waiting to be resent to a redirect's host: it is
+                // still on disk; let it wait there.
+                Origin::Stored(mut blob) => {
+                    if let Some(storage) = &mut self.storage {
+                        storage.release(&mut blob, lease.unwrap_or_else(SystemTime::now));
+                    }
+                }
+                Origin::Fresh => self.store(payload, lease, counters),
+            }
         }
     }
 
@@ -731,7 +754,9 @@ impl AppInsightsSink {
     }
 
     /// Stores the waiting fresh payloads below `mark`, each leased until
-    /// its retry is due.
+    /// its retry is due. What storage cannot take (it is off, full or
+    /// unwritable) stays in memory and goes on being retried: a flush never
+    /// drops what could still be delivered.
     pub(crate) fn spill(&mut self, mark: u64, counters: &Counters) {
         let keys: Vec<(Instant, u64)> = self
             .waiting
@@ -747,7 +772,10 @@ impl AppInsightsSink {
                     .0
                     .checked_duration_since(now)
                     .map(|d| SystemTime::now() + d);
-                self.store(payload, lease, counters);
+                if let Some(payload) = self.try_store(payload, lease, counters) {
+                    self.hold(&payload);
+                    self.waiting.insert(key, payload);
+                }
             }
         }
         self.publish(counters);
@@ -929,5 +957,120 @@ mod tests {
         assert_eq!(rest.item_slices().collect::<Vec<_>>(), [items[0], items[2]]);
         let empty = Payload::new(1, std::iter::empty(), Origin::Fresh);
         assert_eq!(&empty.body[..], b"[]");
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::exporter::storage::{tests::TempDir, StorageConfig};
+    use crate::span_data::SpanData;
+
+    /// A sink for an endpoint that refuses connections, retrying fast and
+    /// for 200 ms at most.
+    fn dead_sink(storage: Option<Storage>) -> AppInsightsSink {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = TransportConfig {
+            endpoint: format!("http://{addr}"),
+            gzip: true,
+            connect_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(500),
+            pool_idle_timeout: Duration::from_secs(1),
+        };
+        let policy = Policy {
+            backoff: Backoff {
+                base: Duration::from_millis(10),
+                cap: Duration::from_millis(40),
+                max_elapsed: Duration::from_millis(200),
+            },
+            max_in_flight: 4,
+            max_memory: 1024 * 1024,
+            lease: Duration::from_secs(5),
+        };
+        let context = EnvelopeContext::new(
+            "00000000-0000-0000-0000-000000000000",
+            &Default::default(),
+            1.0,
+        );
+        AppInsightsSink::new(
+            Transport::new(config.clone()).unwrap(),
+            config,
+            context,
+            policy,
+            storage,
+        )
+    }
+
+    fn spans(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                Record::Span(Box::new(SpanData {
+                    name: format!("s{i}").into(),
+                    ..Default::default()
+                }))
+            })
+            .collect()
+    }
+
+    /// Drives the sink as the worker does until it is idle (or 5 s pass).
+    async fn drive(sink: &mut AppInsightsSink, counters: &Counters) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        sink.pump(counters);
+        while !sink.is_idle() && Instant::now() < deadline {
+            let wake = tokio::time::timeout(Duration::from_millis(100), sink.wait()).await;
+            if let Ok(wake) = wake {
+                sink.on_wake(wake, counters);
+            }
+            sink.pump(counters);
+        }
+    }
+
+    fn run(sink: &mut AppInsightsSink, records: &[Record], counters: &Counters) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            sink.stop_reading();
+            sink.accept(records, counters);
+            drive(sink, counters).await;
+        });
+    }
+
+    #[test]
+    fn when_retries_run_out_the_batch_is_stored() {
+        let dir = TempDir::new("retries-out");
+        let storage = Storage::new(StorageConfig {
+            dir: dir.0.clone(),
+            max_bytes: 1024 * 1024,
+            retention: Duration::from_secs(3600),
+        });
+        let mut sink = dead_sink(Some(storage));
+        let counters = Counters::default();
+        run(&mut sink, &spans(3), &counters);
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sink.is_idle());
+        assert_eq!(load(&counters.stored), 3);
+        assert_eq!(load(&counters.in_memory), 0);
+        assert!(load(&counters.retried) >= 3, "retried before storing");
+        let files: Vec<String> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+    }
+
+    #[test]
+    fn without_storage_they_are_dropped_and_counted() {
+        let mut sink = dead_sink(None);
+        let counters = Counters::default();
+        run(&mut sink, &spans(2), &counters);
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sink.is_idle());
+        assert_eq!(load(&counters.dropped_storage_full), 2);
+        assert_eq!(load(&counters.stored), 0);
     }
 }

@@ -171,10 +171,17 @@ impl Shared {
     /// drops the record, counts it, and warns once.
     pub(crate) fn send(&self, record: Record) {
         let items = items_of(&record);
-        match self.tx.try_send(record) {
+        // Counted before the send: the worker may take the record (and
+        // uncount it) before `try_send` even returns.
+        let pending = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        let sent = self.tx.try_send(record);
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
             Ok(()) => {
                 self.counters.queued.fetch_add(items, Ordering::Relaxed);
-                if self.pending.fetch_add(1, Ordering::AcqRel) + 1 == self.wake_at {
+                if pending == self.wake_at {
                     self.notify.notify_one();
                 }
             }

@@ -595,7 +595,7 @@ fn write_new<'a>(path: &Path, items: impl Iterator<Item = &'a [u8]>) -> io::Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A fresh directory under the system's temporary directory, removed on
