@@ -39,7 +39,8 @@ pub const DEFAULT_STORAGE_MAX_SIZE: u64 = 50 * 1024 * 1024;
 /// ingestion service refuses older items).
 pub const DEFAULT_STORAGE_RETENTION: Duration = Duration::from_secs(48 * 60 * 60);
 /// Default most bytes of request bodies held in memory for retries (32
-/// MiB); past it, what waits longest goes to offline storage.
+/// MiB); past it, waiting bodies are gzipped, then what waits longest goes
+/// to offline storage.
 pub const DEFAULT_MAX_RETRY_MEMORY: usize = 32 * 1024 * 1024;
 /// The environment variable holding the connection string.
 pub const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
@@ -204,10 +205,11 @@ impl Builder {
         self
     }
 
-    /// The most bytes of request bodies (before gzip) kept in memory while
-    /// they are sent or wait for a retry (default 32 MiB). Past it, the
-    /// batch whose retry is furthest away goes to offline storage (or,
-    /// without storage, is dropped and counted in
+    /// The most bytes of request bodies kept in memory while they are sent
+    /// or wait for a retry (default 32 MiB). Past it, the waiting bodies are
+    /// gzipped in memory, and if that is not enough, the batch whose retry
+    /// is furthest away goes to offline storage (or, without storage, is
+    /// dropped and counted in
     /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
     /// With the queue bound, this bounds the exporter's memory during an
     /// outage.

@@ -351,8 +351,9 @@ fn an_outage_keeps_memory_bounded_by_storing_what_waits_longest() {
     }
     let stats = guard.stats();
     assert!(stats.stored > 0, "{stats:?}");
-    // About 8 KiB of bodies: a few batches of ten spans.
-    assert!(stats.in_memory <= 40, "{stats:?}");
+    // About 8 KiB of bodies, gzipped while they wait: a dozen or so
+    // batches of ten spans at most (a gzipped batch is over 500 bytes).
+    assert!(stats.in_memory <= 160, "{stats:?}");
     assert!(stats.balances(), "{stats:?}");
     guard.shutdown(Duration::from_secs(1)).unwrap();
     let stats = guard.stats();

@@ -56,6 +56,24 @@ impl Captured {
     }
 }
 
+/// Emits spans carrying 2,000 random hex digits each: a batch of them
+/// gzips to about half its size (about 5.5 KiB for five), so memory bounds
+/// hold exactly as many gzipped batches as the test means.
+fn emit_bulky(dispatch: &tracing::Dispatch, prefix: &str, range: std::ops::Range<usize>) {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    tracing::dispatcher::with_default(dispatch, || {
+        for i in range {
+            let bulk: String = (0..125)
+                .map(|j| format!("{:016x}", random.hash_one((prefix, i, j))))
+                .collect();
+            let name = format!("{prefix}-{i}");
+            tracing::info_span!("span", otel.name = name.as_str(), bulk = bulk.as_str())
+                .in_scope(|| {});
+        }
+    });
+}
+
 #[test]
 fn trouble_is_reported_once_counted_and_survived() {
     let captured = Captured::default();
@@ -72,15 +90,15 @@ fn trouble_is_reported_once_counted_and_survived() {
     std::fs::write(&file, b"").unwrap();
     let server = FakeIngestion::start();
     server.script((0..2).map(|_| ScriptedResponse::status(503)));
-    // Memory for about one batch of five: a second batch must go to
+    // Memory for one gzipped batch of five: the second batch must go to
     // storage, which fails: it is dropped and counted.
     let (dispatch, guard) = start(
         builder(&server.endpoint(), &file.join("storage"))
             .with_max_batch_size(5)
-            .with_max_retry_memory(4 * 1024),
+            .with_max_retry_memory(8 * 1024),
     );
     for round in 1..=2_u64 {
-        emit(&dispatch, &format!("ro-{round}"), 0..10);
+        emit_bulky(&dispatch, &format!("ro-{round}"), 0..10);
         // The batch kept in memory is retried through the 503s and
         // delivered: the exporter keeps working in memory.
         guard.flush(Duration::from_secs(10)).unwrap();
@@ -98,8 +116,9 @@ fn trouble_is_reported_once_counted_and_survived() {
     assert_eq!(captured.with("Exporter.Retrying")[0].0, Level::WARN);
     guard.shutdown(Duration::from_secs(5)).unwrap();
 
-    // A full storage: one warning, however often it refuses. Each batch
-    // is over the memory bound, so it must go to storage, which is full.
+    // A full storage: one warning, however often it refuses. Each batch,
+    // even gzipped, is over the memory bound, so it must go to storage,
+    // which is full.
     let dir = TempDir::new("full-diag");
     let server = FakeIngestion::start();
     server.script((0..1000).map(|_| ScriptedResponse::status(503)));
@@ -110,7 +129,7 @@ fn trouble_is_reported_once_counted_and_survived() {
             .with_max_retry_memory(1024),
     );
     for round in 1..=2 {
-        emit(&dispatch, "full", 0..3);
+        emit_bulky(&dispatch, "full", 0..3);
         guard.flush(Duration::from_secs(5)).unwrap();
         assert_eq!(guard.stats().dropped_storage_full, 3 * round);
     }

@@ -7,8 +7,9 @@
 //! on the worker's runtime, at most a few at a time, while the worker goes
 //! on draining the queue. A payload whose send fails waits in memory for
 //! its next attempt (exponential backoff with full jitter, or the
-//! service's `Retry-After`), bounded in time and in bytes: past either
-//! bound it goes to offline storage ([`Storage`]), or, without storage, is
+//! service's `Retry-After`), bounded in time and in bytes: past the bytes
+//! bound, waiting payloads are gzipped in memory first; past either bound
+//! a payload goes to offline storage ([`Storage`]), or, without storage, is
 //! dropped and counted. Stored blobs are read back and sent while the
 //! endpoint is healthy. See `docs/delivery.md`.
 
@@ -43,9 +44,9 @@ pub(crate) struct Policy {
     pub(crate) backoff: Backoff,
     /// Requests in flight at once while the endpoint is healthy.
     pub(crate) max_in_flight: usize,
-    /// Bytes of request bodies (before gzip) held in memory, in flight or
-    /// waiting; past it, the payload whose retry is furthest away is
-    /// stored (or dropped).
+    /// Bytes of request bodies held in memory, in flight or waiting; past
+    /// it, waiting payloads are gzipped, then the one whose retry is
+    /// furthest away is stored (or dropped).
     pub(crate) max_memory: usize,
     /// How long a blob read back from storage is leased while it is sent.
     /// Longer than a request may take, so no other process takes it over
@@ -84,18 +85,18 @@ pub(crate) enum Wake {
 struct Payload {
     /// Identifies the payload while in flight; orders payloads for flush.
     seq: u64,
-    /// `[item,item,…]`, not gzipped (gzip is redone per attempt: memory
-    /// holds one copy).
-    body: Bytes,
+    /// `[item,item,…]`: as built, or gzipped while it waits when memory
+    /// is tight.
+    body: Body,
     /// Each item's byte range in `body`.
     items: Vec<(u32, u32)>,
     origin: Origin,
-    /// Failed attempts so far.
-    failures: u32,
     /// Whether it was sent before (a send is then counted as a retry).
     sent: bool,
     /// When it was first sent: retries stop `max_elapsed` after.
     first_attempt: Option<Instant>,
+    /// The service's `Retry-After`: no attempt before this.
+    not_before: Option<Instant>,
 }
 
 /// Where a payload's items are counted while it is being sent.
@@ -106,6 +107,70 @@ enum Origin {
     /// Read back from storage: still in storage (the blob is leased) until
     /// the answer settles it.
     Stored(Blob),
+}
+
+/// A payload's JSON array.
+#[derive(Debug, Clone)]
+enum Body {
+    /// As built: sent as is (the transport gzips it on the way).
+    Raw(Bytes),
+    /// Gzipped to take less memory while it waits (a JSON array of
+    /// envelopes shrinks five to ten times); unzipped for each attempt.
+    Gzipped(Bytes),
+}
+
+impl Body {
+    /// The bytes it holds in memory.
+    fn held(&self) -> usize {
+        match self {
+            Body::Raw(b) | Body::Gzipped(b) => b.len(),
+        }
+    }
+
+    fn is_raw(&self) -> bool {
+        matches!(self, Body::Raw(_))
+    }
+
+    /// The JSON array.
+    fn raw(&self) -> Bytes {
+        match self {
+            Body::Raw(raw) => raw.clone(),
+            // Our own gzip stream: it unzips (else, an empty array's worth
+            // of nothing rather than a panic on the worker).
+            Body::Gzipped(gz) => Bytes::from(gunzip(gz).unwrap_or_default()),
+        }
+    }
+
+    /// The gzipped form of a raw body (unchanged if gzip fails).
+    fn compressed(self) -> Body {
+        match self {
+            Body::Raw(raw) => match gzip(&raw) {
+                Some(gz) => Body::Gzipped(Bytes::from(gz)),
+                None => Body::Raw(raw),
+            },
+            gz => gz,
+        }
+    }
+}
+
+/// Gzips at the fastest level (only memory is at stake, not the wire).
+fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(data).ok()?;
+    encoder.finish().ok()
+}
+
+fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(data.len() * 6);
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
 }
 
 impl Payload {
@@ -126,24 +191,26 @@ impl Payload {
         matches!(self.origin, Origin::Fresh)
     }
 
-    fn item(&self, i: usize) -> &[u8] {
+    /// Item `i` of `raw`, this payload's JSON array.
+    fn item<'a>(&self, raw: &'a [u8], i: usize) -> &'a [u8] {
         let (start, end) = self.items[i];
-        &self.body[start as usize..end as usize]
+        raw.get(start as usize..end as usize).unwrap_or_default()
     }
 
-    fn item_slices(&self) -> impl Iterator<Item = &[u8]> + Clone {
-        (0..self.len()).map(|i| self.item(i))
+    /// The items of `raw`, this payload's JSON array.
+    fn item_slices<'a>(&'a self, raw: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + Clone {
+        (0..self.len()).map(move |i| self.item(raw, i))
     }
 
     /// The items at `indices`, as a fresh payload with the same sequence
     /// number and retry history.
     fn subset(&self, indices: &[usize]) -> Payload {
+        let raw = self.body.raw();
         let mut rest = Payload::new(
             self.seq,
-            indices.iter().map(|i| self.item(*i)),
+            indices.iter().map(|i| self.item(&raw, *i)),
             Origin::Fresh,
         );
-        rest.failures = self.failures;
         rest.sent = true;
         rest.first_attempt = self.first_attempt;
         rest
@@ -185,12 +252,12 @@ impl PayloadBuilder {
         self.body.push(b']');
         Payload {
             seq,
-            body: Bytes::from(self.body),
+            body: Body::Raw(Bytes::from(self.body)),
             items: self.items,
             origin,
-            failures: 0,
             sent: false,
             first_attempt: None,
+            not_before: None,
         }
     }
 }
@@ -392,7 +459,7 @@ impl AppInsightsSink {
         payload.sent = true;
         payload.first_attempt.get_or_insert_with(Instant::now);
         add(&counters.requests, 1);
-        let body = payload.body.clone();
+        let body = payload.body.raw();
         let transport = Arc::clone(&self.transport);
         let seq = payload.seq;
         // The task gzips the body (on this thread, like everything of this
@@ -487,8 +554,7 @@ impl AppInsightsSink {
         let n = payload.len();
         match retry::classify(&outcome, n, SystemTime::now()) {
             Outcome::Accepted => {
-                self.health.on_success();
-                self.redirects.reset();
+                self.endpoint_answered();
                 self.settle(payload, n, 0, counters);
             }
             Outcome::Partial {
@@ -496,8 +562,7 @@ impl AppInsightsSink {
                 rejected,
                 first_error,
             } => {
-                self.health.on_success();
-                self.redirects.reset();
+                self.endpoint_answered();
                 let (code, message) = first_error.unwrap_or_default();
                 warn_or_debug(
                     &mut self.warned.partial,
@@ -526,14 +591,43 @@ impl AppInsightsSink {
                 self.retry_later(payload, after, counters);
             }
             Outcome::Drop(reason) => {
-                self.health.on_success();
-                self.redirects.reset();
+                self.endpoint_answered();
                 self.report_drop(&reason, n);
                 self.settle(payload, 0, n, counters);
             }
             Outcome::Redirect { endpoint } => self.redirect(payload, endpoint, counters),
         }
         self.publish(counters);
+    }
+
+    /// The endpoint gave an answer that is not a retryable failure: it
+    /// works. If it was failing, the batches parked for a long backoff
+    /// are retried soon (never before a `Retry-After`).
+    fn endpoint_answered(&mut self) {
+        let was_failing = !self.health.is_healthy();
+        self.health.on_success();
+        self.redirects.reset();
+        if !was_failing {
+            return;
+        }
+        let now = Instant::now();
+        let soon = now + self.policy.backoff.base;
+        let parked: Vec<(Instant, u64)> = self
+            .waiting
+            .keys()
+            .filter(|(due, _)| *due > soon)
+            .copied()
+            .collect();
+        for key in parked {
+            if let Some(payload) = self.waiting.remove(&key) {
+                let retry = now + self.policy.backoff.delay(1, crate::ids::next_u64());
+                let due = payload
+                    .not_before
+                    .map_or(retry, |nb| nb.max(retry))
+                    .min(key.0);
+                self.waiting.insert((due, key.1), payload);
+            }
+        }
     }
 
     /// Follows a redirect: later sends go to `endpoint`; the payload is
@@ -598,12 +692,18 @@ impl AppInsightsSink {
 
     /// Schedules the next attempt of a failed payload, or stores it when
     /// that would be past its retry time.
+    ///
+    /// The backoff step is the endpoint's failures in a row, not the
+    /// payload's: a batch unlucky enough to meet a few of a healthy
+    /// endpoint's occasional 503s in a row is not parked for long, while
+    /// an endpoint that keeps failing is waited for longer and longer.
     fn retry_later(&mut self, mut payload: Payload, after: Option<Duration>, counters: &Counters) {
-        payload.failures += 1;
         let backoff = self.policy.backoff;
-        let delay = backoff.next_delay(payload.failures, after, crate::ids::next_u64());
+        let step = self.health.failures_in_row().max(1);
+        let delay = backoff.next_delay(step, after, crate::ids::next_u64());
         let now = Instant::now();
         let due = now + delay;
+        payload.not_before = after.map(|after| now + after);
         match payload.origin {
             Origin::Stored(mut blob) => {
                 // Back to storage: the lease keeps everyone off until due.
@@ -657,7 +757,8 @@ impl AppInsightsSink {
         let Some(storage) = &mut self.storage else {
             return Some(payload);
         };
-        match storage.put(payload.item_slices(), lease_until) {
+        let raw = payload.body.raw();
+        match storage.put(payload.item_slices(&raw), lease_until) {
             Ok(()) => {
                 add(&counters.stored, payload.len() as u64);
                 None
@@ -666,10 +767,29 @@ impl AppInsightsSink {
         }
     }
 
-    /// While the bodies held pass the memory bound, stores the waiting
-    /// payload whose attempt is furthest away.
+    /// While the bodies held pass the memory bound, gzips the waiting
+    /// payloads, then stores them, the one whose attempt is furthest away
+    /// first.
     fn enforce_memory(&mut self, counters: &Counters) {
         while self.memory > self.policy.max_memory {
+            let raw = self
+                .waiting
+                .iter()
+                .rev()
+                .find(|(_, p)| p.body.is_raw())
+                .map(|(key, _)| *key);
+            if let Some(key) = raw {
+                if let Some(mut payload) = self.waiting.remove(&key) {
+                    self.unhold(&payload);
+                    payload.body = payload.body.compressed();
+                    self.hold(&payload);
+                    let gzipped = !payload.body.is_raw();
+                    self.waiting.insert(key, payload);
+                    if gzipped {
+                        continue;
+                    }
+                }
+            }
             let Some(((due, _), payload)) = self.waiting.pop_last() else {
                 return;
             };
@@ -818,7 +938,7 @@ impl AppInsightsSink {
 
     /// A payload enters memory.
     fn hold(&mut self, payload: &Payload) {
-        self.memory += payload.body.len();
+        self.memory += payload.body.held();
         if payload.is_fresh() {
             self.fresh_items += payload.len() as u64;
         }
@@ -826,7 +946,7 @@ impl AppInsightsSink {
 
     /// A payload leaves memory.
     fn unhold(&mut self, payload: &Payload) {
-        self.memory -= payload.body.len();
+        self.memory -= payload.body.held();
         if payload.is_fresh() {
             self.fresh_items -= payload.len() as u64;
         }
@@ -949,14 +1069,26 @@ mod tests {
     fn payloads_slice_and_rebuild_items() {
         let items: [&[u8]; 3] = [b"{\"a\":1}", b"{\"b\":2}", b"{\"c\":3}"];
         let p = Payload::new(7, items.into_iter(), Origin::Fresh);
-        assert_eq!(&p.body[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
-        assert_eq!(p.item(1), b"{\"b\":2}");
+        let raw = p.body.raw();
+        assert_eq!(&raw[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
+        assert_eq!(p.item(&raw, 1), b"{\"b\":2}");
         let rest = p.subset(&[0, 2]);
-        assert_eq!(&rest.body[..], b"[{\"a\":1},{\"c\":3}]");
+        let rest_raw = rest.body.raw();
+        assert_eq!(&rest_raw[..], b"[{\"a\":1},{\"c\":3}]");
         assert_eq!(rest.seq, 7);
-        assert_eq!(rest.item_slices().collect::<Vec<_>>(), [items[0], items[2]]);
+        assert_eq!(
+            rest.item_slices(&rest_raw).collect::<Vec<_>>(),
+            [items[0], items[2]]
+        );
         let empty = Payload::new(1, std::iter::empty(), Origin::Fresh);
-        assert_eq!(&empty.body[..], b"[]");
+        assert_eq!(&empty.body.raw()[..], b"[]");
+        // Gzipped while waiting: the same items come back out.
+        let mut p = p;
+        p.body = p.body.compressed();
+        assert!(!p.body.is_raw());
+        assert_eq!(&p.body.raw()[..], &raw[..]);
+        let again = p.subset(&[1]);
+        assert_eq!(&again.body.raw()[..], b"[{\"b\":2}]");
     }
 }
 

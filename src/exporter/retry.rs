@@ -467,6 +467,11 @@ impl Health {
         }
     }
 
+    /// Retryable failures since the last success.
+    pub(crate) fn failures_in_row(&self) -> u32 {
+        self.failures_in_row
+    }
+
     /// No request may start before this.
     pub(crate) fn paused_until(&self) -> Option<std::time::Instant> {
         self.paused_until
