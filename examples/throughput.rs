@@ -90,6 +90,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{addr}"
         ))
         .with_export_interval(Duration::from_millis(200))
+        // Measure what memory alone delivers: nothing parked on disk.
+        .with_offline_storage(false)
         .build()?;
     tracing_subscriber::registry().with(layer).init();
 

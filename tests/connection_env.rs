@@ -16,7 +16,8 @@ const IKEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
 
 /// Sends one span with `builder` and returns the iKeys the servers saw.
 fn ikeys_seen(builder: Builder, servers: &[&FakeIngestion]) -> Vec<Vec<String>> {
-    let (layer, guard) = builder.build().unwrap();
+    // Storage is not under test here: no blob from another run may leak in.
+    let (layer, guard) = builder.with_offline_storage(false).build().unwrap();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         tracing::info_span!("s").in_scope(|| {});
     });

@@ -37,6 +37,8 @@ fn layer(
 ) -> (tracing::Dispatch, ExporterGuard) {
     let (layer, guard) = Builder::new()
         .with_connection_string(ingestion.connection_string())
+        // Storage is not under test here: no blob from another run may leak in.
+        .with_offline_storage(false)
         .with_cloud_role(role)
         .with_cloud_role_instance(format!("{role}-1"))
         .with_sampler(sampler)

@@ -16,6 +16,8 @@ fn run(
 ) {
     let (layer, guard) = builder
         .with_connection_string(server.connection_string())
+        // Storage is not under test here: no blob from another run may leak in.
+        .with_offline_storage(false)
         .build()
         .unwrap();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));

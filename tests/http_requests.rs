@@ -155,6 +155,8 @@ fn the_representative_trace_on_the_wire() {
     let server = FakeIngestion::start();
     let (layer, guard) = Builder::new()
         .with_connection_string(server.connection_string())
+        // Storage is not under test here: no blob from another run may leak in.
+        .with_offline_storage(false)
         .with_cloud_role("checkout")
         .with_cloud_role_instance("checkout-1")
         .with_application_version("1.2.3")

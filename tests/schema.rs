@@ -15,6 +15,8 @@ fn export(f: impl FnOnce()) -> Vec<serde_json::Value> {
     let server = FakeIngestion::start();
     let (layer, guard) = tracing_appinsights::Builder::new()
         .with_connection_string(server.connection_string())
+        // Storage is not under test here: no blob from another run may leak in.
+        .with_offline_storage(false)
         .build()
         .unwrap();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
