@@ -1093,27 +1093,4 @@ mod tests {
         assert_eq!(gunzip(&compressed), json.to_vec());
         assert_eq!(gunzip(&gzip(b"")), b"");
     }
-
-    /// Throughput and ratio of gzip levels on a typical 100-envelope batch.
-    /// Run: `cargo test --release --lib gzip_level_throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "measurement, not a check; run by hand with --release"]
-    fn gzip_level_throughput() {
-        let (json, _) = batch(100);
-        let rounds = 200;
-        println!("batch: 100 envelopes, {} bytes of JSON", json.len());
-        for level in [1, 3, 6, 9] {
-            let mut size = 0;
-            let started = Instant::now();
-            for _ in 0..rounds {
-                size = gzip_at(&json, level).expect("gzip").len();
-            }
-            let per_batch = started.elapsed() / rounds;
-            let mb_per_s = json.len() as f64 / per_batch.as_secs_f64() / 1e6;
-            println!(
-                "level {level}: {size} bytes (ratio {:.2}x), {per_batch:?} per batch, {mb_per_s:.0} MB/s",
-                json.len() as f64 / size as f64
-            );
-        }
-    }
 }
