@@ -225,19 +225,27 @@
 //! [`tower::ClientLayer`] do all of this for HTTP services and clients. With
 //! axum (the route template comes from axum's `MatchedPath`):
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "tower")]
+//! # mod app {
 //! use axum::{extract::MatchedPath, routing::get, Router};
 //! use tracing_appinsights::tower::ServerLayer;
 //!
-//! let app: Router = Router::new()
-//!     .route("/orders/{id}", get(order))
-//!     .layer(ServerLayer::new().with_route(|parts| {
-//!         Some(parts.extensions.get::<MatchedPath>()?.as_str().to_owned())
-//!     }));
+//! async fn order() -> &'static str {
+//!     "ok"
+//! }
+//!
+//! pub fn router() -> Router {
+//!     Router::new()
+//!         .route("/orders/{id}", get(order))
+//!         .layer(ServerLayer::new().with_route(|parts| {
+//!             Some(parts.extensions.get::<MatchedPath>()?.as_str().to_owned())
+//!         }))
+//! }
+//! # }
 //! ```
 //!
-//! (`ignore`: the crate does not depend on axum; `examples/two_services.rs`
-//! runs the same layers with plain hyper.)
+//! (`examples/two_services.rs` runs the same layers with plain hyper.)
 //!
 //! # Application map
 //!

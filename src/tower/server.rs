@@ -42,7 +42,7 @@ type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// With axum, the route template is in the request's extensions
 /// (`MatchedPath`) when the layer is added with `Router::layer`:
 ///
-/// ```ignore
+/// ```no_run
 /// use axum::{extract::MatchedPath, routing::get, Router};
 /// use tracing_appinsights::tower::ServerLayer;
 ///
