@@ -661,7 +661,8 @@ where
             return; // unsampled trace: nothing to record, nothing visited
         }
         let meta = event.metadata();
-        let mut fields = Fields::for_event(meta.fields().len());
+        let spare = self.shared.pool.take_attributes().unwrap_or_default();
+        let mut fields = Fields::for_event(spare, meta.fields().len());
         event.record(&mut fields);
         let timestamp = self.clock.now();
         let mut ext = span.extensions_mut();
@@ -701,7 +702,7 @@ where
 
     fn record_root_event(&self, event: &Event<'_>) {
         let meta = event.metadata();
-        let mut fields = Fields::for_event(meta.fields().len());
+        let mut fields = Fields::for_event(Default::default(), meta.fields().len());
         event.record(&mut fields);
         let timestamp = self.clock.now();
         let a = annotation(meta, timestamp, fields);

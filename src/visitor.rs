@@ -81,9 +81,11 @@ impl Fields {
     }
 
     /// For an event's fields.
-    pub(crate) fn for_event(n_fields: usize) -> Self {
+    /// `attributes` is empty, possibly with capacity from a recycled record.
+    pub(crate) fn for_event(mut attributes: Attributes, n_fields: usize) -> Self {
+        attributes.reserve(n_fields.saturating_sub(1));
         Fields {
-            attributes: Attributes::with_capacity(n_fields.saturating_sub(1)),
+            attributes,
             distinct_keys: true,
             is_event: true,
             ..Fields::default()

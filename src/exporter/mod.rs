@@ -51,15 +51,21 @@ pub(crate) struct Shared {
 /// application threads reuse their allocations instead of allocating anew.
 ///
 /// A producer/consumer pattern (allocated on the application thread, freed on
-/// the worker) defeats the per-thread caches of common allocators; recycling
-/// turns three allocations per sampled span into none. Bounded: at most
-/// [`RecordPool::CAPACITY`] records are kept.
+/// the worker) defeats the per-thread caches of common allocators and makes
+/// both threads contend for the allocator's arena lock; recycling turns the
+/// record's box, its attribute and annotation vectors, and each event's
+/// attribute vector into reuse. The worker empties records before taking
+/// the lock; the application threads only `try_lock`, and allocate when the
+/// pool is busy or empty. Bounded: at most [`RecordPool::CAPACITY`] records
+/// and as many attribute vectors are kept.
 #[derive(Default)]
 pub(crate) struct RecordPool {
     // Boxes on purpose: the records are handed out boxed and moved as one
     // pointer through the queue; unboxing here would copy them twice.
     #[allow(clippy::vec_box)]
     free: std::sync::Mutex<Vec<Box<SpanData>>>,
+    /// Emptied attribute vectors of events, for the next events.
+    attributes: std::sync::Mutex<Vec<crate::span_data::Attributes>>,
 }
 
 impl RecordPool {
@@ -72,19 +78,35 @@ impl RecordPool {
         self.free.try_lock().ok()?.pop()
     }
 
+    /// A recycled, empty attribute vector, if one is at hand without
+    /// waiting.
+    #[inline]
+    pub(crate) fn take_attributes(&self) -> Option<crate::span_data::Attributes> {
+        self.attributes.try_lock().ok()?.pop()
+    }
+
     /// Keeps the spans of an exported batch for reuse, up to the capacity.
     pub(crate) fn give(&self, batch: &mut Vec<Record>) {
-        let Ok(mut free) = self.free.lock() else {
-            return;
-        };
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut attributes = Vec::new();
         for record in batch.drain(..) {
-            if free.len() >= Self::CAPACITY {
-                break;
-            }
             if let Record::Span(mut span) = record {
+                for annotation in span.annotations.drain(..) {
+                    let mut attrs = annotation.attributes;
+                    attrs.clear();
+                    attributes.push(attrs);
+                }
                 span.clear_for_reuse();
-                free.push(span);
+                spans.push(span);
             }
+        }
+        if let Ok(mut free) = self.free.lock() {
+            let room = Self::CAPACITY.saturating_sub(free.len());
+            free.extend(spans.into_iter().take(room));
+        }
+        if let Ok(mut free) = self.attributes.lock() {
+            let room = Self::CAPACITY.saturating_sub(free.len());
+            free.extend(attributes.into_iter().take(room));
         }
     }
 }
