@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tracing::field::{display, Empty};
 use tracing::Span;
 
-use super::{host_and_port, CLIENT_TARGET};
+use super::{host_and_port, record_outcome, CLIENT_TARGET};
 use crate::AppInsightsSpanExt;
 
 /// A `tower` layer that runs each outgoing HTTP request in a client span (a
@@ -149,19 +149,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        match &result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                this.span.record("http.response.status_code", status);
-                if status >= 400 {
-                    this.span.record("otel.status_code", "error");
-                }
-            }
-            Err(error) => {
-                this.span.record("otel.status_code", "error");
-                this.span.record("otel.status_description", display(error));
-            }
-        }
+        record_outcome(this.span, &result, 400);
         Poll::Ready(result)
     }
 }

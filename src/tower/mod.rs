@@ -30,6 +30,29 @@ pub const SERVER_TARGET: &str = "appinsights::http::server";
 /// The target of the client spans of [`ClientLayer`].
 pub const CLIENT_TARGET: &str = "appinsights::http::client";
 
+/// Records how a call ended on its span: the HTTP status, marked failed
+/// from `fail_at` on (500 for servers, 400 for clients, OpenTelemetry's
+/// rules), or the service's error with its message.
+fn record_outcome<B, E: std::fmt::Display>(
+    span: &tracing::Span,
+    result: &Result<http::Response<B>, E>,
+    fail_at: u16,
+) {
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= fail_at {
+                span.record("otel.status_code", "error");
+            }
+        }
+        Err(error) => {
+            span.record("otel.status_code", "error");
+            span.record("otel.status_description", tracing::field::display(error));
+        }
+    }
+}
+
 /// The host and port a request is addressed to: the URI's authority, else
 /// the `Host` header.
 fn host_and_port<'a>(

@@ -8,10 +8,10 @@ use std::task::{ready, Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use tracing::field::{display, Empty};
+use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, SERVER_TARGET};
+use super::{host_and_port, record_outcome, SERVER_TARGET};
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -242,19 +242,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let result = ready!(this.inner.poll(cx));
-        match &result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                this.span.record("http.response.status_code", status);
-                if status >= 500 {
-                    this.span.record("otel.status_code", "error");
-                }
-            }
-            Err(error) => {
-                this.span.record("otel.status_code", "error");
-                this.span.record("otel.status_description", display(error));
-            }
-        }
+        record_outcome(this.span, &result, 500);
         Poll::Ready(result)
     }
 }
