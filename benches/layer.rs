@@ -5,6 +5,8 @@
 //! 2. `registry_noop`: `registry()` with a no-op layer (`layer::Identity`)
 //!    — the floor: a bare registry never frees closed spans;
 //! 3. `ours_unsampled`: our layer with `Sampler::always_off()`;
+//!    `ours_unsampled_busy`: the same while a sampled trace (sampled by its
+//!    caller) is in flight, so the layer cannot skip its lookups;
 //! 4. `ours_sampled`: our layer recording everything, into a worker whose
 //!    sink discards (`InMemoryExporter::with_capacity(0)`).
 //!
@@ -18,7 +20,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tracing::Dispatch;
-use tracing_appinsights::{Builder, ExporterGuard, InMemoryExporter, Sampler};
+use tracing_appinsights::{
+    Builder, ExporterGuard, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId,
+};
 use tracing_subscriber::prelude::*;
 
 fn span_event(i: u64) {
@@ -50,6 +54,7 @@ fn ours(sampler: Sampler) -> (Dispatch, ExporterGuard) {
 
 fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
     let (unsampled, g1) = ours(Sampler::always_off());
+    let (busy, g3) = ours(Sampler::always_off());
     let (sampled, g2) = ours(Sampler::always_on());
     vec![
         ("no_subscriber", Dispatch::none(), None),
@@ -61,6 +66,7 @@ fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
             None,
         ),
         ("ours_unsampled", unsampled, Some(g1)),
+        ("ours_unsampled_busy", busy, Some(g3)),
         ("ours_sampled", sampled, Some(g2)),
     ]
 }
@@ -69,6 +75,11 @@ fn bench_workload(c: &mut Criterion, name: &str, workload: fn(u64)) {
     let mut group = c.benchmark_group(name);
     for (rung, dispatch, guard) in ladder() {
         tracing::dispatcher::with_default(&dispatch, || {
+            let _busy = (rung == "ours_unsampled_busy").then(|| {
+                let caller =
+                    RemoteContext::new(TraceId::from_int(1), SpanId::from_int(1), Some(true));
+                caller.map(|c| c.in_scope(|| tracing::info_span!(target: "busy", "in flight")))
+            });
             let mut i = 0_u64;
             group.bench_function(BenchmarkId::from_parameter(rung), |b| {
                 b.iter(|| {

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --example span_cost
-//! for rung in registry_noop ours_unsampled ours_sampled; do
+//! for rung in registry_noop ours_unsampled ours_unsampled_busy ours_sampled; do
 //!   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=span_cost::run_loop \
 //!     --callgrind-out-file=/tmp/cg.$rung target/release/examples/span_cost $rung 10000 2>&1 \
 //!     | grep -E 'Collected'
@@ -17,7 +17,7 @@
 use std::hint::black_box;
 
 use tracing::Dispatch;
-use tracing_appinsights::{Builder, InMemoryExporter, Sampler};
+use tracing_appinsights::{Builder, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId};
 use tracing_subscriber::prelude::*;
 
 fn span_event(i: u64) {
@@ -39,11 +39,14 @@ fn main() {
     let rung = args.next().unwrap_or_else(|| "ours_sampled".into());
     let iterations: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let sampler = match rung.as_str() {
-        "ours_unsampled" => Some(Sampler::always_off()),
+        "ours_unsampled" | "ours_unsampled_busy" => Some(Sampler::always_off()),
         "ours_sampled" => Some(Sampler::always_on()),
         "registry_noop" => None,
         other => {
-            eprintln!("unknown rung {other:?}: registry_noop, ours_unsampled or ours_sampled");
+            eprintln!(
+                "unknown rung {other:?}: registry_noop, ours_unsampled, \
+                 ours_unsampled_busy or ours_sampled"
+            );
             std::process::exit(2);
         }
     };
@@ -68,6 +71,13 @@ fn main() {
         ),
     };
     tracing::dispatcher::with_default(&dispatch, || {
+        // `ours_unsampled_busy`: a sampled trace (its caller sampled it)
+        // stays open meanwhile, as in a service where some requests are
+        // recorded; the unsampled spans then pay for their lookups.
+        let _busy = (rung == "ours_unsampled_busy").then(|| {
+            let caller = RemoteContext::new(TraceId::from_int(1), SpanId::from_int(1), Some(true));
+            caller.map(|c| c.in_scope(|| tracing::info_span!(target: "busy", "in flight")))
+        });
         // Warm up: the registry's span slots and extension maps are pooled.
         run_loop(1_000);
         run_loop(iterations);
