@@ -8,10 +8,8 @@ mod support;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use delivery_common::{
-    assert_exactly_once, builder, dead_addr, emit, example, names, start, TempDir,
-};
-use support::FakeIngestion;
+use delivery_common::{assert_exactly_once, builder, dead_addr, emit, names, start, TempDir};
+use support::{example, FakeIngestion};
 
 /// Runs the `offline_restart` example and returns its counters line.
 fn run(args: &[String]) -> Output {

@@ -1,28 +1,12 @@
 //! The quickstart example, run as a process with piped stdin: it prints the
 //! three values and three span records, and exits cleanly at end of input.
 
+mod support;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// A plain `cargo test` builds the examples next to the test binaries'
-/// directory; a filtered run (`cargo test --test quickstart`) does not, so
-/// build it then.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name, "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    assert!(path.exists(), "{} was built", path.display());
-    path
-}
+use support::example;
 
 #[test]
 fn quickstart_prints_three_values_and_three_records() {

@@ -435,3 +435,22 @@ fn parse_envelopes(body: &[u8]) -> Vec<Value> {
         .collect::<Result<Vec<_>, _>>()
         .unwrap_or_default()
 }
+
+/// The path of an example binary. A plain `cargo test` builds the examples
+/// next to the test binaries' directory; a filtered run (`cargo test --test
+/// x`) does not, so it is built then.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", name, "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert!(path.exists(), "{} was built", path.display());
+    path
+}
