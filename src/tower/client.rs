@@ -2,15 +2,13 @@
 //! context injected into the request headers.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tracing::field::{display, Empty};
 use tracing::Span;
 
-use super::{host_and_port, record_outcome, CLIENT_TARGET};
+use super::{host_and_port, ClientFuture, CLIENT_TARGET};
 use crate::AppInsightsSpanExt;
 
 /// A `tower` layer that runs each outgoing HTTP request in a client span (a
@@ -90,7 +88,7 @@ where
         let span = client_span(&request);
         span.inject_context(request.headers_mut());
         let inner = span.in_scope(|| self.inner.call(request));
-        ClientFuture { inner, span }
+        ClientFuture::new(inner, span, 400)
     }
 }
 
@@ -118,38 +116,4 @@ fn client_span<B>(request: &Request<B>) -> Span {
         otel.status_code = Empty,
         otel.status_description = Empty,
     )
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`ClientService`]: polls the client's future
-    /// inside the client span and records the outcome.
-    pub struct ClientFuture<F> {
-        #[pin]
-        inner: F,
-        span: Span,
-    }
-}
-
-impl<F> fmt::Debug for ClientFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientFuture")
-            .field("span", &self.span)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, ResB, E> Future for ClientFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    E: fmt::Display,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        let result = ready!(this.inner.poll(cx));
-        record_outcome(this.span, &result, 400);
-        Poll::Ready(result)
-    }
 }

@@ -22,13 +22,69 @@
 mod client;
 mod server;
 
-pub use client::{ClientFuture, ClientLayer, ClientService};
-pub use server::{ServerFuture, ServerLayer, ServerService};
+pub use client::{ClientLayer, ClientService};
+pub use server::{ServerLayer, ServerService};
 
 /// The target of the server spans of [`ServerLayer`].
 pub const SERVER_TARGET: &str = "appinsights::http::server";
 /// The target of the client spans of [`ClientLayer`].
 pub const CLIENT_TARGET: &str = "appinsights::http::client";
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ServerService`] and [`ClientService`]: polls
+    /// the inner future inside the span and records how the call ended, a
+    /// status from `fail_at` on marking it failed (500 for servers, 400 for
+    /// clients: OpenTelemetry's rules).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        fail_at: u16,
+    }
+}
+
+/// The response future of [`ServerService`].
+pub type ServerFuture<F> = ResponseFuture<F>;
+
+/// The response future of [`ClientService`].
+pub type ClientFuture<F> = ResponseFuture<F>;
+
+impl<F> ResponseFuture<F> {
+    fn new(inner: F, span: tracing::Span, fail_at: u16) -> Self {
+        ResponseFuture {
+            inner,
+            span,
+            fail_at,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> std::future::Future for ResponseFuture<F>
+where
+    F: std::future::Future<Output = Result<http::Response<ResB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = std::task::ready!(this.inner.poll(cx));
+        record_outcome(this.span, &result, *this.fail_at);
+        std::task::Poll::Ready(result)
+    }
+}
 
 /// Records how a call ended on its span: the HTTP status, marked failed
 /// from `fail_at` on (500 for servers, 400 for clients, OpenTelemetry's

@@ -1,17 +1,15 @@
 //! [`ServerLayer`]: a server span per incoming HTTP request.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, record_outcome, SERVER_TARGET};
+use super::{host_and_port, ServerFuture, SERVER_TARGET};
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -155,7 +153,7 @@ where
             crate::with_remote_parent(&parts.headers, || server_span(&parts, route.as_deref()));
         let request = Request::from_parts(parts, body);
         let inner = span.in_scope(|| self.inner.call(request));
-        ServerFuture { inner, span }
+        ServerFuture::new(inner, span, 500)
     }
 }
 
@@ -211,38 +209,4 @@ fn forwarded_for(headers: &http::HeaderMap) -> Option<&str> {
         .next()?
         .trim();
     (!first.is_empty()).then_some(first)
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`ServerService`]: polls the service's future
-    /// inside the server span and records the outcome.
-    pub struct ServerFuture<F> {
-        #[pin]
-        inner: F,
-        span: Span,
-    }
-}
-
-impl<F> fmt::Debug for ServerFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerFuture")
-            .field("span", &self.span)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, ResB, E> Future for ServerFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    E: fmt::Display,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        let result = ready!(this.inner.poll(cx));
-        record_outcome(this.span, &result, 500);
-        Poll::Ready(result)
-    }
 }
