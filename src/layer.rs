@@ -31,7 +31,6 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -435,8 +434,11 @@ where
             let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
             return Some(Origin::Root(trace_id));
         };
-        let mut ext = parent.extensions_mut();
         // A parent without state is unsampled: so is its subtree.
+        if !self.shared.live.may_be_sampled(&parent.id()) {
+            return None;
+        }
+        let mut ext = parent.extensions_mut();
         let state = ext.get_mut::<SpanState>()?;
         let data = &mut state.data;
         data.child_span_count = data.child_span_count.saturating_add(1);
@@ -620,7 +622,7 @@ where
             } else {
                 let had_local_parent = state.data.parent_span_id.is_some() && !state.remote_parent;
                 ext.remove::<SpanState>();
-                self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
+                self.shared.live.remove(&span.id());
                 ext.replace(UnsampledRemote::new(&remote));
                 had_local_parent
             };
@@ -646,18 +648,19 @@ where
         let data = self.shared.pool.take().unwrap_or_default();
         let span_id = self.shared.id_keys.span_id(&span.id());
         let state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
-        // Counted before it becomes visible (see `no_sampled_span_alive`).
-        self.shared.live_sampled.fetch_add(1, Ordering::AcqRel);
+        // Counted before it becomes visible (see `LiveSampled::none_alive`).
+        let id = span.id();
+        self.shared.live.insert(&id);
         let mut ext = span.extensions_mut();
         ext.remove::<UnsampledRemote>();
         if ext.replace(state).is_some() {
             // Another thread upgraded it at the same time: one state counts.
-            self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
+            self.shared.live.remove(&id);
         }
     }
 
     fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
-        if span.extensions().get::<SpanState>().is_none() {
+        if !self.shared.live.may_be_sampled(&span.id()) {
             return; // unsampled trace: nothing to record, nothing visited
         }
         let meta = event.metadata();
@@ -759,7 +762,7 @@ where
         // when no local root is ever sampled.
         let remote = propagation::take_pending();
         let shared = &self.shared;
-        if remote.is_none() && shared.rule == SamplingRule::None && shared.no_sampled_span_alive() {
+        if remote.is_none() && shared.rule == SamplingRule::None && shared.live.none_alive() {
             return; // no sampled parent can exist and no root is sampled
         }
         let Some(span) = ctx.span(id) else { return };
@@ -769,20 +772,17 @@ where
         };
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
-            // Counted before it becomes visible (see `no_sampled_span_alive`).
-            shared.live_sampled.fetch_add(1, Ordering::AcqRel);
+            // Counted before it becomes visible (see `LiveSampled::none_alive`).
+            shared.live.insert(id);
             span.extensions_mut().insert(state);
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
-        if self.shared.no_sampled_span_alive() {
+        if !self.shared.live.may_be_sampled(id) {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        if span.extensions().get::<SpanState>().is_none() {
-            return;
-        }
         let mut fields = Fields::for_record();
         values.record(&mut fields);
         let mut ext = span.extensions_mut();
@@ -792,15 +792,12 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        if self.shared.no_sampled_span_alive() {
+        if !self.shared.live.may_be_sampled(id) {
             return;
         }
         let (Some(span), Some(follows)) = (ctx.span(id), ctx.span(follows)) else {
             return;
         };
-        if span.extensions().get::<SpanState>().is_none() {
-            return;
-        }
         let (trace_id, span_id, _) = self.ids_of(&follows);
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
@@ -814,7 +811,7 @@ where
         if on_exporter_thread() || is_own_target(event.metadata().target()) {
             return;
         }
-        if self.shared.no_sampled_span_alive() {
+        if self.shared.live.none_alive() {
             // The event is in an unsampled span or outside any span: only
             // the latter is recorded, and only if the root draw says so.
             if self.root_event_sampled() && ctx.event_span(event).is_none() {
@@ -846,7 +843,7 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.shared.no_sampled_span_alive() {
+        if !self.shared.live.may_be_sampled(&id) {
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
@@ -854,7 +851,7 @@ where
         // the record is built and sent.
         let state = { span.extensions_mut().remove::<SpanState>() };
         if let Some(state) = state {
-            self.shared.live_sampled.fetch_sub(1, Ordering::AcqRel);
+            self.shared.live.remove(&id);
             let data = state.finish(self.clock.now());
             self.shared.send(Record::Span(data));
         }

@@ -309,6 +309,7 @@ mod error;
 mod exporter;
 mod ids;
 mod layer;
+mod live_set;
 mod propagation;
 mod sampler;
 mod span_data;

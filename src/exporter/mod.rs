@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::error::{FlushError, ShutdownError};
 use crate::layer::IdKeys;
+use crate::live_set::LiveSampled;
 use crate::sampler::{Sampler, SamplingRule};
 use crate::span_data::{Record, SpanData};
 
@@ -39,10 +40,12 @@ pub(crate) struct Shared {
     pub(crate) notify: Notify,
     pub(crate) counters: Counters,
     warned_queue_full: AtomicBool,
-    /// Sampled spans alive (a `SpanState` exists). While it is zero no
-    /// span can have a sampled parent, be closed with a record, or hold an
-    /// event, so the unsampled path skips every registry lookup.
-    pub(crate) live_sampled: AtomicUsize,
+    /// The sampled spans alive (those with a `SpanState`). While there is
+    /// none, no span can have a sampled parent, be closed with a record, or
+    /// hold an event, so the unsampled path skips every registry lookup;
+    /// while there are some, it tells an unsampled span from a sampled one
+    /// without a lookup.
+    pub(crate) live: LiveSampled,
     /// Exported records handed back for reuse (see [`RecordPool`]).
     pub(crate) pool: RecordPool,
 }
@@ -175,18 +178,10 @@ impl Shared {
             notify: Notify::new(),
             counters: Counters::default(),
             warned_queue_full: AtomicBool::new(false),
-            live_sampled: AtomicUsize::new(0),
+            live: LiveSampled::default(),
             pool: RecordPool::default(),
         };
         (shared, rx)
-    }
-
-    /// Whether no sampled span is alive. A span is created (and counted)
-    /// before anything can close it or record into it, on any thread, so a
-    /// zero seen here means the span at hand is not sampled.
-    #[inline]
-    pub(crate) fn no_sampled_span_alive(&self) -> bool {
-        self.live_sampled.load(Ordering::Acquire) == 0
     }
 
     /// Hands a finished record to the worker: never blocks; a full queue
