@@ -8,7 +8,11 @@
 //!    `ours_unsampled_busy`: the same while a sampled trace (sampled by its
 //!    caller) is in flight, so the layer cannot skip its lookups;
 //! 4. `ours_sampled`: our layer recording everything, into a worker whose
-//!    sink discards (`InMemoryExporter::with_capacity(0)`).
+//!    sink discards (`InMemoryExporter::with_capacity(0)`);
+//!    `floor_sampled`: the least any layer must do for a sampled span when
+//!    it keeps the span's state in the registry's extensions, as the design
+//!    requires (`bench_support::FloorLayer`: lookups, one extension, field
+//!    visiting, the message formatted; nothing kept, no clock, no queue).
 //!
 //! Workloads: `span_event` (a span with three fields — str, u64, bool —
 //! entered, one event with one field inside, exited, closed) and
@@ -20,6 +24,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tracing::Dispatch;
+use tracing_appinsights::bench_support::FloorLayer;
 use tracing_appinsights::{
     Builder, ExporterGuard, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId,
 };
@@ -68,6 +73,11 @@ fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
         ("ours_unsampled", unsampled, Some(g1)),
         ("ours_unsampled_busy", busy, Some(g3)),
         ("ours_sampled", sampled, Some(g2)),
+        (
+            "floor_sampled",
+            Dispatch::new(tracing_subscriber::registry().with(FloorLayer)),
+            None,
+        ),
     ]
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --example span_cost
-//! for rung in registry_noop ours_unsampled ours_unsampled_busy ours_sampled; do
+//! for rung in registry_noop ours_unsampled ours_unsampled_busy ours_sampled floor_sampled; do
 //!   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=span_cost::run_loop \
 //!     --callgrind-out-file=/tmp/cg.$rung target/release/examples/span_cost $rung 10000 2>&1 \
 //!     | grep -E 'Collected'
@@ -17,6 +17,7 @@
 use std::hint::black_box;
 
 use tracing::Dispatch;
+use tracing_appinsights::bench_support::FloorLayer;
 use tracing_appinsights::{Builder, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId};
 use tracing_subscriber::prelude::*;
 
@@ -41,11 +42,11 @@ fn main() {
     let sampler = match rung.as_str() {
         "ours_unsampled" | "ours_unsampled_busy" => Some(Sampler::always_off()),
         "ours_sampled" => Some(Sampler::always_on()),
-        "registry_noop" => None,
+        "registry_noop" | "floor_sampled" => None,
         other => {
             eprintln!(
                 "unknown rung {other:?}: registry_noop, ours_unsampled, \
-                 ours_unsampled_busy or ours_sampled"
+                 ours_unsampled_busy, ours_sampled or floor_sampled"
             );
             std::process::exit(2);
         }
@@ -63,6 +64,10 @@ fn main() {
                 Some(guard),
             )
         }
+        None if rung == "floor_sampled" => (
+            Dispatch::new(tracing_subscriber::registry().with(FloorLayer)),
+            None,
+        ),
         None => (
             Dispatch::new(
                 tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new()),
