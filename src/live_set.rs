@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tracing_core::span::Id;
 
+use crate::exporter::CacheAligned;
+
 const SLOTS_PER_BUCKET: usize = 8;
 /// 1,024 buckets of 8 slots: 64 KiB, room for a few thousand live sampled
 /// spans before buckets start to overflow.
@@ -31,18 +33,22 @@ struct Bucket([AtomicU64; SLOTS_PER_BUCKET]);
 
 /// The live sampled spans (those with a `SpanState`), by registry id.
 pub(crate) struct LiveSampled {
+    counts: CacheAligned<Counts>,
+    buckets: Box<[Bucket]>,
+}
+
+#[derive(Default)]
+struct Counts {
     /// How many are alive; zero lets every callback return at once.
     count: AtomicUsize,
     /// How many alive are not in the table (their bucket was full).
     overflow: AtomicUsize,
-    buckets: Box<[Bucket]>,
 }
 
 impl Default for LiveSampled {
     fn default() -> Self {
         LiveSampled {
-            count: AtomicUsize::new(0),
-            overflow: AtomicUsize::new(0),
+            counts: CacheAligned::default(),
             buckets: (0..1_usize << BUCKET_BITS)
                 .map(|_| Bucket::default())
                 .collect(),
@@ -62,13 +68,13 @@ impl LiveSampled {
     /// is gone, so zero means the span at hand is not sampled.
     #[inline]
     pub(crate) fn none_alive(&self) -> bool {
-        self.count.load(Ordering::Acquire) == 0
+        self.counts.count.load(Ordering::Acquire) == 0
     }
 
     /// How many sampled spans are alive.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.counts.count.load(Ordering::Acquire)
     }
 
     /// Whether the span may carry a `SpanState`: `false` is certain, `true`
@@ -84,20 +90,20 @@ impl LiveSampled {
             .0
             .iter()
             .any(|slot| slot.load(Ordering::Acquire) == id);
-        found || self.overflow.load(Ordering::Acquire) != 0
+        found || self.counts.overflow.load(Ordering::Acquire) != 0
     }
 
     /// Counts a span that is getting a `SpanState`; call it before the
     /// state is attached.
     pub(crate) fn insert(&self, id: &Id) {
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.counts.count.fetch_add(1, Ordering::AcqRel);
         let id = id.into_u64();
         let placed = self.bucket(id).0.iter().any(|slot| {
             slot.compare_exchange(EMPTY, id, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         });
         if !placed {
-            self.overflow.fetch_add(1, Ordering::AcqRel);
+            self.counts.overflow.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -109,9 +115,9 @@ impl LiveSampled {
                 .is_ok()
         });
         if !taken {
-            self.overflow.fetch_sub(1, Ordering::AcqRel);
+            self.counts.overflow.fetch_sub(1, Ordering::AcqRel);
         }
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.counts.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

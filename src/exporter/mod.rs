@@ -33,8 +33,10 @@ pub(crate) struct Shared {
     pub(crate) rule: SamplingRule,
     pub(crate) id_keys: IdKeys,
     tx: SyncSender<Record>,
-    /// Records in the queue (not yet taken by the worker).
-    pending: AtomicUsize,
+    /// Records in the queue (not yet taken by the worker). On its own
+    /// cache line, like every counter written on each span, so the writes
+    /// of one side do not evict the other side's data.
+    pending: CacheAligned<AtomicUsize>,
     /// Wake the worker when `pending` reaches this many.
     wake_at: usize,
     pub(crate) notify: Notify,
@@ -75,17 +77,42 @@ impl RecordPool {
     /// At most this many records are kept (about 1 MiB at the worst).
     pub(crate) const CAPACITY: usize = 1024;
 
-    /// A recycled record, if one is at hand without waiting.
+    /// How many records (and attribute vectors) a thread takes from the
+    /// pool at once into its own stash: one lock for this many spans.
+    const STASH_REFILL: usize = 32;
+
+    /// A recycled record, if one is at hand without waiting: from this
+    /// thread's stash, refilled from the pool when it runs dry.
     #[inline]
     pub(crate) fn take(&self) -> Option<Box<SpanData>> {
-        self.free.try_lock().ok()?.pop()
+        STASH
+            .try_with(|stash| {
+                let mut stash = stash.try_borrow_mut().ok()?;
+                if let Some(record) = stash.records.pop() {
+                    return Some(record);
+                }
+                refill(&self.free, &mut stash.records);
+                stash.records.pop()
+            })
+            .ok()
+            .flatten()
     }
 
     /// A recycled, empty attribute vector, if one is at hand without
-    /// waiting.
+    /// waiting (as [`take`](Self::take)).
     #[inline]
     pub(crate) fn take_attributes(&self) -> Option<crate::span_data::Attributes> {
-        self.attributes.try_lock().ok()?.pop()
+        STASH
+            .try_with(|stash| {
+                let mut stash = stash.try_borrow_mut().ok()?;
+                if let Some(attributes) = stash.attributes.pop() {
+                    return Some(attributes);
+                }
+                refill(&self.attributes, &mut stash.attributes);
+                stash.attributes.pop()
+            })
+            .ok()
+            .flatten()
     }
 
     /// Keeps the spans of an exported batch for reuse, up to the capacity.
@@ -114,11 +141,55 @@ impl RecordPool {
     }
 }
 
+/// A value alone on its cache line (64 bytes on the targets that matter),
+/// so that writes to it do not slow down readers of its neighbours.
+#[repr(align(64))]
+#[derive(Default, Debug)]
+pub(crate) struct CacheAligned<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CacheAligned<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Moves up to [`RecordPool::STASH_REFILL`] items from the pool into a
+/// thread's stash, if the pool's lock is free.
+#[cold]
+fn refill<T>(pool: &std::sync::Mutex<Vec<T>>, stash: &mut Vec<T>) {
+    if let Ok(mut pool) = pool.try_lock() {
+        let at = pool.len().saturating_sub(RecordPool::STASH_REFILL);
+        stash.extend(pool.drain(at..));
+    }
+}
+
+/// A thread's own small supply of recycled records and attribute vectors,
+/// so that taking one costs no lock (at most
+/// [`RecordPool::STASH_REFILL`] of each; freed with the thread). Records are
+/// interchangeable between layers, so one stash serves them all.
+struct Stash {
+    #[allow(clippy::vec_box)]
+    records: Vec<Box<SpanData>>,
+    attributes: Vec<crate::span_data::Attributes>,
+}
+
+thread_local! {
+    static STASH: std::cell::RefCell<Stash> = const {
+        std::cell::RefCell::new(Stash {
+            records: Vec::new(),
+            attributes: Vec::new(),
+        })
+    };
+}
+
 /// The raw counters behind [`ExporterStats`], in telemetry items (see
 /// [`items_of`]).
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) queued: AtomicU64,
+    /// Written by the application threads on every span: on its own line.
+    pub(crate) queued: CacheAligned<AtomicU64>,
     /// Items the worker took off the queue.
     pub(crate) taken: AtomicU64,
     /// Items of this process in the worker's memory (a gauge).
@@ -173,7 +244,7 @@ impl Shared {
             rule: sampler.rule(),
             id_keys: IdKeys::random(),
             tx,
-            pending: AtomicUsize::new(0),
+            pending: CacheAligned(AtomicUsize::new(0)),
             wake_at: batch_size,
             notify: Notify::new(),
             counters: Counters::default(),
