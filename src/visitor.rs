@@ -52,6 +52,8 @@ pub(crate) struct Fields {
     pub(crate) error: Option<Box<ErrorValue>>,
     /// The event's message.
     pub(crate) message: Option<Text>,
+    /// An event field `exception.message` or `exception.type` was seen.
+    exception: bool,
     pub(crate) message_event: MessageEventFields,
 }
 
@@ -95,12 +97,13 @@ impl Fields {
     /// Whether the fields carry an error (an `error` value or an
     /// `exception.message`).
     pub(crate) fn carries_error(&self) -> bool {
-        self.error.is_some()
-            || self.attributes.get(FIELD_EXCEPTION_MESSAGE).is_some()
-            || self.attributes.get(FIELD_EXCEPTION_TYPE).is_some()
+        self.error.is_some() || self.exception
     }
 
     fn attr(&mut self, key: &'static str, value: AttributeValue) {
+        if self.is_event && (key == FIELD_EXCEPTION_MESSAGE || key == FIELD_EXCEPTION_TYPE) {
+            self.exception = true;
+        }
         if self.distinct_keys {
             self.attributes.push_new(key, value);
         } else {
