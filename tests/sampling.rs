@@ -86,3 +86,51 @@ fn an_invalid_probability_is_a_build_error() {
         assert!(err.to_string().contains("Sampler::probability"), "{err}");
     }
 }
+
+/// While sampled spans are alive, the layer tells unsampled spans apart
+/// without looking them up (a table of live sampled spans). With more alive
+/// than the table holds, it must still record every sampled span's events
+/// and children, and nothing of the unsampled ones.
+#[test]
+fn with_thousands_of_sampled_spans_alive_each_keeps_its_events_and_unsampled_ones_none() {
+    use tracing_appinsights::{RemoteContext, SpanId, TraceId};
+    const SAMPLED: u64 = 10_000; // more than the table's 8,192 slots
+    let builder = Builder::new()
+        .with_sampler(Sampler::always_off())
+        .with_max_queue_size(65_536);
+    let out = capture_with(builder, || {
+        let sampled: Vec<_> = (1..=SAMPLED)
+            .map(|i| {
+                let caller = RemoteContext::new(
+                    TraceId::from_int(i.into()),
+                    SpanId::from_int(i),
+                    Some(true),
+                )
+                .expect("valid ids");
+                caller.in_scope(|| info_span!("sampled", i))
+            })
+            .collect();
+        let unsampled: Vec<_> = (0..1_000).map(|i| info_span!("unsampled", i)).collect();
+        for span in sampled.iter().chain(&unsampled) {
+            span.in_scope(|| {
+                tracing::info!("inside");
+                info_span!("child").in_scope(|| {});
+            });
+        }
+        for span in &unsampled {
+            span.record("i", 0_u64);
+        }
+        drop(unsampled);
+        drop(sampled);
+    });
+    let sampled: Vec<_> = out.spans.iter().filter(|s| s.name == "sampled").collect();
+    assert_eq!(sampled.len() as u64, SAMPLED);
+    assert!(sampled
+        .iter()
+        .all(|s| s.annotations.len() == 1 && s.child_span_count == 1));
+    let children = out.spans.iter().filter(|s| s.name == "child").count();
+    assert_eq!(children as u64, SAMPLED);
+    assert!(out.spans.iter().all(|s| s.name != "unsampled"));
+    assert!(out.events.is_empty());
+    assert_eq!(out.stats.dropped_queue_full, 0);
+}
