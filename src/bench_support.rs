@@ -70,9 +70,11 @@ impl Encoder {
 
 /// The least a layer can do for a *sampled* span when, as the design
 /// requires, it keeps the span's state in the registry's extensions: look
-/// the span up, visit its fields, insert one small extension; for an event,
-/// look its span up, take the extension's lock, visit its fields and format
-/// its message; at close, look the span up and remove the extension.
+/// the span up, visit its fields, read its parent's extension (where the
+/// sampling decision it inherits is kept), insert one small extension; for
+/// an event, look its span up, take the extension's lock, visit its fields
+/// and format its message; at close, look the span up and remove the
+/// extension.
 ///
 /// It keeps nothing it visits (no ids, no clock, no record, no queue), so
 /// it is a floor for the `ours_sampled` rung of `benches/layer.rs`: no
@@ -148,8 +150,14 @@ where
         let mut visitor = FloorVisitor::default();
         attrs.record(&mut visitor);
         if let Some(span) = ctx.span(id) {
+            // A child inherits its parent's decision, kept in the parent's
+            // extensions (design §4).
+            let inherited = span
+                .parent()
+                .and_then(|parent| parent.extensions().get::<FloorState>().map(|s| s.fields))
+                .unwrap_or(0);
             span.extensions_mut().insert(FloorState {
-                fields: std::hint::black_box(visitor.fields),
+                fields: std::hint::black_box(visitor.fields + inherited),
             });
         }
     }
