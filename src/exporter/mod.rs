@@ -85,34 +85,14 @@ impl RecordPool {
     /// thread's stash, refilled from the pool when it runs dry.
     #[inline]
     pub(crate) fn take(&self) -> Option<Box<SpanData>> {
-        STASH
-            .try_with(|stash| {
-                let mut stash = stash.try_borrow_mut().ok()?;
-                if let Some(record) = stash.records.pop() {
-                    return Some(record);
-                }
-                refill(&self.free, &mut stash.records);
-                stash.records.pop()
-            })
-            .ok()
-            .flatten()
+        take_stashed(&self.free, |stash| &mut stash.records)
     }
 
     /// A recycled, empty attribute vector, if one is at hand without
     /// waiting (as [`take`](Self::take)).
     #[inline]
     pub(crate) fn take_attributes(&self) -> Option<crate::span_data::Attributes> {
-        STASH
-            .try_with(|stash| {
-                let mut stash = stash.try_borrow_mut().ok()?;
-                if let Some(attributes) = stash.attributes.pop() {
-                    return Some(attributes);
-                }
-                refill(&self.attributes, &mut stash.attributes);
-                stash.attributes.pop()
-            })
-            .ok()
-            .flatten()
+        take_stashed(&self.attributes, |stash| &mut stash.attributes)
     }
 
     /// Keeps the spans of an exported batch for reuse, up to the capacity.
@@ -153,6 +133,28 @@ impl<T> std::ops::Deref for CacheAligned<T> {
     fn deref(&self) -> &T {
         &self.0
     }
+}
+
+/// One item from this thread's stash (the part `pick` names), refilled
+/// from `pool` when it runs dry; `None` when both are empty, the pool's lock
+/// is busy, or the thread's stash is gone (thread exit) or in use.
+#[inline]
+fn take_stashed<T>(
+    pool: &std::sync::Mutex<Vec<T>>,
+    pick: fn(&mut Stash) -> &mut Vec<T>,
+) -> Option<T> {
+    STASH
+        .try_with(|stash| {
+            let mut stash = stash.try_borrow_mut().ok()?;
+            let stash = pick(&mut stash);
+            if let Some(item) = stash.pop() {
+                return Some(item);
+            }
+            refill(pool, stash);
+            stash.pop()
+        })
+        .ok()
+        .flatten()
 }
 
 /// Moves up to [`RecordPool::STASH_REFILL`] items from the pool into a
