@@ -2,7 +2,7 @@
 //! `benches/layer.rs`, `examples/span_cost.rs`):
 //! not part of the public API, no stability promise.
 
-use crate::envelope::{map_span, write_envelope, Envelope, EnvelopeContext, TelemetrySettings};
+use crate::appinsights::envelope::{map_span, write_envelope, Envelope, EnvelopeContext, TelemetrySettings};
 use crate::SpanData;
 
 /// Encodes spans exactly as the exporter does: envelopes, one JSON array,
@@ -64,7 +64,7 @@ impl Encoder {
     /// wire, in bytes.
     pub fn to_wire(&mut self, spans: &[SpanData]) -> usize {
         self.to_json(spans);
-        crate::exporter::transport::gzip(&self.body).len()
+        crate::appinsights::transport::gzip(&self.body).len()
     }
 }
 

@@ -299,48 +299,30 @@
 // `Layer` trait) is the one allowed exception, for the propagation API.
 #![deny(unsafe_code)]
 
-#[doc(hidden)]
-pub mod bench_support;
-mod clock;
+mod appinsights;
 mod config;
-mod connection_string;
-mod envelope;
+mod diag;
 mod error;
-mod exporter;
-mod ids;
 mod layer;
-mod live_set;
+mod pipeline;
 mod propagation;
-mod sampler;
-mod span_data;
-mod text;
-mod time_fmt;
+pub mod record;
+mod sinks;
+mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
-mod visitor;
 
-pub use config::{
-    layer, Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPORT_INTERVAL, DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT, ENV_CONNECTION_STRING, ENV_INSTRUMENTATION_KEY,
-};
-pub use config::{DEFAULT_MAX_RETRY_MEMORY, DEFAULT_STORAGE_MAX_SIZE, DEFAULT_STORAGE_RETENTION};
-pub use connection_string::{Authorization, ConnectionString, ParseError};
+pub use config::connection_string::{Authorization, ConnectionString, ParseError};
+pub use config::{layer, Builder};
 pub use error::{BuildError, FlushError, ShutdownError};
-pub use exporter::{ExporterGuard, ExporterStats, InMemoryExporter, DEFAULT_IN_MEMORY_CAPACITY};
-pub use ids::{SpanId, TraceId};
+pub use layer::sampler::Sampler;
 pub use layer::AppInsightsLayer;
+pub use pipeline::{ExporterGuard, ExporterStats, ManualClock};
 pub use propagation::{
     with_remote_parent, AppInsightsSpanExt, RemoteContext, FIELD_REQUEST_SOURCE,
 };
-pub use sampler::Sampler;
-pub use span_data::{
-    Annotation, AttributeValue, Attributes, ErrorValue, EventData, Link, LinkType, MessageEvent,
-    MessageEventKind, SpanContext, SpanData, SpanKind, Status, StatusCode, TraceOptions,
-    MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_ATTRIBUTE_VALUE_CHARS, MAX_LINKS, MAX_MESSAGE_CHARS,
-    MAX_MESSAGE_EVENTS,
-};
-pub use text::Text;
+pub use record::{SpanData, SpanId, TraceId};
+pub use sinks::InMemoryExporter;
 
 /// The README's examples are compiled as doctests.
 #[cfg(doctest)]

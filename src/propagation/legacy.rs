@@ -3,8 +3,8 @@
 //! `Request-Context` (`appId=cid-v1:<id>`, which names the caller's
 //! Application Insights resource).
 
-use crate::ids::{SpanId, TraceId};
-use crate::text::Text;
+use crate::record::ids::{SpanId, TraceId};
+use crate::record::text::Text;
 
 use super::w3c::trim_ows;
 

@@ -21,9 +21,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing_core::span::Id;
 use tracing_core::Dispatch;
 
-use crate::ids::{SpanId, TraceId};
-use crate::span_data::SpanContext;
-use crate::text::Text;
+use crate::record::ids::{SpanId, TraceId};
+use crate::record::SpanContext;
+use crate::record::text::Text;
 
 mod legacy;
 mod w3c;

@@ -1,7 +1,7 @@
 use http::header::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::span_data::TraceOptions;
+use crate::record::TraceOptions;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const SPAN: &str = "b7ad6b7169203331";

@@ -6,8 +6,8 @@
 //! UTF-8, and no input makes these functions panic (a property test and a
 //! fuzz target check it).
 
-use crate::ids::{SpanId, TraceId};
-use crate::text::Text;
+use crate::record::ids::{SpanId, TraceId};
+use crate::record::text::Text;
 
 /// `traceparent`: `version-traceid-parentid-flags`.
 pub(crate) const TRACEPARENT: &str = "traceparent";

@@ -1,0 +1,353 @@
+//! `RemoteDependencyData`: an outgoing call or in-process work, from client,
+//! producer, internal and unspecified spans.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::record::{SpanData, SpanKind};
+
+use super::properties::Properties;
+use super::semconv::{db_type, text, Semantic};
+use super::{cut, SchemaVersion, SpanHex};
+
+/// `name`: max 1024.
+pub(crate) const MAX_NAME: usize = 1024;
+/// `resultCode`: max 1024.
+pub(crate) const MAX_RESULT_CODE: usize = 1024;
+/// `data`: max 8192.
+pub(crate) const MAX_DATA: usize = 8192;
+/// `type`: max 1024.
+pub(crate) const MAX_TYPE: usize = 1024;
+/// `target`: max 1024.
+pub(crate) const MAX_TARGET: usize = 1024;
+
+/// An instance of Remote Dependency represents an interaction of the
+/// monitored component with a remote component/service like SQL or an HTTP
+/// endpoint (and, with type `InProc`, work inside the process).
+///
+/// Required by the schema: `name`, `duration`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RemoteDependencyData<'a> {
+    /// Schema version; always 2.
+    pub(crate) ver: SchemaVersion<2>,
+    /// Name of the command initiated with this dependency call. Low
+    /// cardinality value. Examples are stored procedure name and URL path
+    /// template: `"METHOD path"` for HTTP, else the span name. Max 1024.
+    pub(crate) name: Cow<'a, str>,
+    /// Identifier of a dependency call instance, used for correlation with
+    /// the request telemetry item corresponding to this dependency call: the
+    /// span id. Max 512 (docs: 128).
+    pub(crate) id: SpanHex,
+    /// Result code of a dependency call: the HTTP status code, else `"0"`.
+    /// Max 1024.
+    pub(crate) result_code: Cow<'a, str>,
+    /// Request duration in format `D.HH:MM:SS.ffffff`, less than 1000 days.
+    pub(crate) duration: String,
+    /// Indication of successful or unsuccessful call.
+    pub(crate) success: bool,
+    /// Command initiated by this dependency call: the full URL, or the SQL
+    /// statement (else the operation). Max 8192.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<Cow<'a, str>>,
+    /// Dependency type name. Very low cardinality value for logical
+    /// grouping of dependencies and interpretation of other fields like
+    /// commandName and resultCode: `HTTP`, `SQL`, `mysql`, `kafka`,
+    /// `Queue Message | kafka`, `InProc`, … Max 1024.
+    #[serde(rename = "type")]
+    pub(crate) dependency_type: Cow<'a, str>,
+    /// Target site of a dependency call: server name, host address
+    /// (`host[:port]`, default ports omitted), `host|database`, queue. Max 1024.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<Cow<'a, str>>,
+    /// Collection of custom properties: names max 150, values max 8192.
+    #[serde(skip_serializing_if = "Properties::is_empty")]
+    pub(crate) properties: Properties<'a>,
+}
+
+/// What the conventions of a span decide: type, target, data, name.
+struct Shape<'a> {
+    dependency_type: Cow<'a, str>,
+    target: Option<Cow<'a, str>>,
+    data: Option<Cow<'a, str>>,
+    name: Option<String>,
+}
+
+impl<'a> Shape<'a> {
+    fn new(dependency_type: Cow<'a, str>, target: Option<Cow<'a, str>>) -> Self {
+        Shape {
+            dependency_type,
+            target,
+            data: None,
+            name: None,
+        }
+    }
+}
+
+impl<'a> RemoteDependencyData<'a> {
+    /// The dependency a client, producer, internal or unspecified span
+    /// stands for.
+    pub(crate) fn from_span(
+        span: &'a SpanData,
+        sem: &Semantic<'a>,
+        properties: Properties<'a>,
+    ) -> Self {
+        let shape = shape(span.kind, sem);
+        let name = match shape.name {
+            Some(name) => Cow::Owned(name),
+            None => Cow::Borrowed(&*span.name),
+        };
+        RemoteDependencyData {
+            ver: SchemaVersion,
+            name: cut(name, MAX_NAME),
+            id: SpanHex::span(span.context.span_id),
+            result_code: cut(sem.result_code(), MAX_RESULT_CODE),
+            duration: super::span_duration(span),
+            success: sem.success(&span.status),
+            data: shape.data.map(|d| cut(d, MAX_DATA)),
+            dependency_type: cut(shape.dependency_type, MAX_TYPE),
+            target: shape.target.map(|t| cut(t, MAX_TARGET)),
+            properties,
+        }
+    }
+}
+
+/// The first convention that applies: producer, HTTP (`http.method`),
+/// database (`db.system`), messaging (`messaging.system`); else `component`
+/// or `N/A` for a client, `InProc` for internal and unspecified spans.
+fn shape<'a>(kind: SpanKind, sem: &Semantic<'a>) -> Shape<'a> {
+    if kind == SpanKind::Producer {
+        return producer(sem);
+    }
+    if sem.method.is_some() {
+        return http(sem);
+    }
+    if sem.db_system.is_some() {
+        return database(sem);
+    }
+    if let Some(system) = sem.messaging_system {
+        return Shape::new(text(system), messaging_target(sem));
+    }
+    match kind {
+        SpanKind::Client => {
+            let ty = sem.component.map_or(Cow::Borrowed("N/A"), text);
+            Shape::new(ty, sem.peer_target(None))
+        }
+        _ => Shape::new(Cow::Borrowed("InProc"), None),
+    }
+}
+
+/// `Queue Message | <messaging.system>` to the destination.
+fn producer<'a>(sem: &Semantic<'a>) -> Shape<'a> {
+    let ty = match sem.messaging_system {
+        Some(system) => Cow::Owned(format!("Queue Message | {}", text(system))),
+        None => Cow::Borrowed("Queue Message"),
+    };
+    Shape::new(ty, messaging_target(sem))
+}
+
+/// A message destination, else the messaging system.
+fn messaging_target<'a>(sem: &Semantic<'a>) -> Option<Cow<'a, str>> {
+    sem.messaging_destination.or(sem.messaging_system).map(text)
+}
+
+/// `HTTP`: `"METHOD path"`, the full URL, the host.
+fn http<'a>(sem: &Semantic<'a>) -> Shape<'a> {
+    Shape {
+        dependency_type: Cow::Borrowed("HTTP"),
+        target: sem.http_target(),
+        data: sem.full_url(),
+        name: sem.method_and_path(),
+    }
+}
+
+/// A database: the system (or `SQL`), `host|db`, the statement.
+fn database<'a>(sem: &Semantic<'a>) -> Shape<'a> {
+    let system = sem.db_system.map(text).unwrap_or_default();
+    let db_name = sem.db_name.map(text);
+    let target = match (sem.peer_target(Some(&system)), db_name) {
+        (Some(peer), Some(db)) => Some(Cow::Owned(format!("{peer}|{db}"))),
+        (Some(peer), None) => Some(peer),
+        (None, Some(db)) => Some(db),
+        (None, None) => Some(system.clone()),
+    };
+    let dependency_type = match system {
+        Cow::Borrowed(s) => Cow::Borrowed(db_type(s)),
+        Cow::Owned(s) => Cow::Owned(db_type(&s).to_owned()),
+    };
+    let data = sem.db_statement.or(sem.db_operation).map(text);
+    Shape {
+        dependency_type,
+        target,
+        data,
+        name: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use crate::record::{AttributeValue, SpanKind};
+    use serde_json::json;
+
+    #[test]
+    fn http_client_omits_default_ports() {
+        let client = |url: &str| {
+            span(
+                SpanKind::Client,
+                &[
+                    ("http.method", s("GET")),
+                    ("http.url", s(url)),
+                    ("http.status_code", AttributeValue::I64(503)),
+                ],
+            )
+        };
+        let item = one(client("https://user:pw@inventory.example:443/items?id=42"));
+        assert_eq!(
+            item["name"],
+            "Microsoft.ApplicationInsights.RemoteDependency"
+        );
+        let want = json!({
+            "ver": 2,
+            "name": "GET /items",
+            "id": SPAN,
+            "resultCode": "503",
+            "duration": "0.00:00:00.111111",
+            "success": false,
+            "data": "https://inventory.example:443/items?id=42",
+            "type": "HTTP",
+            "target": "inventory.example",
+        });
+        assert_eq!(base_data(&item), &want);
+        let item = one(client("http://inventory.example:8080/items"));
+        assert_eq!(base_data(&item)["target"], "inventory.example:8080");
+        let item = one(client("http://inventory.example"));
+        assert_eq!(base_data(&item)["name"], "GET /");
+    }
+
+    #[test]
+    fn http_client_prefers_server_address() {
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("http.request.method", s("POST")),
+                ("url.full", s("http://10.0.0.7/pay")),
+                ("server.address", s("payments")),
+                ("server.port", AttributeValue::I64(80)),
+            ],
+        ));
+        assert_eq!(base_data(&item)["target"], "payments");
+        assert_eq!(base_data(&item)["name"], "POST /pay");
+    }
+
+    #[test]
+    fn postgres_omits_its_default_port_and_names_the_database() {
+        let db = |port: i64| {
+            span(
+                SpanKind::Client,
+                &[
+                    ("db.system", s("postgresql")),
+                    ("server.address", s("db.local")),
+                    ("server.port", AttributeValue::I64(port)),
+                    ("db.name", s("orders")),
+                    ("db.statement", s("SELECT * FROM orders")),
+                ],
+            )
+        };
+        let item = one(db(5432));
+        let data = base_data(&item);
+        assert_eq!(data["type"], "postgresql");
+        assert_eq!(data["target"], "db.local|orders");
+        assert_eq!(data["data"], "SELECT * FROM orders");
+        assert_eq!(data["name"], "span-name");
+        let item = one(db(5433));
+        assert_eq!(base_data(&item)["target"], "db.local:5433|orders");
+    }
+
+    #[test]
+    fn sql_family_is_sql() {
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("db.system", s("mssql")),
+                ("db.namespace", s("sales")),
+                ("db.query.text", s("SELECT 1")),
+            ],
+        ));
+        let data = base_data(&item);
+        assert_eq!(data["type"], "SQL");
+        assert_eq!(data["target"], "sales");
+        assert_eq!(data["data"], "SELECT 1");
+        let item = one(span(SpanKind::Client, &[("db.system", s("sqlite"))]));
+        assert_eq!(base_data(&item)["target"], "sqlite");
+    }
+
+    #[test]
+    fn producer_is_a_queue_message() {
+        let item = one(span(
+            SpanKind::Producer,
+            &[
+                ("messaging.system", s("kafka")),
+                ("messaging.destination", s("orders")),
+            ],
+        ));
+        assert_eq!(base_data(&item)["type"], "Queue Message | kafka");
+        assert_eq!(base_data(&item)["target"], "orders");
+    }
+
+    #[test]
+    fn internal_and_unspecified_are_in_process() {
+        for kind in [SpanKind::Internal, SpanKind::Unspecified] {
+            let item = one(span(kind, &[("key1", s("value1"))]));
+            let want = json!({
+                "ver": 2, "name": "span-name", "id": SPAN, "resultCode": "0",
+                "duration": "0.00:00:00.111111", "success": true, "type": "InProc",
+                "properties": { "key1": "value1" },
+            });
+            assert_eq!(base_data(&item), &want);
+        }
+    }
+
+    #[test]
+    fn client_without_convention_uses_component_else_na() {
+        let item = one(span(SpanKind::Client, &[("component", s("grpc"))]));
+        assert_eq!(base_data(&item)["type"], "grpc");
+        assert_eq!(base_data(&item)["properties"]["component"], "grpc");
+        let item = one(span(SpanKind::Client, &[("peer.service", s("billing"))]));
+        assert_eq!(base_data(&item)["type"], "N/A");
+        assert_eq!(base_data(&item)["target"], "billing");
+    }
+
+    #[test]
+    fn client_spans_keep_client_fields_as_properties() {
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("enduser.id", s("alice")),
+                ("user_agent.original", s("reqwest/0.12")),
+            ],
+        ));
+        assert_eq!(item["tags"]["ai.user.id"], "alice");
+        assert!(item["tags"].get("ai.user.userAgent").is_none());
+        assert_eq!(
+            base_data(&item)["properties"],
+            json!({ "user_agent.original": "reqwest/0.12" })
+        );
+    }
+
+    #[test]
+    fn new_convention_names_win_over_old() {
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("http.request.method", s("PUT")),
+                ("http.method", s("GET")),
+                ("http.url", s("http://old/x")),
+                ("url.full", s("http://new/y")),
+            ],
+        ));
+        assert_eq!(base_data(&item)["name"], "PUT /y");
+        assert_eq!(base_data(&item)["data"], "http://new/y");
+    }
+}

@@ -1,0 +1,181 @@
+//! Records into envelopes (design §5): one span gives its Request or
+//! RemoteDependency item, then one Message or Exception item per event
+//! inside it; an event outside any span gives one Message or Exception item
+//! with no operation.
+
+use std::time::SystemTime;
+
+use tracing_core::Level;
+
+use crate::record::{
+    Annotation, AttributeValue, Attributes, EventData, Record, SpanData, SpanKind, Status,
+};
+use crate::record::text::truncate_str;
+
+use super::exception::{is_exception, ExceptionData};
+use super::message::MessageData;
+use super::properties::{PropValue, Properties};
+use super::semconv::Semantic;
+use super::tags::{self, Tags};
+use super::{
+    Data, Envelope, EnvelopeContext, RemoteDependencyData, RequestData, SpanHex, TraceHex,
+};
+
+/// The property carrying a failed span's status description (from
+/// `otel.status_description`, a span's `error` field, or an error event).
+pub(crate) const STATUS_DESCRIPTION_KEY: &str = "otel.status_description";
+
+/// An event, inside a span ([`Annotation`]) or not ([`EventData`]).
+pub(crate) struct EventView<'a> {
+    /// When it happened.
+    pub(crate) timestamp: SystemTime,
+    /// Its `message` field (empty when it has none).
+    pub(crate) message: &'a str,
+    /// Its level.
+    pub(crate) level: Level,
+    /// Its target.
+    pub(crate) target: &'a str,
+    /// Its other fields.
+    pub(crate) attributes: &'a Attributes,
+}
+
+impl<'a> EventView<'a> {
+    fn of_annotation(a: &'a Annotation) -> Self {
+        EventView {
+            timestamp: a.timestamp,
+            message: &a.description,
+            level: a.level,
+            target: a.target,
+            attributes: &a.attributes,
+        }
+    }
+
+    fn of_event(e: &'a EventData) -> Self {
+        EventView {
+            timestamp: e.timestamp,
+            message: &e.message,
+            level: e.level,
+            target: e.target,
+            attributes: &e.attributes,
+        }
+    }
+}
+
+/// Appends the envelopes of `record` to `out`: for a span, its Request or
+/// RemoteDependency item then one item per event inside it; for an event
+/// outside spans, one Message or Exception item without operation tags.
+///
+/// The envelopes borrow from `record` and `ctx`.
+pub(crate) fn map_record<'a>(
+    record: &'a Record,
+    ctx: &'a EnvelopeContext,
+    out: &mut Vec<Envelope<'a>>,
+) {
+    match record {
+        Record::Span(span) => map_span(span, ctx, out),
+        Record::Event(event) => {
+            let view = EventView::of_event(event);
+            let data = event_data(&view);
+            out.push(Envelope::new(ctx, view.timestamp, ctx.base_tags(), data));
+        }
+    }
+}
+
+/// A span's item, then its events' items.
+pub(crate) fn map_span<'a>(
+    span: &'a SpanData,
+    ctx: &'a EnvelopeContext,
+    out: &mut Vec<Envelope<'a>>,
+) {
+    let request = matches!(span.kind, SpanKind::Server | SpanKind::Consumer);
+    let extra = usize::from(!span.links.is_empty()) + usize::from(span.status.is_error());
+    let mut props = Properties::with_capacity(span.attributes.len() + extra);
+    let sem = Semantic::scan(&span.attributes, request, &mut props);
+    props.push_links(&span.links);
+    push_status(&mut props, &span.status);
+    let data = if request {
+        Data::RequestData(RequestData::from_span(span, &sem, props))
+    } else {
+        Data::RemoteDependencyData(RemoteDependencyData::from_span(span, &sem, props))
+    };
+    let tags = span_tags(span, &sem, ctx);
+    out.reserve(1 + span.annotations.len());
+    out.push(Envelope::new(ctx, span.start_time, tags.clone(), data));
+    let event_tags = Tags {
+        operation_parent_id: Some(SpanHex::span(span.context.span_id)),
+        ..tags
+    };
+    for annotation in &span.annotations {
+        let view = EventView::of_annotation(annotation);
+        let data = event_data(&view);
+        out.push(Envelope::new(ctx, view.timestamp, event_tags.clone(), data));
+    }
+    if span.sampled_remotely {
+        // Recorded on the caller's decision, at the caller's (unknown) rate:
+        // our sampler's rate would extrapolate wrongly (or be 0).
+        let items = 1 + span.annotations.len();
+        let start = out.len() - items;
+        for envelope in &mut out[start..] {
+            envelope.sample_rate = 100.0;
+        }
+    }
+}
+
+/// An Exception item for an event carrying an error, else a Message item.
+fn event_data<'a>(event: &EventView<'a>) -> Data<'a> {
+    if is_exception(event.attributes) {
+        Data::ExceptionData(ExceptionData::from_event(event))
+    } else {
+        Data::MessageData(MessageData::from_event(event))
+    }
+}
+
+/// A failed span's status description, as a property (the item's
+/// `success: false` says it failed; this says why).
+fn push_status<'a>(props: &mut Properties<'a>, status: &'a Status) {
+    if let (true, Some(message)) = (status.is_error(), &status.message) {
+        let message = truncate_str(message, super::properties::MAX_VALUE_CHARS);
+        props.push(STATUS_DESCRIPTION_KEY, PropValue::Str(message));
+    }
+}
+
+/// The process-wide tags plus the span's operation and end-user tags.
+fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContext) -> Tags<'a> {
+    Tags {
+        operation_id: Some(TraceHex::trace(span.context.trace_id)),
+        operation_parent_id: span.parent_span_id.map(SpanHex::span),
+        operation_name: Some(truncate_str(&span.operation_name, tags::MAX_OPERATION_NAME)),
+        user_id: tag_text(sem.enduser_id, tags::MAX_USER_ID),
+        location_ip: tag_text(sem.client_ip, tags::MAX_LOCATION_IP),
+        user_agent: tag_text(sem.user_agent, tags::MAX_USER_AGENT),
+        ..ctx.base_tags()
+    }
+}
+
+/// A text attribute cut to a tag's limit.
+fn tag_text(value: Option<&AttributeValue>, max_chars: usize) -> Option<&str> {
+    value?.as_str().map(|s| truncate_str(s, max_chars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use crate::record::{Record, SpanKind};
+    use tracing_core::Level;
+
+    /// A trace recorded on a remote caller's decision stands for itself.
+    #[test]
+    fn remotely_sampled_spans_and_their_events_have_sample_rate_100() {
+        let mut span = span(SpanKind::Server, &[]);
+        span.annotations.push(annotation(Level::INFO, "hi", &[]));
+        let local = items(&Record::Span(Box::new(span.clone())));
+        assert!(local.iter().all(|i| i["sampleRate"] == 25.0), "{local:#?}");
+        span.sampled_remotely = true;
+        let remote = items(&Record::Span(Box::new(span)));
+        assert_eq!(remote.len(), 2);
+        assert!(
+            remote.iter().all(|i| i["sampleRate"] == 100.0),
+            "{remote:#?}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Custom properties (`properties`: a map of string to string on every
+//! domain type), borrowed from the record's attributes where possible.
+//!
+//! Service limits (reference (f)): property names at most 150 characters
+//! (longer keys are dropped), values at most 8192 characters (cut on a char
+//! boundary). Values are always strings: numbers and booleans are
+//! stringified, unlike the seed's raw JSON values.
+
+use std::fmt::Write as _;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::record::{AttributeValue, Link};
+use crate::record::text::truncate_str;
+
+/// Longest property name kept, in characters; longer keys are dropped.
+pub(crate) const MAX_KEY_CHARS: usize = 150;
+/// Longest property value, in characters.
+pub(crate) const MAX_VALUE_CHARS: usize = 8192;
+/// The property carrying a span's links (`follows_from`), as the
+/// Application Insights SDKs name it.
+pub(crate) const LINKS_KEY: &str = "_MS.links";
+
+/// A property value: borrowed text, a scalar formatted at serialization, or
+/// text built by the mapping.
+#[derive(Clone, Debug)]
+pub(crate) enum PropValue<'a> {
+    /// Text, already cut to [`MAX_VALUE_CHARS`].
+    Str(&'a str),
+    /// A number or boolean, written with its `Display` form (short).
+    Scalar(&'a AttributeValue),
+    /// Text built by the mapping (links, truncation notes).
+    Owned(String),
+}
+
+impl<'a> PropValue<'a> {
+    /// The value of an attribute, stringified and cut to the limit.
+    pub(crate) fn of(value: &'a AttributeValue) -> Self {
+        match value {
+            AttributeValue::Str(s) | AttributeValue::Debug(s) => {
+                PropValue::Str(truncate_str(s, MAX_VALUE_CHARS))
+            }
+            AttributeValue::Error(e) => PropValue::Str(truncate_str(&e.message, MAX_VALUE_CHARS)),
+            AttributeValue::I64(_)
+            | AttributeValue::U64(_)
+            | AttributeValue::F64(_)
+            | AttributeValue::Bool(_) => PropValue::Scalar(value),
+        }
+    }
+}
+
+impl Serialize for PropValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PropValue::Str(s) => serializer.serialize_str(s),
+            PropValue::Scalar(v) => serializer.collect_str(v),
+            PropValue::Owned(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+/// Collection of custom properties, serialized as a JSON object in
+/// insertion order. Keys are distinct: they come from a record's
+/// attributes, which are distinct, plus names the mapping reserves.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Properties<'a>(Vec<(&'a str, PropValue<'a>)>);
+
+impl<'a> Properties<'a> {
+    /// Empty, with room for `n` entries.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Properties(Vec::with_capacity(n))
+    }
+
+    /// Adds an attribute as a property, unless its key is over
+    /// [`MAX_KEY_CHARS`].
+    pub(crate) fn push_attribute(&mut self, key: &'a str, value: &'a AttributeValue) {
+        self.push(key, PropValue::of(value));
+    }
+
+    /// Adds a property, unless its key is over [`MAX_KEY_CHARS`].
+    pub(crate) fn push(&mut self, key: &'a str, value: PropValue<'a>) {
+        if key_fits(key) {
+            self.0.push((key, value));
+        }
+    }
+
+    /// Adds [`LINKS_KEY`]: a JSON string of
+    /// `[{"operation_Id":"<trace id>","id":"<span id>"}, …]`.
+    pub(crate) fn push_links(&mut self, links: &[Link]) {
+        if links.is_empty() {
+            return;
+        }
+        let mut json = String::with_capacity(2 + links.len() * 72);
+        json.push('[');
+        for (i, link) in links.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                json,
+                r#"{sep}{{"operation_Id":"{}","id":"{}"}}"#,
+                link.trace_id, link.span_id
+            );
+        }
+        json.push(']');
+        self.push(LINKS_KEY, PropValue::Owned(json));
+    }
+
+    /// Whether there is no property (the member is then not sent).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many properties there are.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries, in order.
+    pub(crate) fn entries(&self) -> &[(&'a str, PropValue<'a>)] {
+        &self.0
+    }
+
+    /// Keeps the entries for which `keep` says so.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut i = 0;
+        self.0.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Whether a key is within the service's name limit.
+fn key_fits(key: &str) -> bool {
+    key.len() <= MAX_KEY_CHARS || key.chars().count() <= MAX_KEY_CHARS
+}
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ids::{SpanId, TraceId};
+    use crate::record::{ErrorValue, LinkType};
+    use crate::record::text::Text;
+    use serde_json::json;
+
+    #[test]
+    fn values_are_stringified() {
+        let values = [
+            AttributeValue::Str(Text::from("s")),
+            AttributeValue::I64(-5),
+            AttributeValue::U64(7),
+            AttributeValue::F64(1.5),
+            AttributeValue::Bool(true),
+            AttributeValue::Debug(Text::from("Some(3)")),
+            AttributeValue::Error(Box::new(ErrorValue {
+                type_name: None,
+                message: Text::from("boom"),
+                sources: Vec::new(),
+            })),
+        ];
+        let keys = ["s", "i", "u", "f", "b", "d", "e"];
+        let mut props = Properties::default();
+        for (k, v) in keys.iter().zip(&values) {
+            props.push_attribute(k, v);
+        }
+        let want = json!({ "s": "s", "i": "-5", "u": "7", "f": "1.5", "b": "true",
+                           "d": "Some(3)", "e": "boom" });
+        assert_eq!(serde_json::to_value(&props).unwrap(), want);
+    }
+
+    #[test]
+    fn long_keys_are_dropped_multibyte_counted_as_chars() {
+        let ok = "é".repeat(150); // 300 bytes, 150 chars
+        let long = "k".repeat(151);
+        let v = AttributeValue::Bool(false);
+        let mut props = Properties::default();
+        props.push_attribute(&ok, &v);
+        props.push_attribute(&long, &v);
+        assert_eq!(props.len(), 1);
+        assert_eq!(props.entries()[0].0, ok);
+    }
+
+    #[test]
+    fn values_are_cut_to_8192_chars_on_a_char_boundary() {
+        let v = AttributeValue::Str(Text::from("😀".repeat(9000)));
+        let mut props = Properties::default();
+        props.push_attribute("k", &v);
+        let json = serde_json::to_value(&props).unwrap();
+        assert_eq!(json["k"].as_str().unwrap().chars().count(), 8192);
+    }
+
+    #[test]
+    fn links_are_a_json_string() {
+        let t = TraceId::from_hex("6e0c63257de34c90bf9efcd03927272e").unwrap();
+        let s = SpanId::from_hex("6e0c63257de34c91").unwrap();
+        let mut props = Properties::default();
+        props.push_links(&[Link::new(t, s, LinkType::ParentLinkedSpan)]);
+        let json = serde_json::to_value(&props).unwrap();
+        let links: serde_json::Value =
+            serde_json::from_str(json[LINKS_KEY].as_str().unwrap()).unwrap();
+        assert_eq!(
+            links,
+            json!([{ "operation_Id": "6e0c63257de34c90bf9efcd03927272e",
+                     "id": "6e0c63257de34c91" }])
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Payload`]: one request's worth of items, a JSON array of envelopes of
+//! at most [`MAX_BODY_BYTES`], with where each item is in it (to resend
+//! only some after a partial answer, or store them one per line).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::gzip;
+use super::storage::Blob;
+
+/// Largest request body before gzip (about 1 MiB; the service takes up to
+/// 64 MB, but smaller requests retry cheaper).
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// One request's worth of items: a JSON array and where each item is in it.
+#[derive(Debug)]
+pub(super) struct Payload {
+    /// Identifies the payload while in flight; orders payloads for flush.
+    pub(super) seq: u64,
+    /// `[item,item,…]`: as built, or gzipped while it waits when memory
+    /// is tight.
+    pub(super) body: Body,
+    /// Each item's byte range in `body`.
+    pub(super) items: Vec<(u32, u32)>,
+    pub(super) origin: Origin,
+    /// Whether it was sent before (a send is then counted as a retry).
+    pub(super) sent: bool,
+    /// When it was first sent: retries stop `max_elapsed` after.
+    pub(super) first_attempt: Option<Instant>,
+    /// The service's `Retry-After`: no attempt before this.
+    pub(super) not_before: Option<Instant>,
+}
+
+/// Where a payload's items are counted while it is being sent.
+#[derive(Debug)]
+pub(super) enum Origin {
+    /// Taken from the queue (or what is left of a payload): in memory.
+    Fresh,
+    /// Read back from storage: still in storage (the blob is leased) until
+    /// the answer settles it.
+    Stored(Blob),
+}
+
+/// A payload's JSON array.
+#[derive(Debug, Clone)]
+pub(super) enum Body {
+    /// As built.
+    Raw(Bytes),
+    /// Gzipped once, when first sent (or earlier, to take less memory while
+    /// it waits): these bytes go on the wire, on every attempt.
+    Gzipped(Bytes),
+}
+
+impl Body {
+    /// The bytes it holds in memory.
+    pub(super) fn held(&self) -> usize {
+        match self {
+            Body::Raw(b) | Body::Gzipped(b) => b.len(),
+        }
+    }
+
+    pub(super) fn is_raw(&self) -> bool {
+        matches!(self, Body::Raw(_))
+    }
+
+    /// The bytes to send: gzipped (compressed now if it was not yet, and
+    /// kept so for the retries) when `gzip`, else the JSON array.
+    pub(super) fn for_wire(&mut self, gzip: bool) -> (Bytes, bool) {
+        if gzip {
+            *self = std::mem::replace(self, Body::Raw(Bytes::new())).compressed();
+        }
+        match self {
+            Body::Gzipped(gz) if gzip => (gz.clone(), true),
+            Body::Raw(raw) => (raw.clone(), false),
+            // Gzipped while waiting, but the endpoint takes plain JSON.
+            Body::Gzipped(_) => (self.raw(), false),
+        }
+    }
+
+    /// The JSON array.
+    pub(super) fn raw(&self) -> Bytes {
+        match self {
+            Body::Raw(raw) => raw.clone(),
+            // Our own gzip stream: it unzips (else, an empty array's worth
+            // of nothing rather than a panic on the worker).
+            Body::Gzipped(gz) => Bytes::from(gzip::decompress(gz).unwrap_or_default()),
+        }
+    }
+
+    /// The gzipped form of a raw body (unchanged if gzip fails).
+    pub(super) fn compressed(self) -> Body {
+        match self {
+            Body::Raw(raw) => match gzip::compress(&raw) {
+                Some(gz) => Body::Gzipped(Bytes::from(gz)),
+                None => Body::Raw(raw),
+            },
+            gz => gz,
+        }
+    }
+}
+
+impl Payload {
+    /// A payload of `items`, each a serialised envelope.
+    pub(super) fn new<'a>(seq: u64, items: impl Iterator<Item = &'a [u8]>, origin: Origin) -> Self {
+        let mut builder = PayloadBuilder::default();
+        for item in items {
+            builder.push(item);
+        }
+        builder.finish(seq, origin)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(super) fn is_fresh(&self) -> bool {
+        matches!(self.origin, Origin::Fresh)
+    }
+
+    /// Item `i` of `raw`, this payload's JSON array.
+    pub(super) fn item<'a>(&self, raw: &'a [u8], i: usize) -> &'a [u8] {
+        let (start, end) = self.items[i];
+        raw.get(start as usize..end as usize).unwrap_or_default()
+    }
+
+    /// The items of `raw`, this payload's JSON array.
+    pub(super) fn item_slices<'a>(&'a self, raw: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + Clone {
+        (0..self.len()).map(move |i| self.item(raw, i))
+    }
+
+    /// The items at `indices`, as a fresh payload with the same sequence
+    /// number and retry history.
+    pub(super) fn subset(&self, indices: &[usize]) -> Payload {
+        let raw = self.body.raw();
+        let mut rest = Payload::new(
+            self.seq,
+            indices.iter().map(|i| self.item(&raw, *i)),
+            Origin::Fresh,
+        );
+        rest.sent = true;
+        rest.first_attempt = self.first_attempt;
+        rest
+    }
+}
+
+/// Builds a payload's body item by item.
+#[derive(Default)]
+pub(super) struct PayloadBuilder {
+    body: Vec<u8>,
+    items: Vec<(u32, u32)>,
+}
+
+impl PayloadBuilder {
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether adding an item of `len` bytes would pass [`MAX_BODY_BYTES`].
+    pub(super) fn would_overflow(&self, len: usize) -> bool {
+        self.body.len() + len + 2 > MAX_BODY_BYTES
+    }
+
+    pub(super) fn push(&mut self, item: &[u8]) {
+        if self.body.is_empty() {
+            self.body.reserve(64 * 1024);
+        }
+        self.body
+            .push(if self.items.is_empty() { b'[' } else { b',' });
+        let start = self.body.len() as u32;
+        self.body.extend_from_slice(item);
+        self.items.push((start, self.body.len() as u32));
+    }
+
+    pub(super) fn finish(mut self, seq: u64, origin: Origin) -> Payload {
+        if self.items.is_empty() {
+            self.body.push(b'[');
+        }
+        self.body.push(b']');
+        Payload {
+            seq,
+            body: Body::Raw(Bytes::from(self.body)),
+            items: self.items,
+            origin,
+            sent: false,
+            first_attempt: None,
+            not_before: None,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! What an answer of the ingestion service means for its batch
+//! ([`classify`]): accepted, partly accepted, retried (after how long:
+//! [`parse_retry_after`]), redirected or dropped.
+//!
+//! Everything here is pure: time comes in as an argument, so the table
+//! tests below pin every decision down. The codes are those the Python
+//! exporters act on, less their mistakes (a 206 whose items are all
+//! accepted is not retried, a 401 or 403 is retried rather than dropped,
+//! `Retry-After` is honoured in both of its forms):
+//!
+//! | answer | outcome |
+//! |---|---|
+//! | 200 | accepted (with per-item `errors`: as 206) |
+//! | 206 | partial: resend only the items whose per-item status is retryable |
+//! | 401, 403, 408, 429, 500, 502, 503, 504, timeout, connection error | retry the whole batch, after `Retry-After` when given |
+//! | 307, 308 | redirect to the `Location` host, at most [`MAX_REDIRECTS`](super::retry::MAX_REDIRECTS) in a row |
+//! | 400, 402, 404, 413, 439, anything else | drop, counted |
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::transport::SendOutcome;
+
+/// Statuses retried as a whole batch, and per item in a partial answer.
+pub(crate) const RETRYABLE: [u16; 8] = [401, 403, 408, 429, 500, 502, 503, 504];
+
+/// The longest `Retry-After` honoured; a longer one is cut to this (a
+/// misconfigured proxy must not park telemetry for days).
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// Whether a status is retryable.
+pub(crate) fn is_retryable(status: u16) -> bool {
+    RETRYABLE.contains(&status)
+}
+
+/// What one send's result means for its batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every item was accepted.
+    Accepted,
+    /// Some items were accepted; `retry` (ascending item indices) are to be
+    /// resent, `rejected` items are dropped.
+    Partial {
+        /// The items to resend, by index in the posted array.
+        retry: Vec<usize>,
+        /// How many items the service refused for good.
+        rejected: usize,
+        /// The first per-item error, for the diagnostic.
+        first_error: Option<(u16, String)>,
+    },
+    /// Resend the whole batch, not before `after` when the service said so.
+    RetryAll {
+        /// The service's `Retry-After`, capped at [`MAX_RETRY_AFTER`].
+        after: Option<Duration>,
+        /// Why, for diagnostics and [`Health`].
+        reason: RetryReason,
+    },
+    /// Give the batch up, counted as rejected by the service.
+    Drop(DropReason),
+    /// Send the batch again to another endpoint (`scheme://host[:port]`).
+    Redirect {
+        /// The new endpoint, without path: the `Location`'s scheme and host.
+        endpoint: String,
+    },
+}
+
+/// Why a batch is retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RetryReason {
+    /// A retryable status; 429 (and any status with `Retry-After`) is a
+    /// throttle.
+    Status(u16),
+    /// No answer within the request timeout.
+    Timeout,
+    /// No answer at all: refused, reset, DNS or TLS failure.
+    Connect(String),
+}
+
+/// Why a batch is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// A status that is not retryable (400, 402, 404, 413, 439, …), with
+    /// the service's message.
+    Status(u16, String),
+    /// A 206 whose body names no items: which ones were accepted is
+    /// unknown, and resending all would duplicate the accepted ones.
+    UnreadablePartial,
+    /// A 307/308 without a usable `Location`.
+    BadRedirect(String),
+}
+
+/// Classifies one send's result. `items` is the number of items posted;
+/// `now` resolves a `Retry-After` given as an HTTP date.
+pub(crate) fn classify(outcome: &SendOutcome, items: usize, now: SystemTime) -> Outcome {
+    match outcome {
+        SendOutcome::Timeout => Outcome::RetryAll {
+            after: None,
+            reason: RetryReason::Timeout,
+        },
+        SendOutcome::Connect(error) => Outcome::RetryAll {
+            after: None,
+            reason: RetryReason::Connect(error.clone()),
+        },
+        SendOutcome::Response {
+            status,
+            retry_after,
+            location,
+            body,
+        } => classify_response(
+            *status,
+            retry_after.as_deref(),
+            location.as_deref(),
+            body,
+            items,
+            now,
+        ),
+    }
+}
+
+/// Classifies an answer: status, `Retry-After` and `Location` headers, body.
+pub(crate) fn classify_response(
+    status: u16,
+    retry_after: Option<&str>,
+    location: Option<&str>,
+    body: &[u8],
+    items: usize,
+    now: SystemTime,
+) -> Outcome {
+    match status {
+        200 => match parse_track_response(body) {
+            Some(response) if !response.errors.is_empty() => partial(&response.errors, items),
+            // Without per-item errors (or a readable body) a 200 took all.
+            _ => Outcome::Accepted,
+        },
+        206 => match parse_track_response(body) {
+            Some(response) if !response.errors.is_empty() => partial(&response.errors, items),
+            _ => Outcome::Drop(DropReason::UnreadablePartial),
+        },
+        307 | 308 => match location.and_then(redirect_endpoint) {
+            Some(endpoint) => Outcome::Redirect { endpoint },
+            None => Outcome::Drop(DropReason::BadRedirect(
+                location
+                    .unwrap_or("no Location header")
+                    .chars()
+                    .take(256)
+                    .collect(),
+            )),
+        },
+        s if is_retryable(s) => Outcome::RetryAll {
+            after: retry_after.and_then(|v| parse_retry_after(v, now)),
+            reason: RetryReason::Status(s),
+        },
+        s => Outcome::Drop(DropReason::Status(s, service_message(body))),
+    }
+}
+
+/// The outcome of a partial answer: its retryable per-item errors are
+/// resent, the other errors dropped, the items it does not name accepted.
+fn partial(errors: &[TrackError], items: usize) -> Outcome {
+    let mut retry = Vec::new();
+    let mut seen = vec![false; items];
+    let mut rejected = 0;
+    for error in errors {
+        // An index out of range names nothing we sent; one named twice
+        // counts once.
+        let Some(slot) = seen.get_mut(error.index) else {
+            continue;
+        };
+        if std::mem::replace(slot, true) {
+            continue;
+        }
+        if is_retryable(error.status_code) {
+            retry.push(error.index);
+        } else {
+            rejected += 1;
+        }
+    }
+    retry.sort_unstable();
+    let first_error = errors.iter().find(|e| e.index < items).map(|e| {
+        (
+            e.status_code,
+            crate::record::text::truncate_str(&e.message, 256).to_owned(),
+        )
+    });
+    if retry.is_empty() && rejected == 0 {
+        return Outcome::Accepted;
+    }
+    Outcome::Partial {
+        retry,
+        rejected,
+        first_error,
+    }
+}
+
+/// The service's own words from an error body (`errors[0].message`), or
+/// the start of the body, bounded.
+pub(crate) fn service_message(body: &[u8]) -> String {
+    if let Some(message) = parse_track_response(body)
+        .and_then(|r| r.errors.into_iter().next())
+        .map(|e| e.message)
+    {
+        return crate::record::text::truncate_str(&message, 256).to_owned();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
+    text.trim().to_owned()
+}
+
+/// `scheme://host[:port]` of an absolute `http(s)` `Location`; the path is
+/// discarded, as the Python exporters do (the track path is ours to add).
+fn redirect_endpoint(location: &str) -> Option<String> {
+    let uri: http::Uri = location.trim().parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+// === Retry-After ===
+
+/// A `Retry-After` value as a delay from `now`: delta-seconds or an HTTP
+/// date (IMF-fixdate, and the obsolete RFC 850 and asctime forms), capped
+/// at [`MAX_RETRY_AFTER`]; a date in the past is zero. `None` when it is
+/// neither.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is "very long": the cap applies.
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = crate::time::parse_http_date(value)?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+// === TrackResponse ===
+
+/// The ingestion service's answer body (schema `TrackResponse`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct TrackResponse {
+    /// Items the service received.
+    pub(crate) items_received: u32,
+    /// Items it accepted.
+    pub(crate) items_accepted: u32,
+    /// One entry per rejected item.
+    pub(crate) errors: Vec<TrackError>,
+}
+
+/// One rejected item in a [`TrackResponse`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TrackError {
+    /// The item's position in the posted array. Required: an entry without
+    /// it cannot be attributed, so the body does not parse.
+    pub(crate) index: usize,
+    /// The per-item status (0 when missing).
+    #[serde(default)]
+    pub(crate) status_code: u16,
+    /// Why the item was rejected.
+    #[serde(default)]
+    pub(crate) message: String,
+}
+
+/// Parses a response body; `None` if it is not a `TrackResponse` object.
+pub(crate) fn parse_track_response(body: &[u8]) -> Option<TrackResponse> {
+    // serde would also take a struct from a JSON array (`[]` is then all
+    // defaults): only an object is a `TrackResponse`.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+    use bytes::Bytes;
+    
+    const NOW_SECS: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+    }
+
+    fn response(
+        status: u16,
+        retry_after: Option<&str>,
+        location: Option<&str>,
+        body: &str,
+    ) -> SendOutcome {
+        SendOutcome::Response {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            location: location.map(str::to_owned),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn retry(status: u16, after: Option<Duration>) -> Outcome {
+        Outcome::RetryAll {
+            after,
+            reason: RetryReason::Status(status),
+        }
+    }
+
+    fn dropped(status: u16, message: &str) -> Outcome {
+        Outcome::Drop(DropReason::Status(status, message.to_owned()))
+    }
+    /// Every code of the table above, once, and the malformed bodies.
+    #[test]
+    fn classification_table() {
+        let errors_body = r#"{"itemsReceived":3,"itemsAccepted":1,"errors":[
+            {"index":0,"statusCode":400,"message":"bad field"},
+            {"index":2,"statusCode":500,"message":"try again"}]}"#;
+        let partial_0_2 = Outcome::Partial {
+            retry: vec![2],
+            rejected: 1,
+            first_error: Some((400, "bad field".into())),
+        };
+        let error_message = r#"{"itemsReceived":3,"itemsAccepted":0,"errors":[{"index":0,"statusCode":400,"message":"Invalid instrumentation key"}]}"#;
+        #[rustfmt::skip]
+        let table: Vec<(SendOutcome, Outcome)> = vec![
+            // Accepted.
+            (response(200, None, None, r#"{"itemsReceived":3,"itemsAccepted":3,"errors":[]}"#), Outcome::Accepted),
+            (response(200, None, None, ""), Outcome::Accepted),
+            (response(200, None, None, "not json"), Outcome::Accepted),
+            (response(200, None, None, "[]"), Outcome::Accepted),
+            // 200 with errors is partial.
+            (response(200, None, None, errors_body), partial_0_2.clone()),
+            // 206.
+            (response(206, None, None, errors_body), partial_0_2),
+            (response(206, None, None, ""), Outcome::Drop(DropReason::UnreadablePartial)),
+            (response(206, None, None, "{not json"), Outcome::Drop(DropReason::UnreadablePartial)),
+            (response(206, None, None, r#"{"errors":[]}"#), Outcome::Drop(DropReason::UnreadablePartial)),
+            (response(206, None, None, r#"{"errors":[{"statusCode":500}]}"#), Outcome::Drop(DropReason::UnreadablePartial)),
+            // Retry the whole batch.
+            (response(401, None, None, "{}"), retry(401, None)),
+            (response(403, None, None, "{}"), retry(403, None)),
+            (response(408, None, None, "{}"), retry(408, None)),
+            (response(429, Some("2"), None, "{}"), retry(429, Some(Duration::from_secs(2)))),
+            (response(429, None, None, "{}"), retry(429, None)),
+            (response(500, None, None, errors_body), retry(500, None)),
+            (response(502, None, None, "<html>"), retry(502, None)),
+            (response(503, Some("Sun, 06 Nov 1994 08:49:47 GMT"), None, ""), retry(503, Some(Duration::from_secs(10)))),
+            (response(503, Some("soon"), None, ""), retry(503, None)),
+            (response(504, None, None, ""), retry(504, None)),
+            (SendOutcome::Timeout, Outcome::RetryAll { after: None, reason: RetryReason::Timeout }),
+            (SendOutcome::Connect("refused".into()), Outcome::RetryAll { after: None, reason: RetryReason::Connect("refused".into()) }),
+            // Redirects.
+            (response(307, None, Some("https://westus-1.in.example.com/v2.1/track"), ""),
+             Outcome::Redirect { endpoint: "https://westus-1.in.example.com".into() }),
+            (response(308, None, Some("http://127.0.0.1:8080/x?y"), ""),
+             Outcome::Redirect { endpoint: "http://127.0.0.1:8080".into() }),
+            (response(307, None, None, ""), Outcome::Drop(DropReason::BadRedirect("no Location header".into()))),
+            (response(307, None, Some("/relative/path"), ""), Outcome::Drop(DropReason::BadRedirect("/relative/path".into()))),
+            (response(308, None, Some("ftp://host/"), ""), Outcome::Drop(DropReason::BadRedirect("ftp://host/".into()))),
+            // Dropped.
+            (response(400, None, None, error_message), dropped(400, "Invalid instrumentation key")),
+            (response(402, None, None, "quota"), dropped(402, "quota")),
+            (response(404, None, None, ""), dropped(404, "")),
+            (response(413, None, None, ""), dropped(413, "")),
+            (response(439, Some("60"), None, ""), dropped(439, "")),
+            (response(418, None, None, ""), dropped(418, "")),
+            (response(204, None, None, ""), dropped(204, "")),
+            (response(301, None, Some("https://x/"), ""), dropped(301, "")),
+        ];
+        for (input, expected) in table {
+            assert_eq!(classify(&input, 3, now()), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn partial_answers_resend_only_retryable_items() {
+        let body = r#"{"itemsReceived":8,"itemsAccepted":2,"errors":[
+            {"index":7,"statusCode":429,"message":"throttled"},
+            {"index":1,"statusCode":401},
+            {"index":2,"statusCode":403},
+            {"index":3,"statusCode":408},
+            {"index":4,"statusCode":439},
+            {"index":5,"statusCode":206},
+            {"index":5,"statusCode":500},
+            {"index":9,"statusCode":500},
+            {"index":6,"statusCode":400,"message":"too big"}]}"#;
+        let outcome = classify_response(206, None, None, body.as_bytes(), 8, now());
+        assert_eq!(
+            outcome,
+            Outcome::Partial {
+                // 5 is named twice: its first entry (206) wins and is dropped;
+                // 9 is out of range.
+                retry: vec![1, 2, 3, 7],
+                rejected: 3,
+                first_error: Some((429, "throttled".into())),
+            }
+        );
+        // Errors naming only out-of-range items: everything was accepted.
+        let body = r#"{"errors":[{"index":10,"statusCode":500}]}"#;
+        assert_eq!(
+            classify_response(206, None, None, body.as_bytes(), 3, now()),
+            Outcome::Accepted
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_dates() {
+        let n = now();
+        assert_eq!(parse_retry_after("2", n), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0 ", n), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("86400", n), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", n),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("-1", n), None);
+        assert_eq!(parse_retry_after("1.5", n), None);
+        assert_eq!(parse_retry_after("", n), None);
+        for date in [
+            "Sun, 06 Nov 1994 08:50:07 GMT",
+            "Sunday, 06-Nov-94 08:50:07 GMT",
+            "Sun Nov  6 08:50:07 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, n),
+                Some(Duration::from_secs(30)),
+                "{date}"
+            );
+        }
+        // In the past: now.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", n),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "Sun, 06 Nov 1994 08:50:07 UTC",
+            "Sun, 32 Nov 1994 08:50:07 GMT",
+            "Sun, 06 Foo 1994 08:50:07 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:50 GMT",
+            "tomorrow",
+        ] {
+            assert_eq!(parse_retry_after(bad, n), None, "{bad}");
+        }
+        assert_eq!(
+            parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(UNIX_EPOCH)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_835_438_400))
+        );
+    }
+}

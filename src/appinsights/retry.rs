@@ -1,0 +1,318 @@
+//! When to send again: exponential backoff with full jitter
+//! ([`Backoff`]), how many redirects to follow in a row ([`Redirects`]),
+//! and when the endpoint as a whole should be left alone ([`Health`]).
+//!
+//! Everything here is pure: time comes in as arguments, randomness as a
+//! `u64`, so the tests below pin every decision down.
+
+use std::time::Duration;
+
+use super::response::RetryReason;
+
+/// At most this many redirects in a row; the answer that makes it this many
+/// drops the batch (the Python exporters also stop after ten POSTs).
+pub(crate) const MAX_REDIRECTS: u32 = 10;
+
+/// Exponential backoff with full jitter (the delay before attempt `n + 1`
+/// is uniform in `[0, min(cap, base * 2^(n-1))]`), and a bound on the total
+/// time a batch is retried in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    /// The ceiling of the first delay.
+    pub(crate) base: Duration,
+    /// The ceiling of any one delay.
+    pub(crate) cap: Duration,
+    /// How long a batch is retried in memory, from its first attempt, before
+    /// it goes to offline storage (or, without storage, is dropped).
+    pub(crate) max_elapsed: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The ceiling of the delay after the `failures`-th failure in a row
+    /// (1-based): `base * 2^(failures-1)`, at most `cap`.
+    pub(crate) fn ceiling(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(30);
+        self.base.saturating_mul(1 << shift).min(self.cap)
+    }
+
+    /// The delay after the `failures`-th failure in a row, drawn with full
+    /// jitter from `random` (any 64 random bits).
+    pub(crate) fn delay(&self, failures: u32, random: u64) -> Duration {
+        let ceiling = self.ceiling(failures).as_nanos() as u64;
+        // Multiply-shift maps the random bits onto [0, ceiling] uniformly
+        // enough for jitter, without a division.
+        let nanos = ((u128::from(random) * u128::from(ceiling + 1)) >> 64) as u64;
+        Duration::from_nanos(nanos)
+    }
+
+    /// The wait before the next attempt: the service's `Retry-After` when it
+    /// gave one (never earlier), else the jittered backoff.
+    pub(crate) fn next_delay(
+        &self,
+        failures: u32,
+        after: Option<Duration>,
+        random: u64,
+    ) -> Duration {
+        match after {
+            Some(after) => after,
+            None => self.delay(failures, random),
+        }
+    }
+}
+
+// === redirects ===
+
+/// Counts redirects in a row; any other answer resets the count.
+#[derive(Debug, Default)]
+pub(crate) struct Redirects {
+    in_a_row: u32,
+}
+
+impl Redirects {
+    /// A redirect arrived: `true` to follow it, `false` when it is the
+    /// [`MAX_REDIRECTS`]-th in a row and the batch is to be dropped (the
+    /// count then starts again).
+    pub(crate) fn follow(&mut self) -> bool {
+        self.in_a_row += 1;
+        if self.in_a_row >= MAX_REDIRECTS {
+            self.in_a_row = 0;
+            return false;
+        }
+        true
+    }
+
+    /// Any answer but a redirect.
+    pub(crate) fn reset(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
+// === endpoint health ===
+
+/// After this many throttling answers in a row (429, or any retryable
+/// answer with `Retry-After`), nothing is sent until the delay has passed.
+pub(crate) const THROTTLES_BEFORE_PAUSE: u32 = 2;
+
+/// After this many retryable failures in a row of any kind, nothing is sent
+/// for a backoff delay. A connection error or a timeout pauses at once: the
+/// endpoint is unreachable, and each new batch would only confirm it.
+pub(crate) const FAILURES_BEFORE_PAUSE: u32 = 4;
+
+/// Whether the endpoint may be sent to now, from the answers so far.
+///
+/// One failing batch waits on its own backoff while others go on (one 429
+/// or 503 among successes says little about the endpoint). Failures in a
+/// row say the endpoint is throttling or down: then nothing at all is sent
+/// before the pause ends, and only one request at a time until a success.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    failures_in_row: u32,
+    throttles_in_row: u32,
+    /// No request before this.
+    paused_until: Option<std::time::Instant>,
+    /// A pause happened since the last success: probe with one request.
+    probing: bool,
+}
+
+impl Health {
+    /// A 2xx answer (or any answer that is not a retryable failure: the
+    /// endpoint works).
+    pub(crate) fn on_success(&mut self) {
+        *self = Health::default();
+    }
+
+    /// A retryable failure at `now`; `after` is the service's
+    /// `Retry-After`. `random` draws the jitter.
+    pub(crate) fn on_failure(
+        &mut self,
+        reason: &RetryReason,
+        after: Option<Duration>,
+        now: std::time::Instant,
+        backoff: &Backoff,
+        random: u64,
+    ) {
+        self.failures_in_row += 1;
+        let throttle = matches!(reason, RetryReason::Status(429)) || after.is_some();
+        if throttle {
+            self.throttles_in_row += 1;
+        } else {
+            self.throttles_in_row = 0;
+        }
+        let unreachable = matches!(reason, RetryReason::Timeout | RetryReason::Connect(_));
+        // Pauses start from the backoff's first step and grow with each
+        // further failure in a row.
+        let pause = if throttle && self.throttles_in_row >= THROTTLES_BEFORE_PAUSE {
+            let step = self.throttles_in_row - THROTTLES_BEFORE_PAUSE + 1;
+            Some(after.unwrap_or_else(|| backoff.delay(step, random)))
+        } else if unreachable {
+            Some(backoff.delay(self.failures_in_row, random))
+        } else if self.failures_in_row >= FAILURES_BEFORE_PAUSE {
+            let step = self.failures_in_row - FAILURES_BEFORE_PAUSE + 1;
+            Some(backoff.delay(step, random))
+        } else {
+            None
+        };
+        if let Some(pause) = pause {
+            let until = now + pause;
+            self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+            self.probing = true;
+        }
+    }
+
+    /// Retryable failures since the last success.
+    pub(crate) fn failures_in_row(&self) -> u32 {
+        self.failures_in_row
+    }
+
+    /// No request may start before this.
+    pub(crate) fn paused_until(&self) -> Option<std::time::Instant> {
+        self.paused_until
+    }
+
+    /// Whether the endpoint looks well: no failure since the last success.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.failures_in_row == 0
+    }
+
+    /// How many requests may be in flight at once.
+    pub(crate) fn max_in_flight(&self, normal: usize) -> usize {
+        if self.probing {
+            1
+        } else {
+            normal
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_capped_and_fully_jittered() {
+        let b = Backoff::default();
+        assert_eq!(b.ceiling(1), Duration::from_millis(500));
+        assert_eq!(b.ceiling(2), Duration::from_secs(1));
+        assert_eq!(b.ceiling(5), Duration::from_secs(8));
+        assert_eq!(b.ceiling(7), Duration::from_secs(30));
+        assert_eq!(b.ceiling(1000), Duration::from_secs(30));
+        assert_eq!(b.delay(3, 0), Duration::ZERO);
+        assert_eq!(b.delay(3, u64::MAX), Duration::from_secs(2));
+        let half = b.delay(3, u64::MAX / 2);
+        assert!(half > Duration::from_millis(999) && half < Duration::from_millis(1001));
+        // Drawn from the crate's generator: spread over the whole range.
+        let draws: Vec<Duration> = (0..1000)
+            .map(|_| b.delay(4, crate::record::ids::next_u64()))
+            .collect();
+        assert!(draws.iter().all(|d| *d <= Duration::from_secs(4)));
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(500)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(3500)));
+        // Retry-After wins over the backoff, whatever it is.
+        assert_eq!(
+            b.next_delay(1, Some(Duration::from_secs(2)), u64::MAX),
+            Duration::from_secs(2)
+        );
+    }
+
+    /// The retry schedule: `Retry-After: 2` means the next attempt is two
+    /// seconds away whatever the backoff says; then the backoff resumes.
+    /// (The integration tests measure the same gap on the wire.)
+    #[test]
+    fn retry_schedule_honours_retry_after_then_backs_off() {
+        let b = Backoff::default();
+        let answers = [Some(Duration::from_secs(2)), None, None];
+        let gaps: Vec<Duration> = answers
+            .iter()
+            .enumerate()
+            .map(|(i, after)| b.next_delay(i as u32 + 1, *after, u64::MAX))
+            .collect();
+        assert_eq!(
+            gaps,
+            [
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn ten_redirects_in_a_row_drop() {
+        let mut r = Redirects::default();
+        for _ in 0..MAX_REDIRECTS - 1 {
+            assert!(r.follow());
+        }
+        assert!(!r.follow(), "the tenth in a row");
+        // A success in between starts the count again.
+        for _ in 0..5 {
+            assert!(r.follow());
+        }
+        r.reset();
+        for _ in 0..MAX_REDIRECTS - 1 {
+            assert!(r.follow());
+        }
+    }
+
+    #[test]
+    fn health_pauses_on_failures_in_a_row() {
+        let b = Backoff::default();
+        let now = Instant::now();
+        let mut h = Health::default();
+        // One 503 or one 429 among successes: no pause.
+        h.on_failure(&RetryReason::Status(503), None, now, &b, u64::MAX);
+        assert_eq!(h.paused_until(), None);
+        h.on_success();
+        h.on_failure(
+            &RetryReason::Status(429),
+            Some(Duration::from_secs(1)),
+            now,
+            &b,
+            0,
+        );
+        assert_eq!(h.paused_until(), None);
+        assert_eq!(h.max_in_flight(4), 4);
+        // A second throttle in a row: no request before its Retry-After.
+        h.on_failure(
+            &RetryReason::Status(429),
+            Some(Duration::from_secs(3)),
+            now,
+            &b,
+            0,
+        );
+        assert_eq!(h.paused_until(), Some(now + Duration::from_secs(3)));
+        assert_eq!(h.max_in_flight(4), 1);
+        assert!(!h.is_healthy());
+        h.on_success();
+        assert_eq!(h.paused_until(), None);
+        assert!(h.is_healthy());
+        // Unreachable: pause at once.
+        h.on_failure(
+            &RetryReason::Connect("refused".into()),
+            None,
+            now,
+            &b,
+            u64::MAX,
+        );
+        assert_eq!(h.paused_until(), Some(now + Duration::from_millis(500)));
+        // Plain 5xx: after FAILURES_BEFORE_PAUSE in a row.
+        let mut h = Health::default();
+        for _ in 1..FAILURES_BEFORE_PAUSE {
+            h.on_failure(&RetryReason::Status(500), None, now, &b, u64::MAX);
+            assert_eq!(h.paused_until(), None);
+        }
+        h.on_failure(&RetryReason::Status(500), None, now, &b, u64::MAX);
+        assert_eq!(h.paused_until(), Some(now + Duration::from_millis(500)));
+        h.on_failure(&RetryReason::Status(500), None, now, &b, u64::MAX);
+        assert_eq!(h.paused_until(), Some(now + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,439 @@
+//! [`Builder`]: every setting of the layer and its exporter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing_core::Subscriber;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::appinsights::envelope::TelemetrySettings;
+use crate::error::BuildError;
+use crate::layer::AppInsightsLayer;
+use crate::layer::sampler::Sampler;
+use crate::pipeline::{Clock, ExporterGuard, ManualClock};
+use crate::sinks::InMemoryExporter;
+use connection_string::{Authorization, ConnectionString};
+
+pub(crate) mod connection_string;
+mod wiring;
+
+/// How long an idle connection to the endpoint is kept for reuse.
+const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Configures and builds an [`AppInsightsLayer`] and its [`ExporterGuard`].
+///
+/// Anything set in code beats the environment.
+///
+/// # Default values
+///
+/// | setting | default |
+/// |---|---|
+/// | [`with_sampler`](Self::with_sampler) | [`Sampler::always_on`] (every trace) |
+/// | [`with_max_queue_size`](Self::with_max_queue_size) | 8192 records ([`Self::DEFAULT_MAX_QUEUE_SIZE`]) |
+/// | [`with_max_batch_size`](Self::with_max_batch_size) | 512 records ([`Self::DEFAULT_MAX_BATCH_SIZE`]) |
+/// | [`with_export_interval`](Self::with_export_interval) | 5 s ([`Self::DEFAULT_EXPORT_INTERVAL`]) |
+/// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`Self::DEFAULT_SHUTDOWN_TIMEOUT`]) |
+/// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
+/// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
+/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, else the executable's name |
+/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | the host name |
+/// | [`with_application_version`](Self::with_application_version) | none |
+/// | [`with_gzip`](Self::with_gzip) | `true` |
+/// | [`with_request_timeout`](Self::with_request_timeout) | 10 s ([`Self::DEFAULT_REQUEST_TIMEOUT`]) |
+/// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`Self::DEFAULT_CONNECT_TIMEOUT`]) |
+/// | [`with_max_retry_memory`](Self::with_max_retry_memory) | 32 MiB ([`Self::DEFAULT_MAX_RETRY_MEMORY`]) |
+/// | [`with_offline_storage`](Self::with_offline_storage) | `true` |
+/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-<instrumentation key>` in [`std::env::temp_dir`] |
+/// | [`with_storage_max_size`](Self::with_storage_max_size) | 50 MiB ([`Self::DEFAULT_STORAGE_MAX_SIZE`]) |
+/// | [`with_storage_retention`](Self::with_storage_retention) | 48 h ([`Self::DEFAULT_STORAGE_RETENTION`]) |
+/// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
+///
+/// The connection string is taken from, in order: `with_connection_string`,
+/// `with_instrumentation_key`, `APPLICATIONINSIGHTS_CONNECTION_STRING`,
+/// `APPINSIGHTS_INSTRUMENTATIONKEY`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_appinsights::{Builder, Sampler};
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (layer, _guard) = Builder::new()
+///     .with_sampler(Sampler::probability(0.25))
+///     .with_export_interval(Duration::from_secs(2))
+///     .build()?;
+/// let _subscriber = tracing_subscriber::registry().with(layer);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until `build` is called"]
+pub struct Builder {
+    sampler: Sampler,
+    max_queue_size: usize,
+    max_batch_size: usize,
+    export_interval: Duration,
+    shutdown_timeout: Duration,
+    in_memory: Option<InMemoryExporter>,
+    connection_string: Option<String>,
+    instrumentation_key: Option<String>,
+    telemetry: TelemetrySettings,
+    gzip: bool,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    max_retry_memory: usize,
+    offline_storage: bool,
+    storage_dir: Option<PathBuf>,
+    storage_max_size: u64,
+    storage_retention: Duration,
+    clock: Clock,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Default bound of the queue between the application and the worker.
+    pub const DEFAULT_MAX_QUEUE_SIZE: usize = 8192;
+    /// Default most records per batch.
+    pub const DEFAULT_MAX_BATCH_SIZE: usize = 512;
+    /// Default longest wait before a partial batch is exported.
+    pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default bound on the time dropping the [`ExporterGuard`] may take.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default bound on one HTTP request to the ingestion endpoint.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default bound on opening a connection to the ingestion endpoint.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default most bytes offline storage may hold (50 MiB, as the Python
+    /// exporters).
+    pub const DEFAULT_STORAGE_MAX_SIZE: u64 = 50 * 1024 * 1024;
+    /// Default longest time telemetry is kept in offline storage (48 hours: the
+    /// ingestion service refuses older items).
+    pub const DEFAULT_STORAGE_RETENTION: Duration = Duration::from_secs(48 * 60 * 60);
+    /// Default most bytes of request bodies held in memory for retries (32
+    /// MiB); past it, waiting bodies are gzipped, then what waits longest goes
+    /// to offline storage.
+    pub const DEFAULT_MAX_RETRY_MEMORY: usize = 32 * 1024 * 1024;
+    /// The environment variable holding the connection string.
+    pub const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
+    /// The environment variable holding a bare instrumentation key (deprecated
+    /// by Azure in favour of connection strings, still honoured).
+    pub const ENV_INSTRUMENTATION_KEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
+
+    /// A builder with the default values of the table above.
+    pub fn new() -> Self {
+        Builder {
+            sampler: Sampler::always_on(),
+            max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
+            max_batch_size: Self::DEFAULT_MAX_BATCH_SIZE,
+            export_interval: Self::DEFAULT_EXPORT_INTERVAL,
+            shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+            in_memory: None,
+            connection_string: None,
+            instrumentation_key: None,
+            telemetry: TelemetrySettings::default(),
+            gzip: true,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            max_retry_memory: Self::DEFAULT_MAX_RETRY_MEMORY,
+            offline_storage: true,
+            storage_dir: None,
+            storage_max_size: Self::DEFAULT_STORAGE_MAX_SIZE,
+            storage_retention: Self::DEFAULT_STORAGE_RETENTION,
+            clock: Clock::System,
+        }
+    }
+
+    /// The Application Insights connection string
+    /// (`InstrumentationKey=…;IngestionEndpoint=https://…`), as the Azure
+    /// portal shows it. Beats `APPLICATIONINSIGHTS_CONNECTION_STRING`.
+    /// It is checked by [`build`](Self::build), whose error names the
+    /// segment at fault (never the key itself).
+    pub fn with_connection_string(mut self, connection_string: impl Into<String>) -> Self {
+        self.connection_string = Some(connection_string.into());
+        self
+    }
+
+    /// A bare instrumentation key (a GUID), sent to the global ingestion
+    /// endpoint. Beats both environment variables, but not
+    /// [`with_connection_string`](Self::with_connection_string).
+    pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
+        self.instrumentation_key = Some(key.into());
+        self
+    }
+
+    /// `ai.cloud.role`: the service's name on the application map (default
+    /// `OTEL_SERVICE_NAME`, else the executable's name).
+    pub fn with_cloud_role(mut self, role: impl Into<String>) -> Self {
+        self.telemetry.cloud_role = Some(role.into());
+        self
+    }
+
+    /// `ai.cloud.roleInstance`: this instance of the service (default the
+    /// host name).
+    pub fn with_cloud_role_instance(mut self, instance: impl Into<String>) -> Self {
+        self.telemetry.cloud_role_instance = Some(instance.into());
+        self
+    }
+
+    /// `ai.application.ver`: the application's version (default none).
+    pub fn with_application_version(mut self, version: impl Into<String>) -> Self {
+        self.telemetry.application_version = Some(version.into());
+        self
+    }
+
+    /// Whether request bodies are gzipped (default `true`; the service
+    /// accepts both).
+    pub fn with_gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// The longest one request to the ingestion endpoint may take, from
+    /// connecting to reading the answer (default 10 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The longest opening a connection may take (default 5 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most bytes of request bodies kept in memory while they are sent
+    /// or wait for a retry (default 32 MiB). Past it, the waiting bodies are
+    /// gzipped in memory, and if that is not enough, the batch whose retry
+    /// is furthest away goes to offline storage (or, without storage, is
+    /// dropped and counted in
+    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
+    /// With the queue bound, this bounds the exporter's memory during an
+    /// outage.
+    pub fn with_max_retry_memory(mut self, bytes: usize) -> Self {
+        self.max_retry_memory = bytes;
+        self
+    }
+
+    /// Whether telemetry that cannot be delivered now is kept on disk and
+    /// sent later, by this process or the next one (default `true`, as in
+    /// the Python exporters). Without it, telemetry whose retries run out,
+    /// or that is unsent at shutdown, is dropped and counted.
+    pub fn with_offline_storage(mut self, enabled: bool) -> Self {
+        self.offline_storage = enabled;
+        self
+    }
+
+    /// The offline storage directory (default `tracing-appinsights-<ikey>`
+    /// in the system's temporary directory). It is created with mode 0700
+    /// and must belong to the user the application runs as. Processes
+    /// sharing it never send the same data twice; give each application
+    /// (each instrumentation key) its own.
+    pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.storage_dir = Some(dir.into());
+        self
+    }
+
+    /// The most bytes offline storage may hold (default 50 MiB). When it is
+    /// full, new data is dropped (and counted in
+    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full))
+    /// and what is stored is kept.
+    pub fn with_storage_max_size(mut self, bytes: u64) -> Self {
+        self.storage_max_size = bytes;
+        self
+    }
+
+    /// How long data is kept in offline storage (default 48 hours, the
+    /// oldest the ingestion service accepts). Older data is deleted unsent
+    /// and counted in
+    /// [`ExporterStats::dropped_too_old`](crate::ExporterStats::dropped_too_old).
+    pub fn with_storage_retention(mut self, retention: Duration) -> Self {
+        self.storage_retention = retention;
+        self
+    }
+
+    /// Which new traces are recorded (default: all of them).
+    pub fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// The most finished records waiting for export (default 8192). When the
+    /// queue is full, new records are dropped and counted in
+    /// [`ExporterStats::dropped_queue_full`](crate::ExporterStats::dropped_queue_full);
+    /// the application never waits.
+    pub fn with_max_queue_size(mut self, records: usize) -> Self {
+        self.max_queue_size = records;
+        self
+    }
+
+    /// The most records in one batch (default 512). A full batch is exported
+    /// at once, without waiting for the interval.
+    pub fn with_max_batch_size(mut self, records: usize) -> Self {
+        self.max_batch_size = records;
+        self
+    }
+
+    /// The longest a record waits in a partial batch (default 5 s).
+    pub fn with_export_interval(mut self, interval: Duration) -> Self {
+        self.export_interval = interval;
+        self
+    }
+
+    /// The longest dropping the [`ExporterGuard`] may take to export what is
+    /// queued (default 5 s).
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Keeps finished records in `exporter` instead of printing or sending
+    /// them, for tests.
+    pub fn with_in_memory_exporter(mut self, exporter: InMemoryExporter) -> Self {
+        self.in_memory = Some(exporter);
+        self
+    }
+
+    /// Runs the exporter's timers on `clock` instead of the system's, so
+    /// that tests of retries, backoff, flush deadlines and storage
+    /// retention advance time instead of waiting for it (see
+    /// [`ManualClock`]).
+    pub fn with_manual_clock(mut self, clock: &ManualClock) -> Self {
+        self.clock = Clock::Manual(clock.clone());
+        self
+    }
+
+    /// Checks every setting; the error names the one to fix.
+    fn validate(&self) -> Result<Sampler, BuildError> {
+        let sampler = self
+            .sampler
+            .validate()
+            .map_err(|probability| BuildError::InvalidSamplingProbability { probability })?;
+        let invalid = |setting, reason: String| Err(BuildError::InvalidSetting { setting, reason });
+        if self.max_queue_size == 0 {
+            return invalid("with_max_queue_size", "must be at least 1".into());
+        }
+        if self.max_batch_size == 0 {
+            return invalid("with_max_batch_size", "must be at least 1".into());
+        }
+        if self.max_batch_size > self.max_queue_size {
+            return invalid(
+                "with_max_batch_size",
+                format!(
+                    "a batch of {} can never fill from a queue of {} (with_max_queue_size); \
+                     make the batch smaller or the queue larger",
+                    self.max_batch_size, self.max_queue_size
+                ),
+            );
+        }
+        if self.export_interval.is_zero() {
+            return invalid("with_export_interval", "must be longer than zero".into());
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("with_request_timeout", "must be longer than zero".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("with_connect_timeout", "must be longer than zero".into());
+        }
+        if self.storage_retention.is_zero() {
+            return invalid("with_storage_retention", "must be longer than zero".into());
+        }
+        if self
+            .storage_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return invalid(
+                "with_storage_dir",
+                "must not be empty; use with_offline_storage(false) to turn storage off".into(),
+            );
+        }
+        if self.in_memory.is_some()
+            && (self.connection_string.is_some() || self.instrumentation_key.is_some())
+        {
+            return invalid(
+                "with_in_memory_exporter",
+                "records cannot both stay in memory and go to the connection string given \
+                 with with_connection_string / with_instrumentation_key; choose one"
+                    .into(),
+            );
+        }
+        Ok(sampler)
+    }
+
+    /// The connection string in force and where it came from, by the
+    /// precedence of the table above; `None` when there is none.
+    fn resolve_connection_string(&self) -> Result<Option<ConnectionString>, BuildError> {
+        let env = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let (text, origin) = if let Some(cs) = &self.connection_string {
+            (cs.clone(), "with_connection_string")
+        } else if let Some(key) = &self.instrumentation_key {
+            (
+                key_only(key, "with_instrumentation_key")?,
+                "with_instrumentation_key",
+            )
+        } else if let Some(cs) = env(Self::ENV_CONNECTION_STRING) {
+            (cs, Self::ENV_CONNECTION_STRING)
+        } else if let Some(key) = env(Self::ENV_INSTRUMENTATION_KEY) {
+            (
+                key_only(&key, Self::ENV_INSTRUMENTATION_KEY)?,
+                Self::ENV_INSTRUMENTATION_KEY,
+            )
+        } else {
+            return Ok(None);
+        };
+        let parsed: ConnectionString = text
+            .parse()
+            .map_err(|source| BuildError::ConnectionString { origin, source })?;
+        if parsed.authorization() == Authorization::Aad {
+            return Err(BuildError::AadNeedsTokenProvider { origin });
+        }
+        Ok(Some(parsed))
+    }
+}
+
+/// A connection string holding only `key`, refusing a key that would smuggle
+/// in more segments.
+fn key_only(key: &str, origin: &'static str) -> Result<String, BuildError> {
+    if key.contains(';') || key.contains('=') {
+        return Err(BuildError::ConnectionString {
+            origin,
+            source: connection_string::ParseError::MissingInstrumentationKey,
+        });
+    }
+    Ok(format!("InstrumentationKey={}", key.trim()))
+}
+
+/// Builds the layer with every default, reading the connection string from
+/// `APPLICATIONINSIGHTS_CONNECTION_STRING`; without one, span records are
+/// printed to stdout. Same as `Builder::new().build()`.
+///
+/// # Errors
+///
+/// See [`Builder::build`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (layer, _guard) = tracing_appinsights::layer()?;
+/// tracing_subscriber::registry().with(layer).init();
+/// # Ok(()) }
+/// ```
+pub fn layer<S>() -> Result<(AppInsightsLayer<S>, ExporterGuard), BuildError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    Builder::new().build()
+}

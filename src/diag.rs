@@ -1,0 +1,72 @@
+//! The crate's own diagnostics: the target they are logged under (the
+//! layer never records it, so the exporter never exports its own
+//! activity) and the flags that keep each kind of trouble to one warning.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The target of every diagnostic this crate logs.
+pub(crate) const TARGET: &str = "tracing_appinsights";
+
+/// Whether `target` is this crate's own: [`TARGET`] or one of its modules
+/// (`tracing_appinsights::…`), not a crate whose name only starts alike.
+#[inline]
+pub(crate) fn is_own_target(target: &str) -> bool {
+    match target.strip_prefix(TARGET) {
+        Some(rest) => rest.is_empty() || rest.starts_with("::"),
+        None => false,
+    }
+}
+
+/// Remembers whether a kind of trouble was already reported at warning
+/// level; later reports of it go to debug level, so a dead endpoint or a
+/// full disk does not flood the logs.
+#[derive(Debug, Default)]
+pub(crate) struct Once(AtomicBool);
+
+impl Once {
+    /// `true` the first time only.
+    #[inline]
+    pub(crate) fn first(&self) -> bool {
+        !self.0.load(Ordering::Relaxed) && !self.0.swap(true, Ordering::Relaxed)
+    }
+
+    /// Logs `message` as a warning the first time, at debug level after.
+    pub(crate) fn warn(&self, message: std::fmt::Arguments<'_>) {
+        if self.first() {
+            tracing::warn!(target: TARGET, "{message}");
+        } else {
+            tracing::debug!(target: TARGET, "{message}");
+        }
+    }
+
+    /// Logs `message` as an error the first time, at debug level after.
+    pub(crate) fn error(&self, message: std::fmt::Arguments<'_>) {
+        if self.first() {
+            tracing::error!(target: TARGET, "{message}");
+        } else {
+            tracing::debug!(target: TARGET, "{message}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_targets_are_the_crate_and_its_modules_only() {
+        assert!(is_own_target("tracing_appinsights"));
+        assert!(is_own_target("tracing_appinsights::appinsights::storage"));
+        assert!(!is_own_target("tracing_appinsights_demo"));
+        assert!(!is_own_target("tracing_appinsights_demo::handlers"));
+        assert!(!is_own_target("app"));
+    }
+
+    #[test]
+    fn once_is_first_only_once() {
+        let once = Once::default();
+        assert!(once.first());
+        assert!(!once.first());
+        assert!(!once.first());
+    }
+}

@@ -1,0 +1,522 @@
+//! [`AppInsightsLayer`]: spans and events into [`SpanData`] records.
+//!
+//! Nothing here blocks, does I/O or panics: finished records are handed to
+//! the exporter worker with a bounded, lossy `try_send`.
+//!
+//! # Unsampled spans cost (almost) nothing
+//!
+//! A sampled span carries a [`SpanState`] in its registry extensions. An
+//! unsampled span carries *nothing*: "no `SpanState`" is the marker, so the
+//! unsampled path inserts nothing, visits no field and allocates nothing.
+//! Its ids, needed only to propagate context, are derived on demand from the
+//! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
+//! id of an unsampled root is drawn the same way, and its low 8 bytes are what
+//! the sampling rule was applied to, so the decision and the id agree.
+//!
+//! # Remote parents
+//!
+//! A span created while a remote context is pending on its thread (see
+//! [`crate::propagation`]) takes it as its parent: the caller's trace id,
+//! its span id as parent id, and its sampled flag as the decision, both ways.
+//! Such a span that is *not* sampled stores one small [`UnsampledRemote`]
+//! marker (the caller's trace id and tracestate), so it and its children
+//! propagate the caller's trace; local unsampled spans still store nothing.
+//! The pending context is checked before the `always_off` fast path: a
+//! sampled caller makes a sampled span whatever the local sampler says.
+//!
+//! An existing span is re-parented through [`WithContext`], found by
+//! `downcast_raw`; the rules (and what is lost when an unsampled span is
+//! upgraded) are on [`AppInsightsSpanExt::set_parent_from_headers`](crate::AppInsightsSpanExt::set_parent_from_headers).
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::Registry;
+
+mod clock;
+mod live_set;
+mod reparent;
+pub(crate) mod sampler;
+mod state;
+mod visitor;
+
+use self::clock::Clock;
+use self::live_set::LiveSampled;
+use self::sampler::{Sampler, SamplingRule};
+use self::state::{push_bounded, SpanState};
+use self::visitor::Fields;
+use crate::pipeline::Queue;
+use crate::propagation::{self, RemoteContext, WithContext};
+use crate::record::ids::{self, IdKeys, SpanId, TraceId};
+use crate::record::text::Text;
+use crate::record::{
+    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData,
+    StatusCode, TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
+};
+
+/// The `tracing_subscriber` layer that records spans for Application Insights.
+///
+/// Build it with [`layer()`](crate::layer) or [`Builder`](crate::Builder) and
+/// add it to a registry-based subscriber. It works beside other layers (such
+/// as `fmt`) and under per-layer filters without changing what they see.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (layer, _guard) = tracing_appinsights::layer()?;
+/// tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer())
+///     .with(layer)
+///     .init();
+/// # Ok(()) }
+/// ```
+pub struct AppInsightsLayer<S = Registry> {
+    queue: Arc<Queue>,
+    sampler: Sampler,
+    rule: SamplingRule,
+    id_keys: IdKeys,
+    /// The sampled spans alive (those with a `SpanState`). While there is
+    /// none, no span can have a sampled parent, be closed with a record, or
+    /// hold an event, so the unsampled path skips every registry lookup;
+    /// while there are some, it tells an unsampled span from a sampled one
+    /// without a lookup.
+    live: LiveSampled,
+    clock: Clock,
+    _subscriber: PhantomData<fn(S)>,
+}
+
+impl<S> AppInsightsLayer<S> {
+    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler) -> Self {
+        AppInsightsLayer {
+            queue,
+            sampler,
+            rule: sampler.rule(),
+            id_keys: IdKeys::random(),
+            live: LiveSampled::default(),
+            clock: Clock::new(),
+            _subscriber: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for AppInsightsLayer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppInsightsLayer")
+            .field("sampler", &self.sampler)
+            .finish_non_exhaustive()
+    }
+}
+
+
+
+
+/// The marker of an unsampled span whose parent is remote: the caller's
+/// trace, which the span and its (unsampled) children propagate.
+struct UnsampledRemote {
+    trace_id: TraceId,
+    tracestate: Option<Text>,
+}
+
+impl UnsampledRemote {
+    fn new(remote: &RemoteContext) -> Self {
+        UnsampledRemote {
+            trace_id: remote.trace_id,
+            tracestate: remote.tracestate.clone(),
+        }
+    }
+}
+
+/// The ids of the span that becomes a new span's parent.
+struct ParentIds {
+    operation_name: Cow<'static, str>,
+    trace_id: TraceId,
+    span_id: SpanId,
+    tracestate: Option<Text>,
+    sampled_remotely: bool,
+}
+
+/// Where the trace of a new sampled span comes from.
+enum Origin {
+    /// A sampled local parent.
+    Local(ParentIds),
+    /// A remote parent whose decision (or ours) was to sample.
+    Remote(RemoteContext),
+    /// A new sampled root with this trace id.
+    Root(TraceId),
+}
+
+
+impl<S> AppInsightsLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// The trace and span ids of any span this layer sees, sampled or not.
+    pub(crate) fn ids_of(&self, span: &SpanRef<'_, S>) -> (TraceId, SpanId, bool) {
+        let c = self.context_of(span, false);
+        (c.trace_id, c.span_id, c.trace_options.is_sampled())
+    }
+
+    /// The context of any span this layer sees. A sampled span's is in its
+    /// state (`expose` marks it used); an unsampled span's is derived: its
+    /// span id from its registry id, its trace from the nearest span up its
+    /// scope that knows one (a remote marker, or a sampled span upgraded
+    /// after the child was made), else from its local root's registry id.
+    fn context_of(&self, span: &SpanRef<'_, S>, expose: bool) -> SpanContext {
+        if expose {
+            if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+                state.context_exposed = true;
+                return state.data.context.clone();
+            }
+        } else if let Some(state) = span.extensions().get::<SpanState>() {
+            return state.data.context.clone();
+        }
+        let keys = &self.id_keys;
+        let unsampled = |trace_id, tracestate| SpanContext {
+            trace_id,
+            span_id: keys.span_id(&span.id()),
+            trace_options: TraceOptions::NOT_SAMPLED,
+            tracestate,
+        };
+        let mut root = span.id();
+        for s in span.scope() {
+            let ext = s.extensions();
+            if let Some(remote) = ext.get::<UnsampledRemote>() {
+                return unsampled(remote.trace_id, remote.tracestate.clone());
+            }
+            if let Some(state) = ext.get::<SpanState>() {
+                return unsampled(state.trace_id(), state.data.context.tracestate.clone());
+            }
+            root = s.id();
+        }
+        unsampled(keys.trace_id(&root), None)
+    }
+
+    /// Where a new span's trace comes from when it has no remote parent;
+    /// `None` when it is unsampled.
+    fn local_origin(&self, span: &SpanRef<'_, S>, id: &Id) -> Option<Origin> {
+        let Some(parent) = span.parent() else {
+            let derived = self.id_keys.trace_id(id);
+            if !self.rule.sample_root(derived) {
+                return None;
+            }
+            // Keep the low 8 bytes the rule was applied to; draw fresh random
+            // high bytes so sampled trace ids never repeat when the registry
+            // reuses a slot.
+            let low = derived.to_int() as u64;
+            let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
+            return Some(Origin::Root(trace_id));
+        };
+        // A parent without state is unsampled: so is its subtree.
+        if !self.live.may_be_sampled(&parent.id()) {
+            return None;
+        }
+        let mut ext = parent.extensions_mut();
+        let state = ext.get_mut::<SpanState>()?;
+        let data = &mut state.data;
+        data.child_span_count = data.child_span_count.saturating_add(1);
+        Some(Origin::Local(ParentIds {
+            operation_name: state.operation_name(),
+            trace_id: state.trace_id(),
+            span_id: state.span_id(),
+            tracestate: state.data.context.tracestate.clone(),
+            sampled_remotely: state.data.sampled_remotely,
+        }))
+    }
+
+    /// The origin of a new span with a remote parent; an unsampled one gets
+    /// its marker here and `None` is returned.
+    fn remote_origin(&self, span: &SpanRef<'_, S>, remote: RemoteContext) -> Option<Origin> {
+        if self.rule.sample_remote(remote.sampled, remote.trace_id)
+        {
+            return Some(Origin::Remote(remote));
+        }
+        span.extensions_mut().replace(UnsampledRemote::new(&remote));
+        None
+    }
+
+    /// Creates the state of a new sampled span, visiting its fields.
+    fn new_state(&self, attrs: &SpanAttributes<'_>, origin: Origin) -> SpanState {
+        let meta = attrs.metadata();
+        let mut data = self.queue.pool.take().unwrap_or_default();
+        let mut fields =
+            Fields::for_new_span(std::mem::take(&mut data.attributes), meta.fields().len());
+        attrs.record(&mut fields);
+        data.attributes = std::mem::take(&mut fields.attributes);
+        let mut state = self.blank_state(data, meta, origin, ids::new_span_id());
+        state.apply_specials(&fields);
+        state
+    }
+
+    /// A sampled span's state with the fields already in `data.attributes`
+    /// (a recycled or new record) and everything else set here.
+    fn blank_state(
+        &self,
+        mut data: Box<SpanData>,
+        meta: &'static Metadata<'static>,
+        origin: Origin,
+        span_id: SpanId,
+    ) -> SpanState {
+        let mut sampled_remotely = false;
+        let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
+            Origin::Local(p) => {
+                sampled_remotely = p.sampled_remotely;
+                let operation_name = Some(p.operation_name);
+                (
+                    operation_name,
+                    p.trace_id,
+                    Some(p.span_id),
+                    p.tracestate,
+                    None,
+                )
+            }
+            Origin::Remote(r) => {
+                sampled_remotely = r.sampled.is_some();
+                (
+                    None,
+                    r.trace_id,
+                    Some(r.span_id),
+                    r.tracestate,
+                    Some(r.source),
+                )
+            }
+            Origin::Root(trace_id) => (None, trace_id, None, None, None),
+        };
+        let start_time = self.clock.now();
+        data.name = Cow::Borrowed(meta.name());
+        data.context = SpanContext {
+            trace_id,
+            span_id,
+            trace_options: TraceOptions::SAMPLED,
+            tracestate,
+        };
+        let is_local_root = operation_name.is_none();
+        data.operation_name = operation_name.unwrap_or(Cow::Borrowed(""));
+        data.parent_span_id = parent_span_id;
+        data.target = meta.target();
+        data.level = *meta.level();
+        data.start_time = start_time;
+        data.end_time = start_time;
+        data.child_span_count = 0;
+        data.dropped_annotations = 0;
+        data.dropped_message_events = 0;
+        data.dropped_links = 0;
+        data.sampled_remotely = sampled_remotely;
+        let mut state = SpanState {
+            data,
+            kind: None,
+            remote_parent: remote.is_some(),
+            is_local_root,
+            context_exposed: false,
+        };
+        state.set_source(remote.flatten());
+        state
+    }
+
+
+    fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
+        if !self.live.may_be_sampled(&span.id()) {
+            return; // unsampled trace: nothing to record, nothing visited
+        }
+        let meta = event.metadata();
+        let spare = self.queue.pool.take_attributes().unwrap_or_default();
+        let mut fields = Fields::for_event(spare, meta.fields().len());
+        event.record(&mut fields);
+        let timestamp = self.clock.now();
+        let mut ext = span.extensions_mut();
+        let Some(state) = ext.get_mut::<SpanState>() else {
+            return;
+        };
+        if let Some(kind) = fields.message_event.kind {
+            let m = &fields.message_event;
+            let event = MessageEvent {
+                timestamp,
+                kind,
+                id: m.id,
+                uncompressed_size_bytes: m.uncompressed,
+                compressed_size_bytes: m.compressed.unwrap_or(m.uncompressed),
+            };
+            let data = &mut *state.data;
+            push_bounded(
+                &mut data.message_events,
+                &mut data.dropped_message_events,
+                MAX_MESSAGE_EVENTS,
+                event,
+            );
+            return;
+        }
+        let status = &mut state.data.status;
+        if fields.carries_error() && status.code == StatusCode::Unset {
+            status.code = StatusCode::Error;
+            status.message = error_message(&fields);
+        }
+        state.add_annotation(annotation(meta, timestamp, fields));
+    }
+
+    /// Events outside spans are sampled at the root rate.
+    fn root_event_sampled(&self) -> bool {
+        self.rule.sample_low_bits(ids::next_u64())
+    }
+
+    fn record_root_event(&self, event: &Event<'_>) {
+        let meta = event.metadata();
+        let mut fields = Fields::for_event(Default::default(), meta.fields().len());
+        event.record(&mut fields);
+        let timestamp = self.clock.now();
+        let a = annotation(meta, timestamp, fields);
+        self.queue.send(Record::Event(EventData {
+            timestamp,
+            level: a.level,
+            target: a.target,
+            message: a.description,
+            attributes: a.attributes,
+        }));
+    }
+}
+
+/// The message of an error carried by event fields.
+fn error_message(fields: &Fields) -> Option<Text> {
+    match &fields.error {
+        Some(error) => Some(error.message.clone()),
+        None => fields
+            .attributes
+            .get(visitor::FIELD_EXCEPTION_MESSAGE)
+            .map(|v| Text::from(v.to_string())),
+    }
+}
+
+fn annotation(
+    meta: &'static tracing_core::Metadata<'static>,
+    timestamp: SystemTime,
+    mut fields: Fields,
+) -> Annotation {
+    if let Some(error) = fields.error.take() {
+        fields.attributes.insert(
+            visitor::FIELD_ERROR,
+            crate::record::AttributeValue::Error(error),
+        );
+    }
+    Annotation {
+        timestamp,
+        description: fields.message.unwrap_or_default(),
+        level: *meta.level(),
+        target: meta.target(),
+        attributes: fields.attributes,
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for AppInsightsLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if crate::pipeline::on_exporter_thread() || crate::diag::is_own_target(attrs.metadata().target()) {
+            return;
+        }
+        // Before the fast path: a sampled caller makes a sampled span even
+        // when no local root is ever sampled.
+        let remote = propagation::take_pending();
+        if remote.is_none() && self.rule == SamplingRule::None && self.live.none_alive() {
+            return; // no sampled parent can exist and no root is sampled
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let origin = match remote {
+            Some(remote) => self.remote_origin(&span, remote),
+            None => self.local_origin(&span, id),
+        };
+        if let Some(origin) = origin {
+            let state = self.new_state(attrs, origin);
+            // Counted before it becomes visible (see `LiveSampled::none_alive`).
+            self.live.insert(id);
+            span.extensions_mut().insert(state);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
+        if !self.live.may_be_sampled(id) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Fields::for_record();
+        values.record(&mut fields);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            state.apply(fields);
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        if !self.live.may_be_sampled(id) {
+            return;
+        }
+        let (Some(span), Some(follows)) = (ctx.span(id), ctx.span(follows)) else {
+            return;
+        };
+        let (trace_id, span_id, _) = self.ids_of(&follows);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            let link = Link::new(trace_id, span_id, LinkType::ParentLinkedSpan);
+            let data = &mut *state.data;
+            push_bounded(&mut data.links, &mut data.dropped_links, MAX_LINKS, link);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if crate::pipeline::on_exporter_thread() || crate::diag::is_own_target(event.metadata().target()) {
+            return;
+        }
+        if self.live.none_alive() {
+            // The event is in an unsampled span or outside any span: only
+            // the latter is recorded, and only if the root draw says so.
+            if self.root_event_sampled() && ctx.event_span(event).is_none() {
+                self.record_root_event(event);
+            }
+            return;
+        }
+        match ctx.event_span(event) {
+            Some(span) => self.record_event_in_span(event, &span),
+            None if self.root_event_sampled() => self.record_root_event(event),
+            None => {}
+        }
+    }
+
+    /// Answers for [`WithContext`], so the propagation API reaches this
+    /// layer from a `Span` (and for `Self`, as the default does).
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<WithContext>() {
+            // A promoted constant: the pointer is valid for 'static, and it
+            // points to a `WithContext` as `downcast_ref` expects.
+            let with_context: &'static WithContext = &Self::WITH_CONTEXT;
+            Some(with_context as *const WithContext as *const ())
+        } else {
+            None
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if !self.live.may_be_sampled(&id) {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        // Take the state out in its own scope: the lock is released before
+        // the record is built and sent.
+        let state = { span.extensions_mut().remove::<SpanState>() };
+        if let Some(state) = state {
+            self.live.remove(&id);
+            let data = state.finish(self.clock.now());
+            self.queue.send(Record::Span(data));
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! [`SpanState`]: what a sampled span carries in its registry extensions
+//! while it is open, and how it becomes a record when it closes.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use crate::layer::visitor::Fields;
+use crate::propagation::{RemoteContext, FIELD_REQUEST_SOURCE};
+use crate::record::ids::{SpanId, TraceId};
+use crate::record::text::Text;
+use crate::record::{
+    Annotation, AttributeValue, SpanData, SpanKind, TraceOptions, MAX_ANNOTATIONS,
+};
+
+/// The in-flight state of a sampled span, kept in its extensions.
+///
+/// The record is boxed from the start and filled in place, so closing the
+/// span moves one pointer into the queue, not the whole record.
+pub(crate) struct SpanState {
+    pub(super) data: Box<SpanData>,
+    /// `otel.kind` when given; else decided at close.
+    pub(super) kind: Option<SpanKind>,
+    pub(super) remote_parent: bool,
+    /// A local root computes its operation name from its own fields.
+    pub(super) is_local_root: bool,
+    /// Its context was read by the propagation API (injected, or ids read).
+    pub(super) context_exposed: bool,
+}
+
+impl SpanState {
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.data.context.trace_id
+    }
+
+    pub(crate) fn span_id(&self) -> SpanId {
+        self.data.context.span_id
+    }
+
+    /// Whether anything may already depend on the span's trace context: it
+    /// has children or events, or its ids went out. Then it can no longer be
+    /// re-parented. (Being entered is checked on the calling thread by
+    /// `is_entered_here`; a span entered and exited with nothing recorded
+    /// can still be re-parented, since nothing observed its identity. Not
+    /// tracking entries keeps `on_enter`, which async code calls on every
+    /// poll, free.)
+    pub(super) fn context_used(&self) -> bool {
+        let data = &self.data;
+        self.context_exposed
+            || data.child_span_count > 0
+            || !data.annotations.is_empty()
+            || !data.message_events.is_empty()
+    }
+
+    /// Makes the span a child of `remote` (sampled); returns whether it had
+    /// a local parent before.
+    pub(super) fn reparent(&mut self, remote: RemoteContext) -> bool {
+        let had_local_parent = self.data.parent_span_id.is_some() && !self.remote_parent;
+        let context = &mut self.data.context;
+        context.trace_id = remote.trace_id;
+        context.trace_options = TraceOptions::SAMPLED;
+        context.tracestate = remote.tracestate;
+        self.data.parent_span_id = Some(remote.span_id);
+        self.data.sampled_remotely = remote.sampled.is_some();
+        self.data.operation_name = Cow::Borrowed("");
+        self.remote_parent = true;
+        self.is_local_root = true;
+        self.set_source(remote.source);
+        had_local_parent
+    }
+
+    /// Keeps the caller's `Request-Context` source, unless the span names
+    /// one itself.
+    pub(super) fn set_source(&mut self, source: Option<Text>) {
+        let attributes = &mut self.data.attributes;
+        if let Some(source) = source {
+            if attributes.get(FIELD_REQUEST_SOURCE).is_none() {
+                attributes.insert(FIELD_REQUEST_SOURCE, AttributeValue::Str(source));
+            }
+        }
+    }
+
+    /// Applies visited fields (creation or `record()`).
+    pub(super) fn apply(&mut self, fields: Fields) {
+        self.apply_specials(&fields);
+        for (key, value) in fields.attributes.iter() {
+            self.data.attributes.insert(key, value.clone());
+        }
+    }
+
+    pub(super) fn apply_specials(&mut self, fields: &Fields) {
+        if let Some(name) = &fields.name {
+            self.data.name = name.clone();
+        }
+        if let Some(kind) = fields.kind {
+            self.kind = Some(kind);
+        }
+        if let Some(code) = fields.status_code {
+            self.data.status.code = code;
+        }
+        if let Some(description) = &fields.status_description {
+            self.data.status.message = Some(description.clone());
+        }
+    }
+
+    pub(super) fn finish(mut self, end_time: SystemTime) -> Box<SpanData> {
+        self.data.kind = match self.kind {
+            Some(kind) => kind,
+            None if self.remote_parent => SpanKind::Server,
+            None => SpanKind::Internal,
+        };
+        self.data.same_process_as_parent_span =
+            self.data.parent_span_id.map(|_| !self.remote_parent);
+        if self.is_local_root {
+            self.data.operation_name = self.root_operation_name();
+        }
+        self.data.end_time = end_time;
+        self.data
+    }
+
+    /// The operation name this span gives its children.
+    pub(super) fn operation_name(&self) -> Cow<'static, str> {
+        if self.is_local_root {
+            self.root_operation_name()
+        } else {
+            self.data.operation_name.clone()
+        }
+    }
+
+    /// A local root's operation name: `"METHOD route"` when it has both
+    /// fields (old or new semantic-convention names), else its name.
+    pub(super) fn root_operation_name(&self) -> Cow<'static, str> {
+        let attributes = &self.data.attributes;
+        let Some(route) = attributes.get("http.route") else {
+            return self.data.name.clone();
+        };
+        let method = ["http.request.method", "http.method"]
+            .iter()
+            .find_map(|k| attributes.get(k));
+        match method {
+            Some(method) => Cow::Owned(format!("{method} {route}")),
+            None => self.data.name.clone(),
+        }
+    }
+
+    pub(super) fn add_annotation(&mut self, annotation: Annotation) {
+        let data = &mut *self.data;
+        push_bounded(
+            &mut data.annotations,
+            &mut data.dropped_annotations,
+            MAX_ANNOTATIONS,
+            annotation,
+        );
+    }
+}
+
+/// Pushes onto a list bounded at `max`, dropping the oldest (OpenCensus'
+/// `BoundedList`).
+pub(super) fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) {
+    if list.len() >= max {
+        list.remove(0);
+        *dropped = dropped.saturating_add(1);
+    }
+    list.push(item);
+}

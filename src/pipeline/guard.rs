@@ -1,0 +1,189 @@
+//! [`ExporterGuard`]: the application's handle on the worker (flush,
+//! shutdown, statistics), and the commands it sends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::stats::ExporterStats;
+use super::Queue;
+use crate::error::{FlushError, ShutdownError};
+
+/// Commands from the guard to the worker. The reply says whether
+/// everything concerned was settled (accepted, stored or dropped) in time.
+pub(crate) enum Control {
+    /// Settle everything queued before the command, then reply; by the
+    /// deadline, store what is still waiting for a retry.
+    Flush {
+        reply: std_mpsc::SyncSender<bool>,
+        /// The flush's timeout, from when the worker reads the command
+        /// (on the exporter's clock).
+        timeout: Duration,
+    },
+    /// Settle everything queued, reply and stop; by the deadline, store
+    /// what is left.
+    Shutdown {
+        reply: std_mpsc::SyncSender<bool>,
+        /// As for [`Control::Flush`].
+        timeout: Duration,
+    },
+}
+
+/// Controls the exporter's worker thread: flush, shutdown and statistics.
+///
+/// Keep it alive as long as the application records spans: dropping it shuts
+/// the exporter down (bounded by the shutdown timeout,
+/// [`Builder::with_shutdown_timeout`](crate::Builder::with_shutdown_timeout),
+/// default 5 s), exporting what is queued. Binding it to `_` drops it at
+/// once; bind it to a named variable such as `_guard`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let exporter = tracing_appinsights::InMemoryExporter::new();
+/// let (layer, guard) = tracing_appinsights::Builder::new()
+///     .with_in_memory_exporter(exporter.clone())
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info_span!("work").in_scope(|| {});
+/// });
+/// guard.flush(Duration::from_secs(5))?;
+/// assert_eq!(exporter.spans().len(), 1);
+/// guard.shutdown(Duration::from_secs(5))?;
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping the guard shuts the exporter down; bind it to a named variable such as `_guard`"]
+pub struct ExporterGuard {
+    queue: Arc<Queue>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    shutdown_timeout: Duration,
+    is_shut_down: AtomicBool,
+}
+
+impl std::fmt::Debug for ExporterGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExporterGuard")
+            .field("stats", &self.stats())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("is_shut_down", &self.is_shut_down.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ExporterGuard {
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        control: tokio::sync::mpsc::UnboundedSender<Control>,
+        thread: JoinHandle<()>,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        ExporterGuard {
+            queue,
+            control,
+            thread: std::sync::Mutex::new(Some(thread)),
+            shutdown_timeout,
+            is_shut_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Exports every record queued before the call, and returns when each
+    /// of their items was accepted by the service, written to offline
+    /// storage, or dropped ([`stats`](Self::stats) says which), or when
+    /// `timeout` has passed.
+    ///
+    /// Items still waiting for a retry near the end of `timeout` are
+    /// written to offline storage (and sent from there later), so a flush
+    /// against a failing endpoint still settles in time. It blocks the
+    /// calling thread for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Timeout`] when not everything was settled in time
+    /// (a request is still in flight, or storage is off or unwritable and
+    /// items wait in memory for their retry; nothing is lost yet);
+    /// [`FlushError::ShutDown`] after [`shutdown`](Self::shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        if self.is_shut_down.load(Ordering::Acquire) {
+            return Err(FlushError::ShutDown);
+        }
+        let (reply, done) = std_mpsc::sync_channel(1);
+        self.control
+            .send(Control::Flush { reply, timeout })
+            .map_err(|_| FlushError::ShutDown)?;
+        match done.recv_timeout(timeout) {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                Err(FlushError::Timeout(timeout))
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::ShutDown),
+        }
+    }
+
+    /// Exports what is queued and stops the worker thread, within `timeout`.
+    ///
+    /// The queue is drained and sent with the time left; what is still
+    /// unsent near the end of `timeout` (waiting for a retry, or in flight)
+    /// is written to offline storage, from where the next run sends it.
+    /// With the endpoint down it still returns within `timeout`. Records
+    /// produced afterwards are dropped and counted in
+    /// [`ExporterStats::dropped_after_shutdown`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::AlreadyShutDown`] on a second call;
+    /// [`ShutdownError::Timeout`] when the worker did not finish in time (a
+    /// sink stuck on the worker thread; it is left to finish in the
+    /// background). Without storage (turned off or unwritable), what could
+    /// not be sent in time is dropped and counted in
+    /// [`ExporterStats::dropped_storage_full`]: check [`stats`](Self::stats).
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        if self.is_shut_down.swap(true, Ordering::AcqRel) {
+            return Err(ShutdownError::AlreadyShutDown);
+        }
+        let (reply, done) = std_mpsc::sync_channel(1);
+        if self
+            .control
+            .send(Control::Shutdown { reply, timeout })
+            .is_err()
+        {
+            return Err(ShutdownError::WorkerGone);
+        }
+        match done.recv_timeout(timeout) {
+            Ok(settled) => {
+                let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+                if let Some(thread) = thread {
+                    // The worker replied as its last act: this join is short.
+                    let _ = thread.join();
+                }
+                if settled {
+                    Ok(())
+                } else {
+                    Err(ShutdownError::Timeout(timeout))
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(ShutdownError::WorkerGone),
+        }
+    }
+
+    /// The exporter's counters right now.
+    pub fn stats(&self) -> ExporterStats {
+        self.queue.counters.snapshot()
+    }
+}
+
+impl Drop for ExporterGuard {
+    fn drop(&mut self) {
+        if !self.is_shut_down.load(Ordering::Acquire) {
+            let _ = self.shutdown(self.shutdown_timeout);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The pipeline from the layer to the sinks: a finished record goes from
+//! `on_close` into the bounded [`Queue`] ([`Queue::send`], never blocking),
+//! the worker thread ([`worker`]) takes it off in batches and hands each
+//! batch to the [`Sink`], and the emptied records come back through the
+//! [`RecordPool`] for the application threads to reuse. The
+//! [`ExporterGuard`] flushes and stops the worker; [`ExporterStats`] counts
+//! where every item is.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
+
+use tokio::sync::Notify;
+
+use crate::diag;
+use crate::record::Record;
+
+mod clock;
+mod guard;
+mod pool;
+mod sink;
+mod stats;
+mod worker;
+
+pub use clock::ManualClock;
+pub(crate) use clock::{Clock, Sleep};
+pub use guard::ExporterGuard;
+pub(crate) use guard::Control;
+pub(crate) use pool::RecordPool;
+pub(crate) use sink::Sink;
+pub(crate) use stats::{add, items_of, CacheAligned, Counters, Ledger};
+pub use stats::ExporterStats;
+pub(crate) use worker::{spawn_worker, WorkerConfig};
+
+/// The queue between the application threads and the worker, with what
+/// both sides share: the counters and the record pool.
+pub(crate) struct Queue {
+    tx: SyncSender<Record>,
+    /// Records in the queue (not yet taken by the worker). On its own
+    /// cache line, like every counter written on each span, so the writes
+    /// of one side do not evict the other side's data.
+    pending: CacheAligned<AtomicUsize>,
+    /// Wake the worker when `pending` reaches this many.
+    wake_at: usize,
+    pub(crate) notify: Notify,
+    pub(crate) counters: Counters,
+    warned_full: diag::Once,
+    /// Exported records handed back for reuse (see [`RecordPool`]).
+    pub(crate) pool: RecordPool,
+}
+
+impl Queue {
+    pub(crate) fn new(queue_size: usize, batch_size: usize) -> (Self, std_mpsc::Receiver<Record>) {
+        let (tx, rx) = std_mpsc::sync_channel(queue_size);
+        let queue = Queue {
+            tx,
+            pending: CacheAligned(AtomicUsize::new(0)),
+            wake_at: batch_size,
+            notify: Notify::new(),
+            counters: Counters::default(),
+            warned_full: diag::Once::default(),
+            pool: RecordPool::default(),
+        };
+        (queue, rx)
+    }
+
+    /// Hands a finished record to the worker: never blocks; a full queue
+    /// drops the record, counts it, and warns once.
+    pub(crate) fn send(&self, record: Record) {
+        let items = items_of(&record);
+        // Counted before the send: the worker may take the record (and
+        // uncount it) before `try_send` even returns.
+        let pending = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        let sent = self.tx.try_send(record);
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
+            Ok(()) => {
+                self.counters.queued.fetch_add(items, Ordering::Relaxed);
+                if pending == self.wake_at {
+                    self.notify.notify_one();
+                }
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters
+                    .dropped_queue_full
+                    .fetch_add(items, Ordering::Relaxed);
+                if self.warned_full.first() {
+                    tracing::warn!(
+                        target: diag::TARGET,
+                        "Exporter.QueueFullDroppingStarted: the export queue is full; \
+                         records are being dropped (see ExporterGuard::stats)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters
+                    .dropped_after_shutdown
+                    .fetch_add(items, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The worker took `n` records off the queue.
+    pub(crate) fn done(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+thread_local! {
+    /// Set on the worker thread: nothing that happens there becomes a
+    /// record (the exporter never exports its own activity, such as the
+    /// spans and events of hyper and rustls while it sends).
+    static ON_EXPORTER_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is the exporter's worker.
+#[inline]
+pub(crate) fn on_exporter_thread() -> bool {
+    ON_EXPORTER_THREAD.with(Cell::get)
+}
+
+fn mark_exporter_thread() {
+    ON_EXPORTER_THREAD.with(|on| on.set(true));
+}
+
+#[cfg(test)]
+mod tests;

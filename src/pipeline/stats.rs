@@ -1,0 +1,295 @@
+//! The counters behind [`ExporterStats`], written by the application
+//! threads (queued, dropped before the queue) and by the worker (everything
+//! after), and read as one consistent snapshot.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use std::sync::Arc;
+
+use super::Queue;
+use crate::record::Record;
+
+/// A value alone on its cache line (64 bytes on the targets that matter),
+/// so that writes to it do not slow down readers of its neighbours.
+#[repr(align(64))]
+#[derive(Default, Debug)]
+pub(crate) struct CacheAligned<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CacheAligned<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The raw counters behind [`ExporterStats`], in telemetry items (see
+/// [`items_of`]).
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Odd while the worker is in the middle of a step (see
+    /// [`Counters::snapshot`]); only the worker writes it.
+    epoch: AtomicU64,
+    /// Written by the application threads on every span: on its own line.
+    pub(crate) queued: CacheAligned<AtomicU64>,
+    /// Items the worker took off the queue.
+    pub(crate) taken: AtomicU64,
+    /// Items of this process in the worker's memory (a gauge).
+    pub(crate) in_memory: AtomicU64,
+    pub(crate) exported: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) read_back: AtomicU64,
+    pub(crate) dropped_queue_full: AtomicU64,
+    pub(crate) dropped_after_shutdown: AtomicU64,
+    pub(crate) dropped_rejected: AtomicU64,
+    pub(crate) dropped_too_old: AtomicU64,
+    pub(crate) dropped_storage_full: AtomicU64,
+    pub(crate) dropped_corrupt: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+}
+
+impl Counters {
+    /// The worker starts a step: until [`end_step`](Self::end_step), its
+    /// counters may not add up.
+    #[inline]
+    pub(crate) fn begin_step(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// The worker finished a step: its counters add up again.
+    #[inline]
+    pub(crate) fn end_step(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The counters as [`ExporterStats`], read between two steps of the
+    /// worker, so that they balance (a sequence lock: the worker never
+    /// waits for a reader). Never blocks: when the worker stays in one
+    /// step for longer than a few thousand tries (stuck on a disk), the
+    /// last reading is returned as it is.
+    pub(crate) fn snapshot(&self) -> ExporterStats {
+        const TRIES: u32 = 10_000;
+        let mut stats = self.read();
+        for _ in 0..TRIES {
+            let before = self.epoch.load(Ordering::Acquire);
+            if before % 2 == 0 {
+                stats = self.read();
+                fence(Ordering::Acquire);
+                if self.epoch.load(Ordering::Relaxed) == before {
+                    return stats;
+                }
+            }
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        stats
+    }
+
+    fn read(&self) -> ExporterStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Taken before queued: `in_queue` never goes negative.
+        let taken = load(&self.taken);
+        let queued = load(&self.queued);
+        ExporterStats {
+            queued,
+            in_queue: queued.saturating_sub(taken),
+            in_memory: load(&self.in_memory),
+            exported: load(&self.exported),
+            retried: load(&self.retried),
+            stored: load(&self.stored),
+            read_back: load(&self.read_back),
+            dropped_queue_full: load(&self.dropped_queue_full),
+            dropped_after_shutdown: load(&self.dropped_after_shutdown),
+            dropped_rejected: load(&self.dropped_rejected),
+            dropped_too_old: load(&self.dropped_too_old),
+            dropped_storage_full: load(&self.dropped_storage_full),
+            dropped_corrupt: load(&self.dropped_corrupt),
+            batches: load(&self.batches),
+            requests: load(&self.requests),
+            timeouts: load(&self.timeouts),
+        }
+    }
+}
+
+/// A sink's handle on the counters: what it exported, stored, dropped.
+#[derive(Clone)]
+pub(crate) struct Ledger(Arc<Queue>);
+
+impl Ledger {
+    pub(crate) fn new(queue: Arc<Queue>) -> Self {
+        Ledger(queue)
+    }
+
+    /// A ledger of its own, for a sink's unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        Ledger(Arc::new(Queue::new(1, 1).0))
+    }
+
+    /// The counters right now.
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> ExporterStats {
+        self.read()
+    }
+}
+
+impl std::ops::Deref for Ledger {
+    type Target = Counters;
+
+    fn deref(&self) -> &Counters {
+        &self.0.counters
+    }
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How many telemetry items a record becomes: a span is one item (a
+/// Request or a RemoteDependency) plus one per event inside it (a Message
+/// or an Exception); an event outside spans is one item.
+///
+/// The counters of [`ExporterStats`] are in items, because the service
+/// accepts, rejects and retries items, and storage holds items: only in
+/// items can every one be in exactly one place.
+#[inline]
+pub(crate) fn items_of(record: &Record) -> u64 {
+    match record {
+        Record::Span(span) => 1 + span.annotations.len() as u64,
+        Record::Event(_) => 1,
+    }
+}
+
+/// What became of the telemetry the layer produced, counted in telemetry
+/// items.
+///
+/// An item is what the service counts: a span is one item (a request or a
+/// dependency) plus one per event inside it; an event outside spans is one
+/// item. A span without events is one item.
+///
+/// Every item the application produced is, at any moment, in exactly one
+/// place:
+///
+/// * dropped before the queue: [`dropped_queue_full`](Self::dropped_queue_full),
+///   [`dropped_after_shutdown`](Self::dropped_after_shutdown);
+/// * otherwise [`queued`](Self::queued), and then [`in_queue`](Self::in_queue),
+///   [`in_memory`](Self::in_memory) (being sent or waiting for a retry),
+///   [`exported`](Self::exported) (accepted by the service),
+///   [`stored`](Self::stored) (written to offline storage), or dropped by the
+///   worker: [`dropped_rejected`](Self::dropped_rejected),
+///   [`dropped_too_old`](Self::dropped_too_old),
+///   [`dropped_storage_full`](Self::dropped_storage_full),
+///   [`dropped_corrupt`](Self::dropped_corrupt).
+///
+/// Items read back from storage (written by this run or an earlier one,
+/// or by another process sharing the directory) come back in through
+/// [`read_back`](Self::read_back) and leave again as exported, dropped or
+/// stored. [`ExporterGuard::stats`](crate::ExporterGuard::stats) reads the
+/// counters between two steps of the worker, so, unless an application
+/// thread is handing a record to the queue at that very moment:
+///
+/// ```text
+/// queued + read_back == in_queue + in_memory + exported + stored
+///                       + dropped_rejected + dropped_too_old
+///                       + dropped_storage_full + dropped_corrupt
+/// ```
+///
+/// and `stored - read_back` is what this exporter left in storage, when it
+/// is the directory's only user. [`retried`](Self::retried) counts
+/// resends, not items: an item sent three times is counted twice there and
+/// once wherever it ends up.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), tracing_appinsights::BuildError> {
+/// let (_layer, guard) = tracing_appinsights::Builder::new()
+///     .with_in_memory_exporter(tracing_appinsights::InMemoryExporter::new())
+///     .build::<tracing_subscriber::Registry>()?;
+/// let stats = guard.stats();
+/// assert_eq!(stats.queued, 0);
+/// assert_eq!(stats.dropped_queue_full, 0);
+/// assert!(stats.balances());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExporterStats {
+    /// Items accepted into the export queue.
+    pub queued: u64,
+    /// Items in the queue, not yet taken by the worker, right now.
+    pub in_queue: u64,
+    /// Items the worker holds in memory right now: being sent, or waiting
+    /// for their next attempt.
+    pub in_memory: u64,
+    /// Items the sink took: accepted by the ingestion service (or printed
+    /// to stdout, or kept by an [`InMemoryExporter`]). Includes items read
+    /// back from storage.
+    pub exported: u64,
+    /// Item resends after a failure (an item sent three times counts two).
+    pub retried: u64,
+    /// Items written to offline storage (their retries ran out, memory was
+    /// full, or the exporter shut down before they could be sent).
+    pub stored: u64,
+    /// Items taken back out of offline storage: sent (then counted as
+    /// exported, dropped or stored again) or deleted unsent (too old,
+    /// corrupt).
+    pub read_back: u64,
+    /// Items dropped because the queue was full (the application produced
+    /// them faster than they could be exported).
+    pub dropped_queue_full: u64,
+    /// Items produced after the exporter shut down.
+    pub dropped_after_shutdown: u64,
+    /// Items the service refused for good: a non-retryable status (400,
+    /// 402, 404, 413, 439, …) for the batch or the item, an unreadable
+    /// partial answer, or too many redirects.
+    pub dropped_rejected: u64,
+    /// Items deleted from storage unsent because they were older than the
+    /// retention ([`Builder::with_storage_retention`](crate::Builder::with_storage_retention),
+    /// default 48 hours, the service's own limit).
+    pub dropped_too_old: u64,
+    /// Items that could not be kept: their retries ran out, or memory for
+    /// retries was full, and offline storage was full, unwritable or turned
+    /// off.
+    pub dropped_storage_full: u64,
+    /// Lines of stored blobs that were not telemetry items (a damaged or
+    /// foreign file), deleted.
+    pub dropped_corrupt: u64,
+    /// Batches of records handed to the sink.
+    pub batches: u64,
+    /// HTTP requests sent to the ingestion endpoint (first sends, retries
+    /// and redirects).
+    pub requests: u64,
+    /// Requests that got no answer within the request timeout (each is
+    /// retried; `docs/delivery.md` says which duplicates a timeout can make).
+    pub timeouts: u64,
+}
+
+impl ExporterStats {
+    /// The items the worker dropped: rejected, too old, storage full and
+    /// corrupt (not those dropped before the queue).
+    pub fn dropped(&self) -> u64 {
+        self.dropped_rejected
+            + self.dropped_too_old
+            + self.dropped_storage_full
+            + self.dropped_corrupt
+    }
+
+    /// Whether every item is accounted for: `queued + read_back` equals
+    /// `in_queue + in_memory + exported + stored + dropped()`. True for
+    /// every [`ExporterGuard::stats`](crate::ExporterGuard::stats) taken
+    /// while no application thread is handing a record to the queue (the
+    /// worker's steps are never seen half done).
+    pub fn balances(&self) -> bool {
+        self.queued + self.read_back
+            == self.in_queue + self.in_memory + self.exported + self.stored + self.dropped()
+    }
+}

@@ -1,0 +1,313 @@
+//! The worker: one named OS thread running its own current-thread tokio
+//! runtime. It batches records by count and interval and hands batches to
+//! the sink; flush and shutdown arrive on a control channel with a reply.
+//!
+//! A thread of our own works from a plain synchronous `main`, under any
+//! runtime flavour, and from `Drop` without deadlocking a current-thread
+//! runtime the application may be running.
+//!
+//! The loop never waits on the network: the Application Insights sink sends
+//! from tasks of this runtime, and the loop goes on draining the queue
+//! while requests are in flight or waiting for a retry, so a failing
+//! endpoint never stops spans from being accepted. Flushes and the shutdown
+//! are states of the loop, not nested loops: each waits until the sink has
+//! settled what it covers, and near its deadline has the sink store what is
+//! still unsent. Every instant is read from the exporter's [`Clock`].
+//!
+//! Each wake-up is one step between [`Counters::begin_step`] and
+//! [`Counters::end_step`]: the statistics are never read half way through
+//! one.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::stats::{add, Counters};
+use super::{items_of, Clock, Control, Queue, Sink};
+use crate::record::Record;
+
+/// The worker thread's name.
+pub(crate) const THREAD_NAME: &str = "appinsights-exporter";
+
+/// The longest a flush or shutdown keeps for storing what is unsent before
+/// its deadline (a fifth of its timeout when that is shorter).
+const MAX_SPILL_MARGIN: Duration = Duration::from_millis(500);
+
+/// How the worker batches, and its clock.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) max_batch_size: usize,
+    pub(crate) export_interval: Duration,
+    pub(crate) clock: Clock,
+}
+
+/// Starts the worker thread.
+pub(crate) fn spawn_worker(
+    queue: Arc<Queue>,
+    rx: Receiver<Record>,
+    sink: Box<dyn Sink>,
+    config: WorkerConfig,
+) -> std::io::Result<(UnboundedSender<Control>, JoinHandle<()>)> {
+    let (control_tx, control_rx) = unbounded_channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            super::mark_exporter_thread();
+            let worker = Worker {
+                queue,
+                rx,
+                sink,
+                batch: Vec::with_capacity(config.max_batch_size),
+                config,
+                flushes: Vec::new(),
+                shutdown: None,
+            };
+            runtime.block_on(worker.run(control_rx));
+            // Dropping the runtime cancels any send still in flight (its
+            // payload was stored by `spill_all`).
+        })?;
+    Ok((control_tx, thread))
+}
+
+/// A flush waiting for the sink to settle what was queued before it.
+struct PendingFlush {
+    /// The sink's mark when the flush arrived.
+    mark: u64,
+    /// When to store what is still waiting.
+    spill_at: Instant,
+    deadline: Instant,
+    spilled: bool,
+    reply: SyncSender<bool>,
+}
+
+/// The shutdown in progress.
+struct PendingShutdown {
+    /// When to store everything still unsent and stop.
+    spill_at: Instant,
+    /// `None` when the guard went away without a shutdown.
+    reply: Option<SyncSender<bool>>,
+}
+
+struct Worker {
+    queue: Arc<Queue>,
+    rx: Receiver<Record>,
+    sink: Box<dyn Sink>,
+    config: WorkerConfig,
+    /// Records taken off the queue, not yet handed to the sink.
+    batch: Vec<Record>,
+    flushes: Vec<PendingFlush>,
+    shutdown: Option<PendingShutdown>,
+}
+
+/// When to store what is unsent, for a deadline `timeout` from `now`.
+fn spill_time(now: Instant, timeout: Duration) -> Instant {
+    now + timeout - (timeout / 5).min(MAX_SPILL_MARGIN)
+}
+
+/// What woke the worker.
+enum Wake {
+    Control(Option<Control>),
+    Queue,
+    Sink,
+    Tick,
+    Timer,
+}
+
+impl Worker {
+    async fn run(mut self, mut control: UnboundedReceiver<Control>) {
+        let clock = self.config.clock.clone();
+        let period = self.config.export_interval;
+        let mut next_tick = clock.now() + period;
+        let queue = Arc::clone(&self.queue);
+        let counters = &queue.counters;
+        // Data stored by an earlier run goes out first thing.
+        counters.begin_step();
+        self.sink.start_due();
+        counters.end_step();
+        loop {
+            let timer = self.next_deadline();
+            let wake = tokio::select! {
+                biased;
+                command = control.recv(), if self.shutdown.is_none() => Wake::Control(command),
+                _ = self.queue.notify.notified() => Wake::Queue,
+                () = std::future::poll_fn(|cx| self.sink.poll_work(cx)) => Wake::Sink,
+                () = clock.sleep_until(next_tick) => Wake::Tick,
+                () = sleep_until(&clock, timer), if timer.is_some() => Wake::Timer,
+            };
+            counters.begin_step();
+            let stop = self.step(wake, &mut next_tick);
+            counters.end_step();
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Handles one wake-up; `true` when the shutdown is over.
+    fn step(&mut self, wake: Wake, next_tick: &mut Instant) -> bool {
+        let now = self.config.clock.now();
+        match wake {
+            Wake::Control(Some(Control::Flush { reply, timeout })) => {
+                self.drain();
+                self.flushes.push(PendingFlush {
+                    mark: self.sink.mark(),
+                    spill_at: spill_time(now, timeout),
+                    deadline: now + timeout,
+                    spilled: false,
+                    reply,
+                });
+            }
+            Wake::Control(Some(Control::Shutdown { reply, timeout })) => {
+                self.begin_shutdown(Some(reply), now, timeout);
+            }
+            // The guard is gone without a shutdown (it was leaked): nobody
+            // can flush any more, so export and stop.
+            Wake::Control(None) => {
+                let period = self.config.export_interval;
+                self.begin_shutdown(None, now, period);
+            }
+            Wake::Queue => {
+                while self.fill() {
+                    self.hand_over();
+                }
+            }
+            Wake::Tick => {
+                // Missed ticks are not caught up: the next is a period on.
+                *next_tick = now + self.config.export_interval;
+                self.drain();
+                self.sink.housekeep();
+            }
+            Wake::Sink | Wake::Timer => {}
+        }
+        self.sink.start_due();
+        self.answer_flushes();
+        self.shutdown_done()
+    }
+
+    /// Moves queued records into the batch; `true` when the batch is full.
+    fn fill(&mut self) -> bool {
+        let before = self.batch.len();
+        while self.batch.len() < self.config.max_batch_size {
+            match self.rx.try_recv() {
+                Ok(record) => self.batch.push(record),
+                // The worker holds a sender itself (through the `Queue`), so the
+                // queue never disconnects while it runs.
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        self.queue.done(self.batch.len() - before);
+        self.batch.len() == self.config.max_batch_size
+    }
+
+    /// Hands the batch to the sink, and its records back to the
+    /// application threads.
+    fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let counters: &Counters = &self.queue.counters;
+        add(&counters.taken, self.batch.iter().map(items_of).sum());
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.sink.accept(&mut self.batch);
+        // What the sink did not keep goes back to the application threads.
+        self.queue.pool.give(&mut self.batch);
+        self.batch.clear();
+    }
+
+    /// Hands everything queued now to the sink, in full batches and a last
+    /// partial one.
+    fn drain(&mut self) {
+        loop {
+            let full = self.fill();
+            self.hand_over();
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// The earliest flush or shutdown instant still ahead.
+    fn next_deadline(&self) -> Option<Instant> {
+        let flushes = self
+            .flushes
+            .iter()
+            .map(|f| if f.spilled { f.deadline } else { f.spill_at });
+        let shutdown = self.shutdown.as_ref().map(|s| s.spill_at);
+        flushes.chain(shutdown).min()
+    }
+
+    /// Replies to the flushes whose batches are settled; stores what the
+    /// others still wait for when their time runs out.
+    fn answer_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        let now = self.config.clock.now();
+        let sink = &mut self.sink;
+        self.flushes.retain_mut(|flush| {
+            if !sink.is_settled(flush.mark) && now >= flush.spill_at && !flush.spilled {
+                sink.settle_now(flush.mark);
+                flush.spilled = true;
+            }
+            let settled = sink.is_settled(flush.mark);
+            if settled || now >= flush.deadline {
+                let _ = flush.reply.try_send(settled);
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Starts the shutdown: everything queued goes to the sink; from now on
+    /// nothing is read back from storage.
+    fn begin_shutdown(&mut self, reply: Option<SyncSender<bool>>, now: Instant, timeout: Duration) {
+        self.drain();
+        self.sink.stop();
+        self.shutdown = Some(PendingShutdown {
+            spill_at: spill_time(now, timeout),
+            reply,
+        });
+    }
+
+    /// `true` when the shutdown is over: everything was sent, or the time
+    /// is up and what was left is stored. Replies to the guard (and to
+    /// flushes still waiting).
+    fn shutdown_done(&mut self) -> bool {
+        let Some(spill_at) = self.shutdown.as_ref().map(|s| s.spill_at) else {
+            return false;
+        };
+        // Records the application produced meanwhile go too.
+        self.drain();
+        if !self.sink.is_idle() {
+            if self.config.clock.now() < spill_at {
+                return false;
+            }
+            // Stored, or (storage off or unwritable) dropped and counted:
+            // settled either way, and the stats say which.
+            self.sink.abandon();
+        }
+        for flush in self.flushes.drain(..) {
+            let _ = flush.reply.try_send(true);
+        }
+        if let Some(reply) = self.shutdown.take().and_then(|s| s.reply) {
+            let _ = reply.try_send(true);
+        }
+        true
+    }
+}
+
+/// Sleeps until `at` on `clock`; never returns for `None` (the branch is
+/// disabled then anyway).
+async fn sleep_until(clock: &Clock, at: Option<Instant>) {
+    match at {
+        Some(at) => clock.sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

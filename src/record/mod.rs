@@ -1,0 +1,662 @@
+//! The finished records the layer produces: [`SpanData`] (OpenCensus style)
+//! and [`EventData`] (an event outside any span).
+//!
+//! These are plain public data, so an application can read, print and test
+//! what the layer recorded (see [`InMemoryExporter`](crate::InMemoryExporter)).
+//! The limits the layer applies are the `MAX_*` constants of this module.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use tracing_core::Level;
+
+pub(crate) mod ids;
+pub(crate) mod text;
+
+pub use ids::{SpanId, TraceId};
+pub use text::Text;
+
+/// Most attributes kept on a span, annotation or link (OpenCensus' bound).
+pub const MAX_ATTRIBUTES: usize = 32;
+/// Most annotations (events) kept on a span (OpenCensus' bound).
+pub const MAX_ANNOTATIONS: usize = 32;
+/// Most message events kept on a span (OpenCensus' bound).
+pub const MAX_MESSAGE_EVENTS: usize = 128;
+/// Most links (`follows_from`) kept on a span (OpenCensus' bound).
+pub const MAX_LINKS: usize = 32;
+/// Longest attribute value kept, in characters (the ingestion service's
+/// property value limit); longer values are cut on a char boundary.
+pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 8192;
+/// Longest event message kept, in characters (the service's message limit).
+pub const MAX_MESSAGE_CHARS: usize = 32768;
+
+/// A finished span, in the shape of OpenCensus' `SpanData`.
+///
+/// Unlike the Python print-out, `child_span_count` is counted,
+/// `context.span_id` is the span's own id, and `status` prints readably.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SpanData {
+    /// The span's name (`otel.name` overrides the `tracing` name).
+    pub name: Cow<'static, str>,
+    /// The span's own trace id, span id, trace flags and trace state.
+    pub context: SpanContext,
+    /// The name of the operation: the local root span's name, or
+    /// `"METHOD route"` when the root has HTTP method and route fields
+    /// (Application Insights' `ai.operation.name`). A child takes it from its
+    /// parent when it is created.
+    pub operation_name: Cow<'static, str>,
+    /// The parent's span id; `None` for a root.
+    pub parent_span_id: Option<SpanId>,
+    /// What the span represents (from `otel.kind`, else server for a span
+    /// with a remote parent, else internal).
+    pub kind: SpanKind,
+    /// The `tracing` target (usually the module path) of the span.
+    pub target: &'static str,
+    /// The `tracing` level of the span.
+    pub level: Level,
+    /// The span's fields, bounded by [`MAX_ATTRIBUTES`].
+    pub attributes: Attributes,
+    /// When the span was created.
+    pub start_time: SystemTime,
+    /// When the span closed.
+    pub end_time: SystemTime,
+    /// How many sampled child spans were created under this one.
+    pub child_span_count: u32,
+    /// The events recorded inside the span, oldest first, bounded by
+    /// [`MAX_ANNOTATIONS`] (the oldest go first).
+    pub annotations: Vec<Annotation>,
+    /// How many annotations were dropped past the bound.
+    pub dropped_annotations: u32,
+    /// Message events (events with a `message.type` field of `SENT` or
+    /// `RECEIVED`), bounded by [`MAX_MESSAGE_EVENTS`].
+    pub message_events: Vec<MessageEvent>,
+    /// How many message events were dropped past the bound.
+    pub dropped_message_events: u32,
+    /// Spans this one follows from, bounded by [`MAX_LINKS`].
+    pub links: Vec<Link>,
+    /// How many links were dropped past the bound.
+    pub dropped_links: u32,
+    /// The span's outcome.
+    pub status: Status,
+    /// `Some(true)` when the parent is in this process, `Some(false)` when it
+    /// is remote, `None` for a root.
+    pub same_process_as_parent_span: Option<bool>,
+    /// Whether the trace was recorded because a remote caller sampled it
+    /// (its `traceparent` flag), not by this process' sampler. Its items
+    /// then carry `sampleRate` 100: the caller's rate is not known here, so
+    /// each item stands for itself.
+    pub sampled_remotely: bool,
+}
+
+impl Default for SpanData {
+    /// An empty record: invalid ids, times at the Unix epoch, level INFO.
+    /// Useful to build records by hand, for example in tests of code that
+    /// reads them.
+    fn default() -> Self {
+        SpanData {
+            name: Cow::Borrowed(""),
+            context: SpanContext::default(),
+            operation_name: Cow::Borrowed(""),
+            parent_span_id: None,
+            kind: SpanKind::Unspecified,
+            target: "",
+            level: Level::INFO,
+            attributes: Attributes::new(),
+            start_time: std::time::UNIX_EPOCH,
+            end_time: std::time::UNIX_EPOCH,
+            child_span_count: 0,
+            annotations: Vec::new(),
+            dropped_annotations: 0,
+            message_events: Vec::new(),
+            dropped_message_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::default(),
+            same_process_as_parent_span: None,
+            sampled_remotely: false,
+        }
+    }
+}
+
+impl SpanData {
+    /// Empties the record for reuse, keeping its vectors' capacity.
+    pub(crate) fn clear_for_reuse(&mut self) {
+        self.attributes.clear();
+        self.annotations.clear();
+        self.message_events.clear();
+        self.links.clear();
+        self.context.tracestate = None;
+        self.status = Status::default();
+        self.name = Cow::Borrowed("");
+        self.operation_name = Cow::Borrowed("");
+    }
+
+    /// How long the span was open; zero if the clock went backwards.
+    pub fn duration(&self) -> std::time::Duration {
+        self.end_time
+            .duration_since(self.start_time)
+            .unwrap_or_default()
+    }
+}
+
+/// The identity of a span as it travels: trace id, span id, flags, state.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SpanContext {
+    /// The trace (operation) the span belongs to.
+    pub trace_id: TraceId,
+    /// The span's own id.
+    pub span_id: SpanId,
+    /// The W3C trace flags; bit 0 is "sampled".
+    pub trace_options: TraceOptions,
+    /// The W3C `tracestate` carried along, if any (validated header value).
+    pub tracestate: Option<Text>,
+}
+
+/// W3C trace flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TraceOptions(u8);
+
+impl TraceOptions {
+    /// The flags of a `traceparent` header's last field (bits other than
+    /// "sampled" are kept, as W3C Trace Context asks).
+    ///
+    /// ```
+    /// use tracing_appinsights::record::TraceOptions;
+    /// assert!(TraceOptions::from_bits(0x01).is_sampled());
+    /// assert_eq!(TraceOptions::from_bits(0x03).bits(), 0x03);
+    /// ```
+    pub const fn from_bits(bits: u8) -> Self {
+        TraceOptions(bits)
+    }
+
+    /// The flags as a byte.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Flags with only "sampled" set.
+    pub const SAMPLED: TraceOptions = TraceOptions(1);
+    /// No flags: not sampled.
+    pub const NOT_SAMPLED: TraceOptions = TraceOptions(0);
+
+    /// Whether the sampled bit is set.
+    pub fn is_sampled(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+/// What a span represents, as in OpenTelemetry and OpenCensus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SpanKind {
+    /// Not said.
+    #[default]
+    Unspecified,
+    /// Handles an incoming request (becomes a Request).
+    Server,
+    /// Makes an outgoing call (becomes a dependency).
+    Client,
+    /// Sends a message to a queue (becomes a dependency).
+    Producer,
+    /// Handles a message from a queue (becomes a Request).
+    Consumer,
+    /// Work inside the process (becomes an `InProc` dependency).
+    Internal,
+}
+
+impl SpanKind {
+    /// Parses `server`, `client`, `producer`, `consumer`, `internal`,
+    /// `unspecified` (any case); `None` for anything else.
+    pub fn parse(s: &str) -> Option<SpanKind> {
+        const NAMES: [(&str, SpanKind); 6] = [
+            ("server", SpanKind::Server),
+            ("client", SpanKind::Client),
+            ("producer", SpanKind::Producer),
+            ("consumer", SpanKind::Consumer),
+            ("internal", SpanKind::Internal),
+            ("unspecified", SpanKind::Unspecified),
+        ];
+        let s = s.trim();
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, kind)| *kind)
+    }
+
+    /// The OpenCensus / OpenTelemetry name in upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "UNSPECIFIED",
+            SpanKind::Server => "SERVER",
+            SpanKind::Client => "CLIENT",
+            SpanKind::Producer => "PRODUCER",
+            SpanKind::Consumer => "CONSUMER",
+            SpanKind::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// A span's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Unset, ok or error.
+    pub code: StatusCode,
+    /// A description, for errors (from `otel.status_description` or the
+    /// recorded error's message).
+    pub message: Option<Text>,
+}
+
+impl Status {
+    /// Whether the status is an error.
+    pub fn is_error(&self) -> bool {
+        self.code == StatusCode::Error
+    }
+}
+
+/// The code of a [`Status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StatusCode {
+    /// Nothing said: counts as success.
+    #[default]
+    Unset,
+    /// Explicitly successful (`otel.status_code = "ok"`).
+    Ok,
+    /// Failed (`otel.status_code = "error"`, a recorded `error`, or an error
+    /// event inside the span).
+    Error,
+}
+
+impl StatusCode {
+    /// `UNSET`, `OK` or `ERROR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "UNSET",
+            StatusCode::Ok => "OK",
+            StatusCode::Error => "ERROR",
+        }
+    }
+}
+
+/// An event recorded inside a span (OpenCensus' time event annotation).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Annotation {
+    /// When the event happened.
+    pub timestamp: SystemTime,
+    /// The event's message (its `message` field), cut to
+    /// [`MAX_MESSAGE_CHARS`].
+    pub description: Text,
+    /// The event's level.
+    pub level: Level,
+    /// The event's target.
+    pub target: &'static str,
+    /// The event's other fields.
+    pub attributes: Attributes,
+}
+
+impl Annotation {
+    /// An annotation with the given parts.
+    pub fn new(
+        timestamp: SystemTime,
+        description: impl Into<Text>,
+        level: Level,
+        target: &'static str,
+        attributes: Attributes,
+    ) -> Self {
+        Annotation {
+            timestamp,
+            description: description.into(),
+            level,
+            target,
+            attributes,
+        }
+    }
+}
+
+/// A message sent or received inside a span: an event carrying a
+/// `message.type` field of `SENT` or `RECEIVED` (the OpenTelemetry RPC
+/// convention), with optional `message.id`, `message.uncompressed_size` and
+/// `message.compressed_size`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageEvent {
+    /// When the event happened.
+    pub timestamp: SystemTime,
+    /// Sent or received.
+    pub kind: MessageEventKind,
+    /// The message id (`message.id`), 0 if absent.
+    pub id: u64,
+    /// `message.uncompressed_size`, 0 if absent.
+    pub uncompressed_size_bytes: u64,
+    /// `message.compressed_size`, else the uncompressed size.
+    pub compressed_size_bytes: u64,
+}
+
+/// The direction of a [`MessageEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageEventKind {
+    /// The message was sent.
+    Sent,
+    /// The message was received.
+    Received,
+}
+
+/// A link to another span (from `Span::follows_from`).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Link {
+    /// The linked span's trace id.
+    pub trace_id: TraceId,
+    /// The linked span's id.
+    pub span_id: SpanId,
+    /// How the spans relate: `follows_from` gives
+    /// [`LinkType::ParentLinkedSpan`] (the linked span caused this one).
+    pub link_type: LinkType,
+    /// Attributes of the link (none from `tracing`).
+    pub attributes: Attributes,
+}
+
+impl Link {
+    /// A link of the given type with no attributes.
+    pub fn new(trace_id: TraceId, span_id: SpanId, link_type: LinkType) -> Self {
+        Link {
+            trace_id,
+            span_id,
+            link_type,
+            attributes: Attributes::new(),
+        }
+    }
+}
+
+/// How a [`Link`] relates the two spans (OpenCensus' link types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// Not said.
+    Unspecified,
+    /// The linked span is a child of this one.
+    ChildLinkedSpan,
+    /// The linked span is a parent (cause) of this one.
+    ParentLinkedSpan,
+}
+
+/// An event recorded outside any span: it becomes a trace message.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EventData {
+    /// When the event happened.
+    pub timestamp: SystemTime,
+    /// The event's level.
+    pub level: Level,
+    /// The event's target.
+    pub target: &'static str,
+    /// The event's message (its `message` field), cut to
+    /// [`MAX_MESSAGE_CHARS`].
+    pub message: Text,
+    /// The event's other fields.
+    pub attributes: Attributes,
+}
+
+/// A typed attribute value; `tracing` field values keep their type.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AttributeValue {
+    /// A string (`record_str`), cut to [`MAX_ATTRIBUTE_VALUE_CHARS`].
+    Str(Text),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A value recorded with `Debug` (`?value`, `%value`, 128-bit integers),
+    /// formatted once and cut to [`MAX_ATTRIBUTE_VALUE_CHARS`].
+    Debug(Text),
+    /// An error (`record_error`): its message and source chain (boxed: errors
+    /// are rare, and every other value stays small).
+    Error(Box<ErrorValue>),
+}
+
+impl AttributeValue {
+    /// The string inside `Str` or `Debug`, if that is what this is.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttributeValue::Str(s) | AttributeValue::Debug(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttributeValue {
+    /// The value as the text a property carries: numbers and booleans as
+    /// Rust prints them, strings as they are, errors as their message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttributeValue::Str(s) | AttributeValue::Debug(s) => f.write_str(s),
+            AttributeValue::I64(v) => write!(f, "{v}"),
+            AttributeValue::U64(v) => write!(f, "{v}"),
+            AttributeValue::F64(v) => write!(f, "{v}"),
+            AttributeValue::Bool(v) => write!(f, "{v}"),
+            AttributeValue::Error(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+/// An error recorded as a field value (`&dyn Error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorValue {
+    /// The error's type name, as far as its `Debug` output shows it (the
+    /// leading identifier, e.g. `ParseIntError`); `None` when it shows none.
+    pub type_name: Option<Text>,
+    /// The error's `Display` message.
+    pub message: Text,
+    /// The `Display` messages of its `source()` chain, outermost first
+    /// (at most 32).
+    pub sources: Vec<Text>,
+}
+
+impl ErrorValue {
+    /// An error known only by its message (recorded as text, as
+    /// `#[instrument(err)]` does).
+    pub fn from_message(message: Text) -> Self {
+        ErrorValue {
+            type_name: None,
+            message,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Captures an error's message, type name and source chain.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        use std::fmt::Write;
+        let mut message = crate::record::text::TextWriter::new(MAX_MESSAGE_CHARS);
+        let _ = write!(message, "{error}");
+        let mut debug = crate::record::text::TextWriter::new(128);
+        let _ = write!(debug, "{error:?}");
+        let debug = debug.finish();
+        let ident: &str = debug
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .next()
+            .unwrap_or("");
+        let type_name = (!ident.is_empty() && ident.starts_with(|c: char| c.is_alphabetic()))
+            .then(|| Text::from(ident));
+        let mut sources = Vec::new();
+        let mut next = error.source();
+        while let Some(source) = next {
+            if sources.len() == 32 {
+                break;
+            }
+            let mut text = crate::record::text::TextWriter::new(MAX_ATTRIBUTE_VALUE_CHARS);
+            let _ = write!(text, "{source}");
+            sources.push(text.finish());
+            next = source.source();
+        }
+        ErrorValue {
+            type_name,
+            message: message.finish(),
+            sources,
+        }
+    }
+}
+
+/// Bounded, insertion-ordered key/value attributes (OpenCensus'
+/// `BoundedDict`): setting an existing key moves it to the end; inserting into
+/// a full map evicts the oldest entry and counts it in [`dropped`](Self::dropped).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Attributes {
+    entries: Vec<(&'static str, AttributeValue)>,
+    dropped: u32,
+}
+
+impl Attributes {
+    /// An empty map (allocates nothing).
+    pub const fn new() -> Self {
+        Attributes {
+            entries: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// An empty map with room for `n` entries (at most [`MAX_ATTRIBUTES`]).
+    pub fn with_capacity(n: usize) -> Self {
+        Attributes {
+            entries: Vec::with_capacity(n.min(MAX_ATTRIBUTES)),
+            dropped: 0,
+        }
+    }
+
+    /// Sets `key` to `value` with OpenCensus' bounded-dict rules.
+    pub fn insert(&mut self, key: &'static str, value: AttributeValue) {
+        if let Some(pos) = self.entries.iter().position(|(k, _)| *k == key) {
+            self.entries.remove(pos);
+        } else if self.entries.len() >= MAX_ATTRIBUTES {
+            self.entries.remove(0);
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// Makes room for `n` more entries (never past [`MAX_ATTRIBUTES`]).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        let want = (self.entries.len() + n).min(MAX_ATTRIBUTES);
+        self.entries
+            .reserve(want.saturating_sub(self.entries.len()));
+    }
+
+    /// Removes every entry, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.dropped = 0;
+    }
+
+    /// Appends a key known not to be present yet (a span's creation fields
+    /// are distinct); still bounded.
+    pub(crate) fn push_new(&mut self, key: &'static str, value: AttributeValue) {
+        if self.entries.len() >= MAX_ATTRIBUTES {
+            self.entries.remove(0);
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&AttributeValue> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &AttributeValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// How many entries are kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many entries were evicted past [`MAX_ATTRIBUTES`].
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}
+
+/// What the layer hands to the exporter worker.
+#[derive(Debug)]
+pub(crate) enum Record {
+    /// Boxed: the queue moves a pointer, not the whole record.
+    Span(Box<SpanData>),
+    Event(EventData),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_evict_oldest_and_count() {
+        let keys: Vec<&'static str> = (0..40)
+            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+            .collect();
+        let mut a = Attributes::new();
+        for (i, k) in keys.iter().enumerate() {
+            a.insert(k, AttributeValue::I64(i as i64));
+        }
+        assert_eq!(a.len(), MAX_ATTRIBUTES);
+        assert_eq!(a.dropped(), 8);
+        assert_eq!(a.iter().next().unwrap().0, "k8");
+        // Setting an existing key moves it to the end without dropping.
+        a.insert("k8", AttributeValue::Bool(true));
+        assert_eq!(a.dropped(), 8);
+        assert_eq!(
+            a.iter().last().unwrap(),
+            ("k8", &AttributeValue::Bool(true))
+        );
+    }
+
+    #[test]
+    fn span_kind_parse() {
+        let cases = [
+            ("server", Some(SpanKind::Server)),
+            ("CLIENT", Some(SpanKind::Client)),
+            (" Producer ", Some(SpanKind::Producer)),
+            ("consumer", Some(SpanKind::Consumer)),
+            ("internal", Some(SpanKind::Internal)),
+            ("srv", None),
+            ("", None),
+            ("server\0", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(SpanKind::parse(input), want, "{input:?}");
+        }
+    }
+
+    #[derive(Debug)]
+    struct Outer(std::num::ParseIntError);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("config is bad")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_value_captures_chain_and_type() {
+        let inner = "x".parse::<u8>().unwrap_err();
+        let e = ErrorValue::from_error(&Outer(inner));
+        assert_eq!(e.message, "config is bad");
+        assert_eq!(e.type_name.as_deref(), Some("Outer"));
+        assert_eq!(e.sources.len(), 1);
+        assert_eq!(e.sources[0], "invalid digit found in string");
+    }
+}
