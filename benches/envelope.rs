@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tracing::Level;
-use tracing_appinsights::bench_support::Encoder;
-use tracing_appinsights::{
+use tracing_appinsights::bench::Encoder;
+use tracing_appinsights::record::{
     Annotation, AttributeValue, Attributes, SpanData, SpanId, SpanKind, TraceId,
 };
 
@@ -62,25 +62,25 @@ fn typical(i: u64) -> SpanData {
 
 fn batches(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
-    let mut encoder = Encoder::default();
     for n in [1_u64, 100, 1000] {
         let spans: Vec<SpanData> = (0..n).map(typical).collect();
-        let json = encoder.to_json(&spans);
-        let wire = encoder.to_wire(&spans);
+        let mut encoder = Encoder::new(&spans);
+        let json = encoder.to_json();
+        let wire = encoder.to_wire();
         eprintln!(
             "batch of {n}: {json} JSON bytes, {wire} gzip bytes = {:.1} bytes per span on the wire",
             wire as f64 / n as f64
         );
         group.throughput(Throughput::Elements(n));
-        group.bench_with_input(BenchmarkId::new("json_gzip", n), &spans, |b, spans| {
-            b.iter(|| black_box(encoder.to_wire(black_box(spans))))
+        group.bench_function(BenchmarkId::new("json_gzip", n), |b| {
+            b.iter(|| black_box(black_box(&mut encoder).to_wire()))
         });
     }
     group.finish();
 
     // The target's case: spans with one event each.
     let with_event: Vec<SpanData> = (0..1000).map(|i| typical(i * 2)).collect();
-    let wire = encoder.to_wire(&with_event);
+    let wire = Encoder::new(&with_event).to_wire();
     eprintln!(
         "1000 server spans with one event each: {:.1} bytes per span on the wire",
         wire as f64 / 1000.0
@@ -90,9 +90,9 @@ fn batches(c: &mut Criterion) {
 /// Why gzip level 1: the levels' cost and size on a batch of 512 spans.
 fn gzip_levels(c: &mut Criterion) {
     use std::io::Write;
-    let mut encoder = Encoder::default();
     let spans: Vec<SpanData> = (0..512).map(typical).collect();
-    encoder.to_json(&spans);
+    let mut encoder = Encoder::new(&spans);
+    encoder.to_json();
     let json = encoder.json().to_vec();
     let mut group = c.benchmark_group("gzip_level");
     group.throughput(Throughput::Bytes(json.len() as u64));

@@ -11,7 +11,7 @@
 //!    sink discards (`InMemoryExporter::with_capacity(0)`);
 //!    `floor_sampled`: the least any layer must do for a sampled span when
 //!    it keeps the span's state in the registry's extensions, as the design
-//!    requires (`bench_support::FloorLayer`: lookups, one extension, field
+//!    requires (`support/floor.rs`: lookups, one extension, field
 //!    visiting, the message formatted; nothing kept, no clock, no queue).
 //!
 //! Workloads: `span_event` (a span with three fields — str, u64, bool —
@@ -20,11 +20,13 @@
 //!
 //! Targets, as ratios to `registry_noop`: unsampled ≤ 1.3×, sampled ≤ 2.5×.
 
+#[path = "support/floor.rs"]
+mod floor;
+use floor::FloorLayer;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tracing::Dispatch;
-use tracing_appinsights::bench_support::FloorLayer;
 use tracing_appinsights::{
     Builder, ExporterGuard, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId,
 };

@@ -14,10 +14,12 @@
 //! Divide the collected instructions by the iteration count for the cost of
 //! one span (a span with three fields, entered, one event, closed).
 
+#[path = "../benches/support/floor.rs"]
+mod floor;
+use floor::FloorLayer;
 use std::hint::black_box;
 
 use tracing::Dispatch;
-use tracing_appinsights::bench_support::FloorLayer;
 use tracing_appinsights::{Builder, InMemoryExporter, RemoteContext, Sampler, SpanId, TraceId};
 use tracing_subscriber::prelude::*;
 

@@ -300,6 +300,9 @@
 #![deny(unsafe_code)]
 
 mod appinsights;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod diag;
 mod error;

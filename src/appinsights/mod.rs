@@ -21,8 +21,9 @@ use tokio::task::JoinSet;
 
 use std::task::{Context, Poll};
 
-use self::envelope::{map_record, write_envelope, Envelope, EnvelopeContext};
-use self::payload::{Origin, Payload, PayloadBuilder};
+use self::encode::Encoder;
+use self::envelope::EnvelopeContext;
+use self::payload::{Origin, Payload};
 use self::response::{DropReason, Outcome, RetryReason};
 use self::retry::{Backoff, Health, Redirects};
 use self::storage::Storage;
@@ -31,16 +32,15 @@ use crate::diag::{self, TARGET};
 use crate::pipeline::{add, items_of, Clock, Ledger, Sink, Sleep};
 use crate::record::Record;
 
+pub(crate) mod encode;
 pub(crate) mod envelope;
-mod gzip;
+pub(crate) mod gzip;
 mod payload;
 mod response;
 mod retry;
 pub(crate) mod storage;
 pub(crate) mod transport;
 
-#[cfg(feature = "bench")]
-pub(crate) use payload::MAX_BODY_BYTES;
 
 /// A stored blob whose send failed is not read again for at least this
 /// long (its failure count is not kept on disk).
@@ -103,11 +103,9 @@ pub(crate) struct AppInsightsSink {
     transport: Arc<Transport>,
     /// The transport's settings, to build one for a redirect's host.
     transport_config: TransportConfig,
-    context: EnvelopeContext,
+    encoder: Encoder,
     policy: Policy,
     storage: Option<Storage>,
-    /// Reused between items.
-    scratch: Vec<u8>,
     /// Payloads waiting for their next attempt, by (due time, seq).
     waiting: BTreeMap<(Instant, u64), Payload>,
     /// Payloads being sent, by seq.
@@ -162,10 +160,9 @@ impl AppInsightsSink {
         Ok(AppInsightsSink {
             transport: Arc::new(Transport::new(transport_config.clone())?),
             transport_config,
-            context,
+            encoder: Encoder::new(context),
             policy,
             storage,
-            scratch: Vec::new(),
             waiting: BTreeMap::new(),
             in_flight: HashMap::new(),
             tasks: JoinSet::new(),
@@ -188,45 +185,20 @@ impl AppInsightsSink {
     /// Serialises a batch into payloads of at most about [`MAX_BODY_BYTES`]
     /// and queues them for sending. Never waits.
     fn encode(&mut self, batch: &[Record]) {
-        let mut done = Vec::new();
-        let mut builder = PayloadBuilder::default();
-        let mut envelopes: Vec<Envelope<'_>> = Vec::new();
-        let mut unencodable = 0_u64;
-        for record in batch {
-            envelopes.clear();
-            map_record(record, &self.context, &mut envelopes);
-            let expected = items_of(record);
-            let mapped = envelopes.len() as u64;
-            if mapped > expected {
-                // Keep the books balanced if the mapping ever makes more
-                // items than `items_of` says (a test pins the two together).
-                add(&self.ledger.queued, mapped - expected);
-                add(&self.ledger.taken, mapped - expected);
-            }
-            unencodable += expected.saturating_sub(mapped);
-            for envelope in &envelopes {
-                self.scratch.clear();
-                write_envelope(envelope, &mut self.scratch);
-                if self.scratch.is_empty() {
-                    unencodable += 1;
-                    continue;
-                }
-                if builder.would_overflow(self.scratch.len()) && !builder.is_empty() {
-                    done.push(std::mem::take(&mut builder));
-                }
-                builder.push(&self.scratch);
-            }
+        let encoded = self.encoder.encode(batch);
+        if encoded.extra > 0 {
+            add(&self.ledger.queued, encoded.extra);
+            add(&self.ledger.taken, encoded.extra);
         }
-        if !builder.is_empty() {
-            done.push(builder);
-        }
-        if unencodable > 0 {
-            add(&self.ledger.dropped_rejected, unencodable);
-            self.warned.unencodable.warn(format_args!("Exporter.Unencodable: {unencodable} items could not be encoded and were dropped"),
-            );
+        if encoded.unencodable > 0 {
+            add(&self.ledger.dropped_rejected, encoded.unencodable);
+            self.warned.unencodable.warn(format_args!(
+                "Exporter.Unencodable: {} items could not be encoded and were dropped",
+                encoded.unencodable
+            ));
         }
         let now = self.clock.now();
-        for builder in done {
+        for builder in encoded.bodies {
             let payload = builder.finish(self.next_seq, Origin::Fresh);
             self.next_seq += 1;
             self.hold(&payload);
@@ -873,6 +845,7 @@ impl Sink for AppInsightsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::appinsights::envelope::map_record;
     use crate::record::{Annotation, Attributes, EventData, SpanData};
 
     /// `items_of` says how many envelopes `map_record` makes: the counters
@@ -893,7 +866,7 @@ mod tests {
             let mut s = span.clone();
             for i in 0..n {
                 s.annotations.push(Annotation::new(
-                    self.clock.wall(),
+                    std::time::SystemTime::now(),
                     format!("event {i}"),
                     tracing::Level::INFO,
                     "app",
@@ -903,7 +876,7 @@ mod tests {
             records.push(Record::Span(Box::new(s)));
         }
         records.push(Record::Event(EventData {
-            timestamp: self.clock.wall(),
+            timestamp: std::time::SystemTime::now(),
             level: tracing::Level::WARN,
             target: "app",
             message: "outside".into(),
@@ -915,76 +888,55 @@ mod tests {
             assert_eq!(envelopes.len() as u64, items_of(record));
         }
     }
-
-    #[test]
-    fn payloads_slice_and_rebuild_items() {
-        let items: [&[u8]; 3] = [b"{\"a\":1}", b"{\"b\":2}", b"{\"c\":3}"];
-        let p = Payload::new(7, items.into_iter(), Origin::Fresh);
-        let raw = p.body.raw();
-        assert_eq!(&raw[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
-        assert_eq!(p.item(&raw, 1), b"{\"b\":2}");
-        let rest = p.subset(&[0, 2]);
-        let rest_raw = rest.body.raw();
-        assert_eq!(&rest_raw[..], b"[{\"a\":1},{\"c\":3}]");
-        assert_eq!(rest.seq, 7);
-        assert_eq!(
-            rest.item_slices(&rest_raw).collect::<Vec<_>>(),
-            [items[0], items[2]]
-        );
-        let empty = Payload::new(1, std::iter::empty(), Origin::Fresh);
-        assert_eq!(&empty.body.raw()[..], b"[]");
-        // Gzipped while waiting: the same items come back out.
-        let mut p = p;
-        p.body = p.body.compressed();
-        assert!(!p.body.is_raw());
-        assert_eq!(&p.body.raw()[..], &raw[..]);
-        let again = p.subset(&[1]);
-        assert_eq!(&again.body.raw()[..], b"[{\"b\":2}]");
-    }
 }
 
 #[cfg(test)]
 mod retry_tests {
     use super::*;
     use crate::appinsights::storage::{tests::TempDir, StorageConfig};
+    use crate::pipeline::ManualClock;
     use crate::record::SpanData;
 
-    /// A sink for an endpoint that refuses connections, retrying fast and
-    /// for 200 ms at most.
-    fn dead_sink(storage: Option<Storage>) -> AppInsightsSink {
+    /// A sink for an endpoint that refuses connections, retrying for 200 ms
+    /// of `clock` at most.
+    fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink, Ledger) {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let config = TransportConfig {
-            endpoint: format!("http://{addr}"),
-            gzip: true,
-            connect_timeout: Duration::from_millis(200),
-            request_timeout: Duration::from_millis(500),
-            pool_idle_timeout: Duration::from_secs(1),
-        };
-        let policy = Policy {
-            backoff: Backoff {
-                base: Duration::from_millis(10),
-                cap: Duration::from_millis(40),
-                max_elapsed: Duration::from_millis(200),
+        let config = SinkConfig {
+            transport: TransportConfig {
+                endpoint: format!("http://{addr}"),
+                gzip: true,
+                connect_timeout: Duration::from_millis(200),
+                request_timeout: Duration::from_millis(500),
+                pool_idle_timeout: Duration::from_secs(1),
             },
-            max_in_flight: 4,
-            max_memory: 1024 * 1024,
-            lease: Duration::from_secs(5),
+            context: EnvelopeContext::new(
+                "00000000-0000-0000-0000-000000000000",
+                &Default::default(),
+                1.0,
+            ),
+            policy: Policy {
+                backoff: Backoff {
+                    base: Duration::from_millis(10),
+                    cap: Duration::from_millis(40),
+                    max_elapsed: Duration::from_millis(200),
+                },
+                max_in_flight: 4,
+                max_memory: 1024 * 1024,
+                lease: Duration::from_secs(5),
+            },
         };
-        let context = EnvelopeContext::new(
-            "00000000-0000-0000-0000-000000000000",
-            &Default::default(),
-            1.0,
-        );
-        AppInsightsSink::new(
-            Transport::new(config.clone()).unwrap(),
+        let ledger = Ledger::detached();
+        let sink = AppInsightsSink::new(
             config,
-            context,
-            policy,
             storage,
+            ledger.clone(),
+            Clock::Manual(clock.clone()),
         )
+        .unwrap();
+        (sink, ledger)
     }
 
     fn spans(n: usize) -> Vec<Record> {
@@ -998,47 +950,51 @@ mod retry_tests {
             .collect()
     }
 
-    /// Drives the sink as the worker does until it is idle (or 5 s pass).
-    async fn drive(sink: &mut AppInsightsSink) {
-        let deadline = self.clock.now() + Duration::from_secs(5);
-        sink.pump();
-        while !sink.is_idle() && self.clock.now() < deadline {
-            let wake = tokio::time::timeout(Duration::from_millis(100), sink.wait()).await;
-            if let Ok(wake) = wake {
-                sink.on_wake(wake);
-            }
-            sink.pump();
-        }
-    }
-
-    fn run(sink: &mut AppInsightsSink, records: &[Record]) {
+    /// Drives the sink as the worker does until it is idle: waits for the
+    /// sends in flight (refused connections answer at once), and moves
+    /// `clock` on by 10 ms whenever nothing is in flight (at most 1,000
+    /// steps).
+    fn run(sink: &mut AppInsightsSink, mut records: Vec<Record>, clock: &ManualClock) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            sink.stop_reading();
-            sink.accept(records);
-            drive(sink).await;
+            sink.stop();
+            sink.accept(&mut records);
+            for _ in 0..1000 {
+                sink.start_due();
+                if sink.is_idle() {
+                    return;
+                }
+                if sink.in_flight.is_empty() {
+                    clock.advance(Duration::from_millis(10));
+                } else {
+                    std::future::poll_fn(|cx| sink.poll_work(cx)).await;
+                }
+            }
         });
     }
 
     #[test]
     fn when_retries_run_out_the_batch_is_stored() {
         let dir = TempDir::new("retries-out");
-        let storage = Storage::new(StorageConfig {
-            dir: dir.0.clone(),
-            max_bytes: 1024 * 1024,
-            retention: Duration::from_secs(3600),
-        });
-        let mut sink = dead_sink(Some(storage));
-        let counters = Counters::default();
-        run(&mut sink, &spans(3), &counters);
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let clock = ManualClock::new();
+        let storage = Storage::new(
+            StorageConfig {
+                dir: dir.0.clone(),
+                max_bytes: 1024 * 1024,
+                retention: Duration::from_secs(3600),
+            },
+            Clock::Manual(clock.clone()),
+        );
+        let (mut sink, ledger) = dead_sink(Some(storage), &clock);
+        run(&mut sink, spans(3), &clock);
+        let stats = ledger.stats();
         assert!(sink.is_idle());
-        assert_eq!(load(&self.ledger.stored), 3);
-        assert_eq!(load(&self.ledger.in_memory), 0);
-        assert!(load(&self.ledger.retried) >= 3, "retried before storing");
+        assert_eq!(stats.stored, 3);
+        assert_eq!(stats.in_memory, 0);
+        assert!(stats.retried >= 3, "retried before storing");
         let files: Vec<String> = std::fs::read_dir(&dir.0)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -1048,12 +1004,12 @@ mod retry_tests {
 
     #[test]
     fn without_storage_they_are_dropped_and_counted() {
-        let mut sink = dead_sink(None);
-        let counters = Counters::default();
-        run(&mut sink, &spans(2), &counters);
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let clock = ManualClock::new();
+        let (mut sink, ledger) = dead_sink(None, &clock);
+        run(&mut sink, spans(2), &clock);
+        let stats = ledger.stats();
         assert!(sink.is_idle());
-        assert_eq!(load(&self.ledger.dropped_storage_full), 2);
-        assert_eq!(load(&self.ledger.stored), 0);
+        assert_eq!(stats.dropped_storage_full, 2);
+        assert_eq!(stats.stored, 0);
     }
 }

@@ -145,8 +145,8 @@ impl Payload {
 }
 
 /// Builds a payload's body item by item.
-#[derive(Default)]
-pub(super) struct PayloadBuilder {
+#[derive(Debug, Default)]
+pub(crate) struct PayloadBuilder {
     body: Vec<u8>,
     items: Vec<(u32, u32)>,
 }
@@ -172,6 +172,12 @@ impl PayloadBuilder {
         self.items.push((start, self.body.len() as u32));
     }
 
+    /// The JSON array alone (for the benchmarks).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) fn into_body(self) -> Bytes {
+        self.finish(0, Origin::Fresh).body.raw()
+    }
+
     pub(super) fn finish(mut self, seq: u64, origin: Origin) -> Payload {
         if self.items.is_empty() {
             self.body.push(b'[');
@@ -186,5 +192,36 @@ impl PayloadBuilder {
             first_attempt: None,
             not_before: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_slice_and_rebuild_items() {
+        let items: [&[u8]; 3] = [b"{\"a\":1}", b"{\"b\":2}", b"{\"c\":3}"];
+        let p = Payload::new(7, items.into_iter(), Origin::Fresh);
+        let raw = p.body.raw();
+        assert_eq!(&raw[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
+        assert_eq!(p.item(&raw, 1), b"{\"b\":2}");
+        let rest = p.subset(&[0, 2]);
+        let rest_raw = rest.body.raw();
+        assert_eq!(&rest_raw[..], b"[{\"a\":1},{\"c\":3}]");
+        assert_eq!(rest.seq, 7);
+        assert_eq!(
+            rest.item_slices(&rest_raw).collect::<Vec<_>>(),
+            [items[0], items[2]]
+        );
+        let empty = Payload::new(1, std::iter::empty(), Origin::Fresh);
+        assert_eq!(&empty.body.raw()[..], b"[]");
+        // Gzipped while waiting: the same items come back out.
+        let mut p = p;
+        p.body = p.body.compressed();
+        assert!(!p.body.is_raw());
+        assert_eq!(&p.body.raw()[..], &raw[..]);
+        let again = p.subset(&[1]);
+        assert_eq!(&again.body.raw()[..], b"[{\"b\":2}]");
     }
 }

@@ -281,6 +281,7 @@ pub(crate) fn parse_track_response(body: &[u8]) -> Option<TrackResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::parse_http_date;
     use std::time::UNIX_EPOCH;
     use bytes::Bytes;
     
@@ -455,5 +456,62 @@ mod tests {
             parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
             Some(UNIX_EPOCH + Duration::from_secs(1_835_438_400))
         );
+    }
+
+    // --- TrackResponse ---
+
+    #[test]
+    fn track_responses_parse() {
+        let error = |index, status_code, message: &str| TrackError {
+            index,
+            status_code,
+            message: message.to_owned(),
+        };
+        let response = |items_received, items_accepted, errors| TrackResponse {
+            items_received,
+            items_accepted,
+            errors,
+        };
+        let cases: Vec<(&str, Option<TrackResponse>)> = vec![
+            (
+                r#"{"itemsReceived":3,"itemsAccepted":3,"errors":[]}"#,
+                Some(response(3, 3, vec![])),
+            ),
+            (
+                r#"{ "itemsReceived": 3, "itemsAccepted": 1,
+                     "errors": [ { "index": 0, "statusCode": 400, "message": "103: Field 'time' is too old" },
+                                 { "index": 2, "statusCode": 500, "message": "Internal Server Error" } ] }"#,
+                Some(response(
+                    3,
+                    1,
+                    vec![
+                        error(0, 400, "103: Field 'time' is too old"),
+                        error(2, 500, "Internal Server Error"),
+                    ],
+                )),
+            ),
+            (r#"{"itemsReceived":2}"#, Some(response(2, 0, vec![]))),
+            (
+                r#"{"errors":[{"index":1}]}"#,
+                Some(response(0, 0, vec![error(1, 0, "")])),
+            ),
+            (
+                r#"{"itemsReceived":1,"appId":null,"extra":[1]}"#,
+                Some(response(1, 0, vec![])),
+            ),
+            ("{}", Some(TrackResponse::default())),
+            (r#"{"errors":[{"statusCode":500}]}"#, None),
+            (r#"{"itemsReceived":-1}"#, None),
+            ("[]", None),
+            ("[3, 3, []]", None),
+            ("  \n{\"itemsAccepted\": 1}", Some(response(0, 1, vec![]))),
+            ("null", None),
+            ("", None),
+            ("<html>Bad Gateway</html>", None),
+            ("\u{1f}\u{8b}garbage", None),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(parse_track_response(body.as_bytes()), expected, "{body}");
+        }
     }
 }

@@ -197,6 +197,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn backoff_is_exponential_capped_and_fully_jittered() {

@@ -1,75 +1,8 @@
-//! Entry points for the crate's own benchmarks (`benches/envelope.rs`,
-//! `benches/layer.rs`, `examples/span_cost.rs`):
-//! not part of the public API, no stability promise.
+//! The floor rung of the layer benchmark (`benches/layer.rs`, and
+//! `examples/span_cost.rs` for callgrind): [`FloorLayer`].
 
-use crate::appinsights::envelope::{map_span, write_envelope, Envelope, EnvelopeContext, TelemetrySettings};
-use crate::SpanData;
-
-/// Encodes spans exactly as the exporter does: envelopes, one JSON array,
-/// gzip.
-#[derive(Debug)]
-pub struct Encoder {
-    context: EnvelopeContext,
-    item: Vec<u8>,
-    body: Vec<u8>,
-}
-
-impl Default for Encoder {
-    fn default() -> Self {
-        Encoder {
-            context: EnvelopeContext::new(
-                "00000000-0000-0000-0000-000000000000",
-                &TelemetrySettings {
-                    cloud_role: Some("bench".into()),
-                    cloud_role_instance: Some("bench-1".into()),
-                    application_version: None,
-                },
-                1.0,
-            ),
-            item: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-}
-
-impl Encoder {
-    /// Maps and serialises `spans` into one JSON array (kept in the
-    /// encoder), returning its length in bytes.
-    pub fn to_json(&mut self, spans: &[SpanData]) -> usize {
-        self.body.clear();
-        self.body.push(b'[');
-        let mut envelopes: Vec<Envelope<'_>> = Vec::new();
-        for span in spans {
-            envelopes.clear();
-            map_span(span, &self.context, &mut envelopes);
-            for envelope in &envelopes {
-                self.item.clear();
-                write_envelope(envelope, &mut self.item);
-                if self.body.len() > 1 {
-                    self.body.push(b',');
-                }
-                self.body.extend_from_slice(&self.item);
-            }
-        }
-        self.body.push(b']');
-        self.body.len()
-    }
-
-    /// The JSON array of the last [`to_json`](Self::to_json).
-    pub fn json(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// [`to_json`](Self::to_json) then gzip: the request body's size on the
-    /// wire, in bytes.
-    pub fn to_wire(&mut self, spans: &[SpanData]) -> usize {
-        self.to_json(spans);
-        crate::appinsights::transport::gzip(&self.body).len()
-    }
-}
-
-/// The least a layer can do for a *sampled* span when, as the design
-/// requires, it keeps the span's state in the registry's extensions: look
+/// The least a layer can do for a *sampled* span when it keeps the span's
+/// state in the registry's extensions (as `AppInsightsLayer` does): look
 /// the span up, visit its fields, read its parent's extension (where the
 /// sampling decision it inherits is kept), insert one small extension; for
 /// an event, look its span up, take the extension's lock, visit its fields
@@ -80,6 +13,7 @@ impl Encoder {
 /// it is a floor for the `ours_sampled` rung of `benches/layer.rs`: no
 /// layer built on extensions and `Visit` can be cheaper.
 #[derive(Debug, Default)]
+#[allow(dead_code)] // each including target uses what it needs
 pub struct FloorLayer;
 
 /// The one-word extension [`FloorLayer`] keeps per span.
