@@ -1,10 +1,11 @@
 //! Custom properties (`properties`: a map of string to string on every
 //! domain type), borrowed from the record's attributes where possible.
 //!
-//! Service limits (reference (f)): property names at most 150 characters
-//! (longer keys are dropped), values at most 8192 characters (cut on a char
-//! boundary). Values are always strings: numbers and booleans are
-//! stringified, unlike the seed's raw JSON values.
+//! Service limits (Application Insights' documented limits): property names
+//! at most 150 characters (longer keys are dropped), values at most 8192
+//! characters (cut on a char boundary). Values are always strings: numbers
+//! and booleans are stringified, unlike `opencensus-ext-azure`'s raw JSON
+//! values.
 
 use std::fmt::Write as _;
 

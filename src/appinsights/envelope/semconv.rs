@@ -4,7 +4,7 @@
 //!
 //! A recognized key is consumed: its value goes to a dedicated envelope
 //! field or tag and not to `properties` (`component` is the exception: it is
-//! read and kept, as the seed keeps it).
+//! read and kept, as `opencensus-ext-azure` keeps it).
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! Mapping tests: one per rule of design §5, asserting the JSON sent.
+//! Mapping tests: one per rule of `docs/mapping.md`, asserting the JSON sent.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
