@@ -135,7 +135,7 @@
 //!
 //! | field | effect |
 //! |---|---|
-//! | `otel.kind` | [`SpanKind`]: `server`, `client`, `producer`, `consumer`, `internal` |
+//! | `otel.kind` | [`SpanKind`](record::SpanKind): `server`, `client`, `producer`, `consumer`, `internal` |
 //! | `otel.name` | replaces the span's name |
 //! | `otel.status_code` | `ok` or `error` |
 //! | `otel.status_description` | the status message |
@@ -148,7 +148,7 @@
 //! Inside events, `message` is the event's text, an `error` field recorded
 //! as `&dyn Error` (or an `exception.message` field) marks the enclosing
 //! span failed, and events with `message.type = "SENT"` or `"RECEIVED"` are
-//! kept as [`MessageEvent`]s. Values of the wrong type for a special field
+//! kept as [`MessageEvent`](record::MessageEvent)s. Values of the wrong type for a special field
 //! stay ordinary attributes.
 //!
 //! # The record

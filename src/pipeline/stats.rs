@@ -231,7 +231,7 @@ pub struct ExporterStats {
     /// for their next attempt.
     pub in_memory: u64,
     /// Items the sink took: accepted by the ingestion service (or printed
-    /// to stdout, or kept by an [`InMemoryExporter`]). Includes items read
+    /// to stdout, or kept by an [`InMemoryExporter`](crate::InMemoryExporter)). Includes items read
     /// back from storage.
     pub exported: u64,
     /// Item resends after a failure (an item sent three times counts two).
