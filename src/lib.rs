@@ -1,6 +1,6 @@
 //! Send [`tracing`] spans to Azure Application Insights.
 //!
-//! *Compiler support: requires rustc 1.80+*
+//! *Compiler support: requires rustc 1.85+*
 //!
 //! Add one [`tracing_subscriber::Layer`] to your subscriber, annotate your
 //! functions with `#[instrument]`, and the spans become OpenCensus-style
@@ -286,7 +286,7 @@
 //!
 //! # Supported Rust versions
 //!
-//! The minimum supported Rust version is 1.80; raising it is not a breaking
+//! The minimum supported Rust version is 1.85; raising it is not a breaking
 //! change but is noted in the changelog.
 
 #![warn(

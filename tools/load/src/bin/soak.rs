@@ -6,14 +6,13 @@
 //! peak memory is reported. Exits non-zero on any loss or duplicate.
 //!
 //! ```sh
-//! cargo run --release --example soak              # 50,000 spans/s for 20 s
-//! cargo run --release --example soak -- 10000 5   # RATE SECONDS
+//! cargo run --release -p tracing-appinsights-load --bin soak              # 50,000 spans/s for 20 s
+//! cargo run --release -p tracing-appinsights-load --bin soak -- 10000 5   # RATE SECONDS
 //! ```
 //!
 //! The ingestion server runs in a child process (this binary with
 //! `--server`), so the peak RSS is the exporter's and the application's
-//! alone. `tests/soak.rs` runs it (ignored by default; `.ci/run` runs it in
-//! release mode).
+//! alone. `.ci/run` runs it in release mode.
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -5,7 +5,7 @@
 //! span was lost.
 //!
 //! ```sh
-//! cargo run --release --example throughput -- 100000 10
+//! cargo run --release -p tracing-appinsights-load --bin throughput -- 100000 10
 //! ```
 
 use std::convert::Infallible;
