@@ -9,11 +9,10 @@
 //! emulators). Each request, from connect to the last body byte, is bounded
 //! by `request_timeout`.
 
-// The HTTP sink is not wired in yet; until it is, only the tests use this.
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::diag::TARGET;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
@@ -26,7 +25,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore, WantsVerifier};
-use crate::diag::TARGET;
 
 /// The ingestion API path, appended to the endpoint.
 const TRACK_PATH: &str = "/v2.1/track";

@@ -1,4 +1,4 @@
-//! Head sampling, decided once per trace in `on_new_span` (design §4).
+//! Head sampling, decided once per trace in `on_new_span`.
 //!
 //! * A span with a local parent inherits the parent's decision.
 //! * A span with a remote parent honours the parent's sampled flag, both ways.
@@ -112,7 +112,7 @@ impl SamplingRule {
     }
 
     /// The decision for a span with a remote parent: the caller's sampled
-    /// flag, both ways (design §4); when the caller sent none (a legacy
+    /// flag, both ways; when the caller sent none (a legacy
     /// `Request-Id`), the rule applied to the caller's trace id.
     ///
     /// OpenCensus re-samples an unsampled remote parent; we honour it, so a
@@ -123,7 +123,8 @@ impl SamplingRule {
     }
 
     /// The decision from the low 64 bits of a trace id (compared as an
-    /// integer: comparing as `f64` would round them, design §4).
+    /// integer: comparing as `f64` would round them and answer differently
+    /// near the bound, e.g. for `2^63 + 1` at 0.5).
     #[inline]
     pub(crate) fn sample_low_bits(self, low: u64) -> bool {
         match self {
@@ -138,7 +139,8 @@ impl SamplingRule {
 mod tests {
     use super::*;
 
-    /// The reference's §e1 vectors (opencensus tests, confirmed by running it).
+    /// The vectors of opencensus' `ProbabilitySampler` tests (its answers
+    /// confirmed by running it), and edge cases of the rule.
     #[test]
     fn opencensus_vectors() {
         let cases = [
@@ -171,8 +173,8 @@ mod tests {
         assert_eq!(Sampler::probability(1.0).rule(), SamplingRule::All);
     }
 
-    /// The reference's last vector (flag `01` at rate 0 samples), and the
-    /// design's rule that flag `00` is honoured even at rate 1.
+    /// Flag `01` samples even at rate 0 (as in opencensus), and flag `00` is
+    /// honoured even at rate 1 (unlike opencensus, which re-samples it).
     #[test]
     fn remote_flag_is_honoured_both_ways() {
         let id = TraceId::from_hex("f8739df974a4481f98748cd92b27177d").unwrap();

@@ -1,4 +1,5 @@
-//! Distributed tracing: trace context in and out of the process (design §7).
+//! Distributed tracing: trace context in and out of the process
+//! (`docs/distributed-tracing.md` has the rules and the API).
 //!
 //! * In: [`RemoteContext::from_headers`] reads W3C `traceparent` +
 //!   `tracestate`, else the legacy `Request-Id`, plus `Request-Context`'s
@@ -22,8 +23,8 @@ use tracing_core::span::Id;
 use tracing_core::Dispatch;
 
 use crate::record::ids::{SpanId, TraceId};
-use crate::record::SpanContext;
 use crate::record::text::Text;
+use crate::record::SpanContext;
 
 mod legacy;
 mod w3c;

@@ -1,10 +1,12 @@
 //! W3C Trace Context: the `traceparent` and `tracestate` headers.
 //!
-//! Parsing follows the reference's §e3 (the seed's `TraceContextPropagator`)
-//! with its bug fixed: the flags are hex, so `0a` is valid (not sampled) and
-//! `03` is sampled. Everything works on bytes: a header value need not be
-//! UTF-8, and no input makes these functions panic (a property test and a
-//! fuzz target check it).
+//! Parsing follows the grammar of opencensus' `TraceContextPropagator`
+//! (lowercase only; all-zero ids, version `ff`, and version `00` with more
+//! fields are invalid; 1 to 32 unique `tracestate` members) with its bug
+//! fixed: the flags are hex, so `0a` is valid (not sampled) and `03` is
+//! sampled; `docs/distributed-tracing.md` has the rules. Everything works on
+//! bytes: a header value need not be UTF-8, and no input makes these
+//! functions panic (a property test and a fuzz target check it).
 
 use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::Text;
@@ -131,7 +133,7 @@ fn parse_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `[a-z][_0-9a-z\-*/]{0,255}`, or `tenant@system` with a tenant of
 /// `[a-z0-9][_0-9a-z\-*/]{0,240}` and a system of `[a-z][_0-9a-z\-*/]{0,13}`.
 ///
-/// The tenant may start with a digit as W3C allows (the seed's expression
+/// The tenant may start with a digit as W3C allows (opencensus' expression
 /// wants a letter there, rejecting valid multi-tenant keys).
 fn valid_key(key: &[u8]) -> bool {
     match key.iter().position(|&b| b == b'@') {
@@ -208,7 +210,8 @@ mod tests {
             .map(|p| (p.trace_id.to_string(), p.span_id.to_string(), p.flags))
     }
 
-    /// The reference's valid and invalid cases, and the table.
+    /// W3C's valid and invalid cases, and those opencensus' propagator gets
+    /// wrong (hex flags).
     #[test]
     fn traceparent_table() {
         let valid = |flags: u8| Some((TRACE.to_owned(), SPAN.to_owned(), flags));

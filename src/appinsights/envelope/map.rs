@@ -1,4 +1,4 @@
-//! Records into envelopes (design §5): one span gives its Request or
+//! Records into envelopes (`docs/mapping.md`): one span gives its Request or
 //! RemoteDependency item, then one Message or Exception item per event
 //! inside it; an event outside any span gives one Message or Exception item
 //! with no operation.
@@ -7,10 +7,10 @@ use std::time::SystemTime;
 
 use tracing_core::Level;
 
+use crate::record::text::truncate_str;
 use crate::record::{
     Annotation, AttributeValue, Attributes, EventData, Record, SpanData, SpanKind, Status,
 };
-use crate::record::text::truncate_str;
 
 use super::exception::{is_exception, ExceptionData};
 use super::message::MessageData;

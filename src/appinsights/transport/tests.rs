@@ -50,7 +50,8 @@ impl Rng {
 /// Span names used by [`envelope`].
 const NAMES: [&str; 4] = ["GET /orders/{id}", "load_config", "query_orders", "render"];
 
-/// One envelope shaped like the crate's output (reference (g1)/(g5)).
+/// One envelope shaped like what the crate sends: a Request or a
+/// dependency, with tags and string properties (see `docs/mapping.md`).
 fn envelope(rng: &mut Rng, i: usize) -> Value {
     let (kind, base_type, extra) = if i % 4 == 0 {
         (
