@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
@@ -24,23 +24,25 @@ use std::task::{Context, Poll};
 use self::encode::Encoder;
 use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
-use self::response::{DropReason, Outcome, RetryReason};
+use self::response::{DropReason, Outcome};
 use self::retry::{Backoff, Health, Redirects};
 use self::storage::Storage;
 use self::transport::{SendOutcome, Transport, TransportConfig, TransportError};
-use crate::diag::{self, TARGET};
-use crate::pipeline::{add, items_of, Clock, Ledger, Sink, Sleep};
+use crate::diag::TARGET;
+use crate::pipeline::{add, Clock, Ledger, Sink, Sleep};
 use crate::record::Record;
 
 pub(crate) mod encode;
 pub(crate) mod envelope;
 pub(crate) mod gzip;
+mod diagnostics;
+mod memory;
+mod offline;
 mod payload;
 mod response;
 mod retry;
 pub(crate) mod storage;
 pub(crate) mod transport;
-
 
 /// A stored blob whose send failed is not read again for at least this
 /// long (its failure count is not kept on disk).
@@ -73,21 +75,6 @@ impl Policy {
             lease: request_timeout * 2 + Duration::from_secs(5),
         }
     }
-}
-
-/// Which kinds of trouble were already reported at warning level (later
-/// ones go to debug level, so a dead endpoint does not flood the logs).
-#[derive(Debug, Default)]
-struct Warned {
-    retry: diag::Once,
-    network: diag::Once,
-    partial: diag::Once,
-    dropped: diag::Once,
-    no_storage: diag::Once,
-    unencodable: diag::Once,
-    too_old: diag::Once,
-    corrupt: diag::Once,
-    oversize: diag::Once,
 }
 
 /// What the Application Insights sink is made of, from the settings.
@@ -123,7 +110,7 @@ pub(crate) struct AppInsightsSink {
     redirects: Redirects,
     /// Whether stored blobs are read back (not once stopping).
     reading: bool,
-    warned: Warned,
+    warned: diagnostics::Warned,
     ledger: Ledger,
     clock: Clock,
     /// The sleep until [`next_due`](Self::next_due), and its instant.
@@ -173,7 +160,7 @@ impl AppInsightsSink {
             health: Health::default(),
             redirects: Redirects::default(),
             reading: true,
-            warned: Warned::default(),
+            warned: diagnostics::Warned::default(),
             ledger,
             clock,
             timer: None,
@@ -234,28 +221,6 @@ impl AppInsightsSink {
             }
         }
         self.publish();
-    }
-
-    /// A blob from storage as a payload, when the endpoint is healthy and
-    /// memory has room.
-    fn read_back(&mut self) -> Option<Payload> {
-        if !self.may_read_back() {
-            return None;
-        }
-        let storage = self.storage.as_mut()?;
-        let blob = storage.take(self.clock.wall() + self.policy.lease);
-        self.collect_discarded();
-        let mut blob = blob?;
-        let items = std::mem::take(&mut blob.items);
-        let mut payload = Payload::new(
-            self.next_seq,
-            items.iter().map(Vec::as_slice),
-            Origin::Stored(blob),
-        );
-        self.next_seq += 1;
-        payload.sent = true;
-        self.hold(&payload);
-        Some(payload)
     }
 
     /// Sends a payload in a task of the worker's runtime.
@@ -332,30 +297,6 @@ impl AppInsightsSink {
             Some(until) => due.max(until),
             None => due,
         })
-    }
-
-    /// When storage is next worth reading, if it may be read at all.
-    fn storage_look(&self) -> Option<Instant> {
-        let storage = self.storage.as_ref()?;
-        if !self.may_read_back() {
-            return None;
-        }
-        Some(storage.next_look().unwrap_or_else(Instant::now))
-    }
-
-    /// Whether a blob may be read back now: reading is on, memory has
-    /// room, and the endpoint is healthy or nothing else is pending (the
-    /// blob is then the probe that finds out whether the endpoint is back;
-    /// a pause still applies). Fresh data goes first: while some is
-    /// pending, one blob at a time is in flight; otherwise as many as
-    /// requests may be.
-    fn may_read_back(&self) -> bool {
-        let reading = self.in_flight.values().filter(|p| !p.is_fresh()).count();
-        let fresh_pending = !self.waiting.is_empty() || self.in_flight.len() > reading;
-        self.reading
-            && (self.health.is_healthy() || !fresh_pending && reading == 0)
-            && (reading == 0 || !fresh_pending && self.health.is_healthy())
-            && self.memory < self.policy.max_memory / 2
     }
 
     /// Handles a finished send.
@@ -540,137 +481,6 @@ impl AppInsightsSink {
         }
     }
 
-    // === storage ===
-
-    /// Writes a fresh payload (already out of `waiting`/`in_flight`) to
-    /// storage, leased until `lease_until`; without room, drops it,
-    /// counted.
-    fn store(&mut self, payload: Payload, lease_until: Option<SystemTime>) {
-        if let Some(payload) = self.try_store(payload, lease_until) {
-            let n = payload.len() as u64;
-            add(&self.ledger.dropped_storage_full, n);
-            if self.storage.is_none() {
-                self.warned.no_storage.warn(format_args!(
-                        "Exporter.DroppedNoStorage: {n} items could not be sent in time and \
-                         offline storage is off; they are dropped (ExporterStats::\
-                         dropped_storage_full)"
-                    ),
-                );
-            }
-        }
-    }
-
-    /// Writes a fresh payload to storage, counted; gives it back when
-    /// storage is off, full or unwritable (storage reports that itself).
-    fn try_store(
-        &mut self,
-        payload: Payload,
-        lease_until: Option<SystemTime>
-    ) -> Option<Payload> {
-        let Some(storage) = &mut self.storage else {
-            return Some(payload);
-        };
-        let raw = payload.body.raw();
-        match storage.put(payload.item_slices(&raw), lease_until) {
-            Ok(()) => {
-                add(&self.ledger.stored, payload.len() as u64);
-                None
-            }
-            Err(_) => Some(payload),
-        }
-    }
-
-    /// While the bodies held pass the memory bound, gzips the waiting
-    /// payloads, then stores them, the one whose attempt is furthest away
-    /// first.
-    fn enforce_memory(&mut self) {
-        while self.memory > self.policy.max_memory {
-            let raw = self
-                .waiting
-                .iter()
-                .rev()
-                .find(|(_, p)| p.body.is_raw())
-                .map(|(key, _)| *key);
-            if let Some(key) = raw {
-                if let Some(mut payload) = self.waiting.remove(&key) {
-                    self.unhold(&payload);
-                    payload.body = payload.body.compressed();
-                    self.hold(&payload);
-                    let gzipped = !payload.body.is_raw();
-                    self.waiting.insert(key, payload);
-                    if gzipped {
-                        continue;
-                    }
-                }
-            }
-            let Some(((due, _), payload)) = self.waiting.pop_last() else {
-                return;
-            };
-            self.unhold(&payload);
-            let lease = due
-                .checked_duration_since(self.clock.now())
-                .map(|left| self.clock.wall() + left);
-            match payload.origin {
-                // A blob waiting to be resent to a redirect's host: it is
-                // still on disk; let it wait there.
-                Origin::Stored(mut blob) => {
-                    if let Some(storage) = &mut self.storage {
-                        storage.release(&mut blob, lease.unwrap_or_else(SystemTime::now));
-                    }
-                }
-                Origin::Fresh => self.store(payload, lease),
-            }
-        }
-    }
-
-    /// Counts what storage deleted unsent.
-    fn collect_discarded(&mut self) {
-        let Some(storage) = &mut self.storage else {
-            return;
-        };
-        let discarded = storage.take_discarded();
-        if discarded.total() == 0 {
-            return;
-        }
-        add(&self.ledger.read_back, discarded.total());
-        add(&self.ledger.dropped_too_old, discarded.too_old);
-        add(&self.ledger.dropped_corrupt, discarded.corrupt);
-        add(&self.ledger.dropped_storage_full, discarded.oversize);
-        let dir = storage.dir().display().to_string();
-        for (count, warned, what) in [
-            (
-                discarded.too_old,
-                &self.warned.too_old,
-                "older than the retention (ExporterStats::dropped_too_old)",
-            ),
-            (
-                discarded.corrupt,
-                &self.warned.corrupt,
-                "not telemetry: a damaged or foreign file (ExporterStats::dropped_corrupt)",
-            ),
-            (
-                discarded.oversize,
-                &self.warned.oversize,
-                "in a blob larger than the storage may hold (ExporterStats::dropped_storage_full)",
-            ),
-        ] {
-            if count > 0 {
-                warned.warn(format_args!(
-                        "Storage.Discarded: {count} stored items deleted unsent from {dir}: {what}"
-                    ),
-                );
-            }
-        }
-    }
-
-    /// Periodic housekeeping: storage cleanup.
-    fn maintain(&mut self) {
-        if let Some(storage) = &mut self.storage {
-            storage.maintain();
-        }
-        self.collect_discarded();
-    }
-
     // === flush and shutdown ===
 
     /// Whether no fresh payload below `mark` is waiting or in flight.
@@ -679,124 +489,11 @@ impl AppInsightsSink {
         !self.waiting.values().any(pending) && !self.in_flight.values().any(pending)
     }
 
-    /// Stores the waiting fresh payloads below `mark`, each leased until
-    /// its retry is due. What storage cannot take (it is off, full or
-    /// unwritable) stays in memory and goes on being retried: a flush never
-    /// drops what could still be delivered.
-    fn spill(&mut self, mark: u64) {
-        let keys: Vec<(Instant, u64)> = self
-            .waiting
-            .iter()
-            .filter(|(_, p)| p.is_fresh() && p.seq < mark)
-            .map(|(k, _)| *k)
-            .collect();
-        let now = self.clock.now();
-        for key in keys {
-            if let Some(payload) = self.waiting.remove(&key) {
-                self.unhold(&payload);
-                let lease = key
-                    .0
-                    .checked_duration_since(now)
-                    .map(|d| self.clock.wall() + d);
-                if let Some(payload) = self.try_store(payload, lease) {
-                    self.hold(&payload);
-                    self.waiting.insert(key, payload);
-                }
-            }
-        }
-        self.publish();
-    }
-
-    /// Abandons the requests in flight and stores everything held, free for
-    /// the next reader; blobs being sent go back to storage unleased.
-    fn spill_all(&mut self) {
-        self.tasks.abort_all();
-        self.task_seqs.clear();
-        let payloads: Vec<Payload> = std::mem::take(&mut self.in_flight)
-            .into_values()
-            .chain(std::mem::take(&mut self.waiting).into_values())
-            .collect();
-        for payload in payloads {
-            self.unhold(&payload);
-            match payload.origin {
-                Origin::Stored(blob) => {
-                    if let Some(storage) = &mut self.storage {
-                        storage.unlease(&blob);
-                    }
-                }
-                Origin::Fresh => self.store(payload, None),
-            }
-        }
-        self.publish();
-    }
-
     /// Reads nothing more back from storage.
     fn stop_reading(&mut self) {
         self.reading = false;
     }
 
-    // === bookkeeping ===
-
-    /// A payload enters memory.
-    fn hold(&mut self, payload: &Payload) {
-        self.memory += payload.body.held();
-        if payload.is_fresh() {
-            self.fresh_items += payload.len() as u64;
-        }
-    }
-
-    /// A payload leaves memory.
-    fn unhold(&mut self, payload: &Payload) {
-        self.memory -= payload.body.held();
-        if payload.is_fresh() {
-            self.fresh_items -= payload.len() as u64;
-        }
-    }
-
-    /// Publishes the gauge of items in memory.
-    fn publish(&self) {
-        self.ledger
-            .in_memory
-            .store(self.fresh_items, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    // === diagnostics ===
-
-    fn report_retry(&self, reason: &RetryReason, after: Option<Duration>, n: usize) {
-        let (warned, what) = match reason {
-            RetryReason::Status(status) => (
-                &self.warned.retry,
-                format!("the ingestion service answered {status}"),
-            ),
-            RetryReason::Timeout => (&self.warned.network, "the request timed out".to_owned()),
-            RetryReason::Connect(error) => (
-                &self.warned.network,
-                format!("could not reach the ingestion endpoint ({error})"),
-            ),
-        };
-        let after = after.map_or(String::new(), |a| format!(" (Retry-After {a:?})"));
-        warned.warn(format_args!(
-            "Exporter.Retrying: {what}{after}; {n} items will be sent again"
-        ));
-    }
-
-    fn report_drop(&self, reason: &DropReason, n: usize) {
-        let what = match reason {
-            DropReason::Status(status, message) => {
-                format!("the ingestion service answered {status} ({message})")
-            }
-            DropReason::UnreadablePartial => {
-                "the ingestion service answered 206 without saying which items it refused"
-                    .to_owned()
-            }
-            DropReason::BadRedirect(why) => format!("unusable redirect: {why}"),
-        };
-        // An error: data is lost and the cause (a wrong key, a quota) is
-        // the user's to fix. The first of each run; later ones at debug.
-        self.warned.dropped.error(format_args!(
-            "Exporter.Dropped: {what}; {n} items dropped (ExporterStats::dropped_rejected)"
-        ));
-    }
 }
 
 impl Sink for AppInsightsSink {

@@ -1,0 +1,61 @@
+//! What the sink tells the application's logs: each kind of trouble once
+//! at warning (or error) level, then at debug level.
+
+use std::time::Duration;
+
+use super::response::{DropReason, RetryReason};
+use super::AppInsightsSink;
+use crate::diag;
+
+/// Which kinds of trouble were already reported at warning level (later
+/// ones go to debug level, so a dead endpoint does not flood the logs).
+#[derive(Debug, Default)]
+pub(super) struct Warned {
+    pub(super) retry: diag::Once,
+    pub(super) network: diag::Once,
+    pub(super) partial: diag::Once,
+    pub(super) dropped: diag::Once,
+    pub(super) no_storage: diag::Once,
+    pub(super) unencodable: diag::Once,
+    pub(super) too_old: diag::Once,
+    pub(super) corrupt: diag::Once,
+    pub(super) oversize: diag::Once,
+}
+
+impl AppInsightsSink {
+    pub(super) fn report_retry(&self, reason: &RetryReason, after: Option<Duration>, n: usize) {
+        let (warned, what) = match reason {
+            RetryReason::Status(status) => (
+                &self.warned.retry,
+                format!("the ingestion service answered {status}"),
+            ),
+            RetryReason::Timeout => (&self.warned.network, "the request timed out".to_owned()),
+            RetryReason::Connect(error) => (
+                &self.warned.network,
+                format!("could not reach the ingestion endpoint ({error})"),
+            ),
+        };
+        let after = after.map_or(String::new(), |a| format!(" (Retry-After {a:?})"));
+        warned.warn(format_args!(
+            "Exporter.Retrying: {what}{after}; {n} items will be sent again"
+        ));
+    }
+
+    pub(super) fn report_drop(&self, reason: &DropReason, n: usize) {
+        let what = match reason {
+            DropReason::Status(status, message) => {
+                format!("the ingestion service answered {status} ({message})")
+            }
+            DropReason::UnreadablePartial => {
+                "the ingestion service answered 206 without saying which items it refused"
+                    .to_owned()
+            }
+            DropReason::BadRedirect(why) => format!("unusable redirect: {why}"),
+        };
+        // An error: data is lost and the cause (a wrong key, a quota) is
+        // the user's to fix. The first of each run; later ones at debug.
+        self.warned.dropped.error(format_args!(
+            "Exporter.Dropped: {what}; {n} items dropped (ExporterStats::dropped_rejected)"
+        ));
+    }
+}
