@@ -20,7 +20,29 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::transport::SendOutcome;
+use bytes::Bytes;
+
+/// What became of one POST. The transport does not judge it: [`classify`] does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SendOutcome {
+    /// The service answered, with any status.
+    Response {
+        /// The HTTP status code.
+        status: u16,
+        /// The `Retry-After` header, as sent (seconds or an HTTP date).
+        retry_after: Option<String>,
+        /// The `Location` header (for 307/308), as sent.
+        location: Option<String>,
+        /// The response body, empty when it could not be read or was over
+        /// 1 MiB.
+        body: Bytes,
+    },
+    /// `request_timeout` passed before the response was read.
+    Timeout,
+    /// No answer: connection refused or reset, DNS or TLS failure, TCP
+    /// connect timeout, and the like (a short description).
+    Connect(String),
+}
 
 /// Statuses retried as a whole batch, and per item in a partial answer.
 pub(crate) const RETRYABLE: [u16; 8] = [401, 403, 408, 429, 500, 502, 503, 504];

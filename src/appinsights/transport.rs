@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::appinsights::response::SendOutcome;
 use crate::diag::TARGET;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -89,29 +90,6 @@ pub(crate) enum TransportError {
         /// Why no roots were loaded, and which feature to enable.
         reason: String,
     },
-}
-
-/// What became of one POST. The transport does not judge it: the retry
-/// policy does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum SendOutcome {
-    /// The service answered, with any status.
-    Response {
-        /// The HTTP status code.
-        status: u16,
-        /// The `Retry-After` header, as sent (seconds or an HTTP date).
-        retry_after: Option<String>,
-        /// The `Location` header (for 307/308), as sent.
-        location: Option<String>,
-        /// The response body, empty when it could not be read or was over
-        /// 1 MiB.
-        body: Bytes,
-    },
-    /// `request_timeout` passed before the response was read.
-    Timeout,
-    /// No answer: connection refused or reset, DNS or TLS failure, TCP
-    /// connect timeout, and the like (a short description).
-    Connect(String),
 }
 
 /// POSTs batches to the ingestion endpoint over one pooled client.

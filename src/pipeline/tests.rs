@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use tracing_subscriber::prelude::*;
 
-use super::{Ledger, Sink};
+use super::{add, items_of, Ledger, Sink};
 use crate::record::Record;
-use crate::sinks::Immediate;
 use crate::Builder;
 
 /// Counts what reaches the subscriber, whichever thread it comes from.
@@ -115,10 +114,24 @@ fn shutdown_and_drop_return_while_the_sink_hangs() {
     release.send(()).unwrap();
 }
 
-/// A sink of `f`, run on the worker thread; what it is handed counts as
-/// exported.
+/// A sink running a callback on the worker thread; what it is handed
+/// counts as exported.
+struct Callback<F> {
+    f: F,
+    ledger: Ledger,
+}
+
+impl<F: FnMut(&[Record]) + Send + 'static> Sink for Callback<F> {
+    fn accept(&mut self, batch: &mut Vec<Record>) {
+        let items = batch.iter().map(items_of).sum();
+        (self.f)(batch);
+        add(&self.ledger.exported, items);
+    }
+}
+
+/// The sink maker for [`Builder::build_with_sink`] of a [`Callback`] of `f`.
 fn callback(
     f: impl FnMut(&[Record]) + Send + 'static,
 ) -> impl FnOnce(&Builder, crate::Sampler, Ledger) -> Result<Box<dyn Sink>, crate::BuildError> {
-    move |_, _, ledger| Ok(Box::new(Immediate::new(f, ledger)))
+    move |_, _, ledger| Ok(Box::new(Callback { f, ledger }))
 }

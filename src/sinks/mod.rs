@@ -28,14 +28,6 @@ impl Consume for InMemoryExporter {
     }
 }
 
-/// A test hook: a callback run on the worker thread.
-#[cfg(test)]
-impl<F: FnMut(&[Record]) + Send + 'static> Consume for F {
-    fn consume(&mut self, batch: &mut Vec<Record>) {
-        self(batch);
-    }
-}
-
 /// A [`Sink`] of a [`Consume`]r: every item handed over is exported.
 pub(crate) struct Immediate<C> {
     consumer: C,

@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::record::{AttributeValue, Attributes, ErrorValue};
 use crate::record::text::truncate_str;
 
-use super::map::EventView;
-use super::message::SeverityLevel;
+use super::event::{EventView, SeverityLevel};
 use super::properties::{PropValue, Properties};
 use super::semconv::text;
 use super::{cut, SchemaVersion};

@@ -3,15 +3,10 @@
 //! inside it; an event outside any span gives one Message or Exception item
 //! with no operation.
 
-use std::time::SystemTime;
-
-use tracing_core::Level;
-
 use crate::record::text::truncate_str;
-use crate::record::{
-    Annotation, AttributeValue, Attributes, EventData, Record, SpanData, SpanKind, Status,
-};
+use crate::record::{AttributeValue, Record, SpanData, SpanKind, Status};
 
+use super::event::EventView;
 use super::exception::{is_exception, ExceptionData};
 use super::message::MessageData;
 use super::properties::{PropValue, Properties};
@@ -24,42 +19,6 @@ use super::{
 /// The property carrying a failed span's status description (from
 /// `otel.status_description`, a span's `error` field, or an error event).
 pub(crate) const STATUS_DESCRIPTION_KEY: &str = "otel.status_description";
-
-/// An event, inside a span ([`Annotation`]) or not ([`EventData`]).
-pub(crate) struct EventView<'a> {
-    /// When it happened.
-    pub(crate) timestamp: SystemTime,
-    /// Its `message` field (empty when it has none).
-    pub(crate) message: &'a str,
-    /// Its level.
-    pub(crate) level: Level,
-    /// Its target.
-    pub(crate) target: &'a str,
-    /// Its other fields.
-    pub(crate) attributes: &'a Attributes,
-}
-
-impl<'a> EventView<'a> {
-    fn of_annotation(a: &'a Annotation) -> Self {
-        EventView {
-            timestamp: a.timestamp,
-            message: &a.description,
-            level: a.level,
-            target: a.target,
-            attributes: &a.attributes,
-        }
-    }
-
-    fn of_event(e: &'a EventData) -> Self {
-        EventView {
-            timestamp: e.timestamp,
-            message: &e.message,
-            level: e.level,
-            target: e.target,
-            attributes: &e.attributes,
-        }
-    }
-}
 
 /// Appends the envelopes of `record` to `out`: for a span, its Request or
 /// RemoteDependency item then one item per event inside it; for an event

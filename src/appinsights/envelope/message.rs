@@ -4,12 +4,11 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use tracing_core::Level;
 
 use crate::record::Attributes;
 use crate::record::text::truncate_str;
 
-use super::map::EventView;
+use super::event::{EventView, SeverityLevel};
 use super::properties::Properties;
 use super::{cut, SchemaVersion};
 
@@ -34,31 +33,6 @@ pub(crate) struct MessageData<'a> {
     /// values max 8192.
     #[serde(skip_serializing_if = "Properties::is_empty")]
     pub(crate) properties: Properties<'a>,
-}
-
-/// Defines the level of severity for the event (sent as its name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub(crate) enum SeverityLevel {
-    /// `TRACE` and `DEBUG`.
-    Verbose,
-    /// `INFO`.
-    Information,
-    /// `WARN`.
-    Warning,
-    /// `ERROR`.
-    Error,
-}
-
-impl SeverityLevel {
-    /// The severity of a `tracing` level.
-    pub(crate) fn of(level: Level) -> Self {
-        match level {
-            Level::TRACE | Level::DEBUG => SeverityLevel::Verbose,
-            Level::INFO => SeverityLevel::Information,
-            Level::WARN => SeverityLevel::Warning,
-            Level::ERROR => SeverityLevel::Error,
-        }
-    }
 }
 
 impl<'a> MessageData<'a> {

@@ -29,6 +29,7 @@ use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::truncate_str;
 
 mod dependency;
+mod event;
 mod exception;
 mod map;
 mod message;
