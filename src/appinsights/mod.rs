@@ -24,19 +24,19 @@ use std::task::{Context, Poll};
 use self::encode::Encoder;
 use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
+use self::response::SendOutcome;
 use self::response::{DropReason, Outcome};
 use self::retry::{Backoff, Health, Redirects};
 use self::storage::Storage;
-use self::response::SendOutcome;
 use self::transport::{Transport, TransportConfig, TransportError};
 use crate::diag::TARGET;
 use crate::pipeline::{add, Clock, Ledger, Sink, Sleep};
 use crate::record::Record;
 
+mod diagnostics;
 pub(crate) mod encode;
 pub(crate) mod envelope;
 pub(crate) mod gzip;
-mod diagnostics;
 mod memory;
 mod offline;
 mod payload;
@@ -325,12 +325,11 @@ impl AppInsightsSink {
                 self.endpoint_answered();
                 let (code, message) = first_error.unwrap_or_default();
                 self.warned.partial.warn(format_args!(
-                        "Exporter.PartialSuccess: {} of {n} items accepted, {} to resend, \
+                    "Exporter.PartialSuccess: {} of {n} items accepted, {} to resend, \
                          {rejected} rejected; first error: {code} {message}",
-                        n - retry.len() - rejected,
-                        retry.len(),
-                    ),
-                );
+                    n - retry.len() - rejected,
+                    retry.len(),
+                ));
                 let rest = (!retry.is_empty()).then(|| payload.subset(&retry));
                 self.settle(payload, n - retry.len() - rejected, rejected);
                 if let Some(rest) = rest {
@@ -421,7 +420,8 @@ impl AppInsightsSink {
                 self.transport = Arc::new(transport);
                 self.transport_config = config;
                 self.hold(&payload);
-                self.waiting.insert((self.clock.now(), payload.seq), payload);
+                self.waiting
+                    .insert((self.clock.now(), payload.seq), payload);
             }
             (downgrade, result) => {
                 let why = if downgrade {
@@ -494,7 +494,6 @@ impl AppInsightsSink {
     fn stop_reading(&mut self) {
         self.reading = false;
     }
-
 }
 
 impl Sink for AppInsightsSink {

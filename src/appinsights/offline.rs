@@ -64,11 +64,10 @@ impl AppInsightsSink {
             add(&self.ledger.dropped_storage_full, n);
             if self.storage.is_none() {
                 self.warned.no_storage.warn(format_args!(
-                        "Exporter.DroppedNoStorage: {n} items could not be sent in time and \
+                    "Exporter.DroppedNoStorage: {n} items could not be sent in time and \
                          offline storage is off; they are dropped (ExporterStats::\
                          dropped_storage_full)"
-                    ),
-                );
+                ));
             }
         }
     }
@@ -78,7 +77,7 @@ impl AppInsightsSink {
     pub(super) fn try_store(
         &mut self,
         payload: Payload,
-        lease_until: Option<SystemTime>
+        lease_until: Option<SystemTime>,
     ) -> Option<Payload> {
         let Some(storage) = &mut self.storage else {
             return Some(payload);
@@ -126,9 +125,8 @@ impl AppInsightsSink {
         ] {
             if count > 0 {
                 warned.warn(format_args!(
-                        "Storage.Discarded: {count} stored items deleted unsent from {dir}: {what}"
-                    ),
-                );
+                    "Storage.Discarded: {count} stored items deleted unsent from {dir}: {what}"
+                ));
             }
         }
     }

@@ -125,7 +125,10 @@ impl Payload {
     }
 
     /// The items of `raw`, this payload's JSON array.
-    pub(super) fn item_slices<'a>(&'a self, raw: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + Clone {
+    pub(super) fn item_slices<'a>(
+        &'a self,
+        raw: &'a [u8],
+    ) -> impl Iterator<Item = &'a [u8]> + Clone {
         (0..self.len()).map(move |i| self.item(raw, i))
     }
 

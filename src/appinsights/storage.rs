@@ -225,7 +225,11 @@ impl Storage {
             }
         }
         let now = self.clock.wall();
-        let name = format!("{}-{:08x}.blob", stamp(now), crate::record::ids::next_u64() as u32);
+        let name = format!(
+            "{}-{:08x}.blob",
+            stamp(now),
+            crate::record::ids::next_u64() as u32
+        );
         let tmp = self.config.dir.join(format!("{name}.tmp"));
         let target = match lease_until {
             Some(until) if until > now => self.config.dir.join(lease_name(&name, until)),

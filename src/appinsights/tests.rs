@@ -1,7 +1,7 @@
 use super::*;
 use crate::appinsights::envelope::map_record;
-use crate::pipeline::items_of;
 use crate::appinsights::storage::{tests::TempDir, StorageConfig};
+use crate::pipeline::items_of;
 use crate::pipeline::ManualClock;
 use crate::record::{Annotation, Attributes, EventData, SpanData};
 

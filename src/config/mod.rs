@@ -8,8 +8,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::appinsights::envelope::TelemetrySettings;
 use crate::error::BuildError;
-use crate::layer::AppInsightsLayer;
 use crate::layer::sampler::Sampler;
+use crate::layer::AppInsightsLayer;
 use crate::pipeline::{Clock, ExporterGuard, ManualClock};
 use crate::sinks::InMemoryExporter;
 use connection_string::{Authorization, ConnectionString};

@@ -94,11 +94,12 @@ impl Builder {
                 self.clock.clone(),
             )
         });
-        let sink = AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(
-            |e| BuildError::Transport {
-                reason: e.to_string(),
-            },
-        )?;
+        let sink =
+            AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {
+                BuildError::Transport {
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Box::new(sink))
     }
 }
@@ -113,4 +114,3 @@ fn default_storage_dir(ikey: &str) -> PathBuf {
         .collect();
     std::env::temp_dir().join(format!("tracing-appinsights-{key}"))
 }
-

@@ -57,8 +57,8 @@ use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
 use crate::record::text::Text;
 use crate::record::{
-    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData,
-    StatusCode, TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
+    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, StatusCode,
+    TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 
 /// The `tracing_subscriber` layer that records spans for Application Insights.
@@ -117,9 +117,6 @@ impl<S> std::fmt::Debug for AppInsightsLayer<S> {
     }
 }
 
-
-
-
 /// The marker of an unsampled span whose parent is remote: the caller's
 /// trace, which the span and its (unsampled) children propagate.
 struct UnsampledRemote {
@@ -154,7 +151,6 @@ enum Origin {
     /// A new sampled root with this trace id.
     Root(TraceId),
 }
-
 
 impl<S> AppInsightsLayer<S>
 where
@@ -236,8 +232,7 @@ where
     /// The origin of a new span with a remote parent; an unsampled one gets
     /// its marker here and `None` is returned.
     fn remote_origin(&self, span: &SpanRef<'_, S>, remote: RemoteContext) -> Option<Origin> {
-        if self.rule.sample_remote(remote.sampled, remote.trace_id)
-        {
+        if self.rule.sample_remote(remote.sampled, remote.trace_id) {
             return Some(Origin::Remote(remote));
         }
         span.extensions_mut().replace(UnsampledRemote::new(&remote));
@@ -321,7 +316,6 @@ where
         state.set_source(remote.flatten());
         state
     }
-
 
     fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
         if !self.live.may_be_sampled(&span.id()) {
@@ -419,7 +413,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if crate::pipeline::on_exporter_thread() || crate::diag::is_own_target(attrs.metadata().target()) {
+        if crate::pipeline::on_exporter_thread()
+            || crate::diag::is_own_target(attrs.metadata().target())
+        {
             return;
         }
         // Before the fast path: a sampled caller makes a sampled span even
@@ -471,7 +467,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if crate::pipeline::on_exporter_thread() || crate::diag::is_own_target(event.metadata().target()) {
+        if crate::pipeline::on_exporter_thread()
+            || crate::diag::is_own_target(event.metadata().target())
+        {
             return;
         }
         if self.live.none_alive() {

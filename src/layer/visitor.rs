@@ -10,11 +10,11 @@ use std::fmt::{self, Write};
 
 use tracing_core::field::{Field, Visit};
 
+use crate::record::text::{Text, TextWriter};
 use crate::record::{
     AttributeValue, Attributes, ErrorValue, MessageEventKind, SpanKind, StatusCode,
     MAX_ATTRIBUTE_VALUE_CHARS, MAX_MESSAGE_CHARS,
 };
-use crate::record::text::{Text, TextWriter};
 
 /// `otel.kind`: `server`, `client`, `producer`, `consumer` or `internal`.
 pub(crate) const FIELD_KIND: &str = "otel.kind";

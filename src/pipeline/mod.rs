@@ -24,12 +24,12 @@ mod worker;
 
 pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Sleep};
-pub use guard::ExporterGuard;
 pub(crate) use guard::Control;
+pub use guard::ExporterGuard;
 pub(crate) use pool::RecordPool;
 pub(crate) use sink::Sink;
-pub(crate) use stats::{add, items_of, CacheAligned, Counters, Ledger};
 pub use stats::ExporterStats;
+pub(crate) use stats::{add, items_of, CacheAligned, Counters, Ledger};
 pub(crate) use worker::{spawn_worker, WorkerConfig};
 
 /// The queue between the application threads and the worker, with what

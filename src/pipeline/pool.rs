@@ -78,10 +78,7 @@ impl RecordPool {
 /// from `pool` when it runs dry; `None` when both are empty, the pool's lock
 /// is busy, or the thread's stash is gone (thread exit) or in use.
 #[inline]
-fn take_stashed<T>(
-    pool: &Mutex<Vec<T>>,
-    pick: fn(&mut Stash) -> &mut Vec<T>,
-) -> Option<T> {
+fn take_stashed<T>(pool: &Mutex<Vec<T>>, pick: fn(&mut Stash) -> &mut Vec<T>) -> Option<T> {
     STASH
         .try_with(|stash| {
             let mut stash = stash.try_borrow_mut().ok()?;

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::record::{AttributeValue, Attributes, ErrorValue};
 use crate::record::text::truncate_str;
+use crate::record::{AttributeValue, Attributes, ErrorValue};
 
 use super::event::{EventView, SeverityLevel};
 use super::properties::{PropValue, Properties};
@@ -174,8 +174,8 @@ fn fits(s: &str, max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
-    use crate::record::{AttributeValue, ErrorValue, EventData, Record, SpanKind};
     use crate::record::text::Text;
+    use crate::record::{AttributeValue, ErrorValue, EventData, Record, SpanKind};
     use serde_json::json;
     use tracing_core::Level;
 

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::record::Attributes;
 use crate::record::text::truncate_str;
+use crate::record::Attributes;
 
 use super::event::{EventView, SeverityLevel};
 use super::properties::Properties;
@@ -84,8 +84,8 @@ fn fields_text(attributes: &Attributes) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
-    use crate::record::{AttributeValue, EventData, Record, SpanKind};
     use crate::record::text::Text;
+    use crate::record::{AttributeValue, EventData, Record, SpanKind};
     use serde_json::json;
     use tracing_core::Level;
 

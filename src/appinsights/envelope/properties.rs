@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::record::{AttributeValue, Link};
 use crate::record::text::truncate_str;
+use crate::record::{AttributeValue, Link};
 
 /// Longest property name kept, in characters; longer keys are dropped.
 pub(crate) const MAX_KEY_CHARS: usize = 150;
@@ -155,8 +155,8 @@ impl Serialize for Properties<'_> {
 mod tests {
     use super::*;
     use crate::record::ids::{SpanId, TraceId};
-    use crate::record::{ErrorValue, LinkType};
     use crate::record::text::Text;
+    use crate::record::{ErrorValue, LinkType};
     use serde_json::json;
 
     #[test]

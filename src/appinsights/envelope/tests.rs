@@ -8,11 +8,11 @@ use tracing_core::Level;
 
 use super::{map_record, write_envelope, EnvelopeContext, TelemetrySettings};
 use crate::record::ids::{SpanId, TraceId};
+use crate::record::text::Text;
 use crate::record::{
     Annotation, AttributeValue, Attributes, Link, LinkType, Record, SpanContext, SpanData,
     SpanKind, Status, StatusCode, TraceOptions,
 };
-use crate::record::text::Text;
 
 pub(super) const IKEY: &str = "12345678-1234-5678-abcd-12345678abcd";
 pub(super) const TRACE: &str = "6e0c63257de34c90bf9efcd03927272e";

@@ -291,8 +291,8 @@ impl io::Write for Counter {
 mod tests {
     use super::*;
     use crate::appinsights::envelope::tests::{annotation, attrs, items, s, span};
-    use crate::record::{AttributeValue, EventData, Record, SpanKind};
     use crate::record::text::Text;
+    use crate::record::{AttributeValue, EventData, Record, SpanKind};
     use serde_json::Value;
     use tracing_core::Level;
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::time::parse_http_date;
-use std::time::UNIX_EPOCH;
 use bytes::Bytes;
+use std::time::UNIX_EPOCH;
 
 const NOW_SECS: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
 

@@ -22,11 +22,14 @@ impl Drop for TempDir {
 }
 
 fn storage(dir: &Path) -> Storage {
-    Storage::new(StorageConfig {
-        dir: dir.to_owned(),
-        max_bytes: 1024 * 1024,
-        retention: Duration::from_secs(48 * 3600),
-    }, Clock::System)
+    Storage::new(
+        StorageConfig {
+            dir: dir.to_owned(),
+            max_bytes: 1024 * 1024,
+            retention: Duration::from_secs(48 * 3600),
+        },
+        Clock::System,
+    )
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -131,11 +134,14 @@ fn written_with_a_lease_it_waits_for_it() {
 #[test]
 fn full_storage_refuses_new_data_and_keeps_old() {
     let dir = TempDir::new("full");
-    let mut s = Storage::new(StorageConfig {
-        dir: dir.0.clone(),
-        max_bytes: 30,
-        retention: Duration::from_secs(3600),
-    }, Clock::System);
+    let mut s = Storage::new(
+        StorageConfig {
+            dir: dir.0.clone(),
+            max_bytes: 30,
+            retention: Duration::from_secs(3600),
+        },
+        Clock::System,
+    );
     s.put([A].into_iter(), None).unwrap(); // 13 bytes
     s.put([B].into_iter(), None).unwrap(); // 26
     assert!(matches!(s.put([A].into_iter(), None), Err(PutError::Full)));
@@ -148,11 +154,14 @@ fn full_storage_refuses_new_data_and_keeps_old() {
 #[test]
 fn expired_corrupt_and_oversize_blobs_are_deleted_and_counted() {
     let dir = TempDir::new("discard");
-    let mut s = Storage::new(StorageConfig {
-        dir: dir.0.clone(),
-        max_bytes: 200,
-        retention: Duration::from_secs(3600),
-    }, Clock::System);
+    let mut s = Storage::new(
+        StorageConfig {
+            dir: dir.0.clone(),
+            max_bytes: 200,
+            retention: Duration::from_secs(3600),
+        },
+        Clock::System,
+    );
     s.put([A].into_iter(), None).unwrap();
     let old = stamp(SystemTime::now() - Duration::from_secs(7200));
     fs::write(dir.0.join(format!("{old}-00000001.blob")), b"{}\n{}\n{}\n").unwrap();
