@@ -112,6 +112,7 @@ pub struct ConnectionString {
 /// How telemetry sent with a [`ConnectionString`] is authorised, from its
 /// `Authorization` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Authorization {
     /// `Authorization=ikey`, or no `Authorization` key: the instrumentation
     /// key inside each envelope identifies the resource; no token is sent.

@@ -142,6 +142,7 @@ impl SpanData {
 
 /// The identity of a span as it travels: trace id, span id, flags, state.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SpanContext {
     /// The trace (operation) the span belongs to.
     pub trace_id: TraceId,
@@ -238,6 +239,7 @@ impl SpanKind {
 
 /// A span's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Status {
     /// Unset, ok or error.
     pub code: StatusCode,

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tracing::field::{display, Empty};
 use tracing::Span;
 
-use super::{host_and_port, ClientFuture, CLIENT_TARGET};
+use super::{host_and_port, ResponseFuture, CLIENT_TARGET};
 use crate::AppInsightsSpanExt;
 
 /// A `tower` layer that runs each outgoing HTTP request in a client span (a
@@ -78,7 +78,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ClientFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -88,7 +88,7 @@ where
         let span = client_span(&request);
         span.inject_context(request.headers_mut());
         let inner = span.in_scope(|| self.inner.call(request));
-        ClientFuture::new(inner, span, 400)
+        ResponseFuture::new(inner, span, 400)
     }
 }
 

@@ -43,12 +43,6 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The response future of [`ServerService`].
-pub type ServerFuture<F> = ResponseFuture<F>;
-
-/// The response future of [`ClientService`].
-pub type ClientFuture<F> = ResponseFuture<F>;
-
 impl<F> ResponseFuture<F> {
     fn new(inner: F, span: tracing::Span, fail_at: u16) -> Self {
         ResponseFuture {

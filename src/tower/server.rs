@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, ServerFuture, SERVER_TARGET};
+use super::{host_and_port, ResponseFuture, SERVER_TARGET};
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -140,7 +140,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ServerFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -153,7 +153,7 @@ where
             crate::with_remote_parent(&parts.headers, || server_span(&parts, route.as_deref()));
         let request = Request::from_parts(parts, body);
         let inner = span.in_scope(|| self.inner.call(request));
-        ServerFuture::new(inner, span, 500)
+        ResponseFuture::new(inner, span, 500)
     }
 }
 
