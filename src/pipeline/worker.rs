@@ -125,6 +125,8 @@ impl Worker {
         let clock = self.config.clock.clone();
         let period = self.config.export_interval;
         let mut next_tick = clock.now() + period;
+        // Made anew only when it fires, not on every wake-up.
+        let mut tick = clock.sleep_until(next_tick);
         let queue = Arc::clone(&self.queue);
         let counters = &queue.counters;
         // Data stored by an earlier run goes out first thing.
@@ -138,12 +140,16 @@ impl Worker {
                 command = control.recv(), if self.shutdown.is_none() => Wake::Control(command),
                 _ = self.queue.notify.notified() => Wake::Queue,
                 () = std::future::poll_fn(|cx| self.sink.poll_work(cx)) => Wake::Sink,
-                () = clock.sleep_until(next_tick) => Wake::Tick,
+                () = &mut tick => Wake::Tick,
                 () = sleep_until(&clock, timer), if timer.is_some() => Wake::Timer,
             };
             counters.begin_step();
+            let ticked = matches!(wake, Wake::Tick);
             let stop = self.step(wake, &mut next_tick);
             counters.end_step();
+            if ticked {
+                tick = clock.sleep_until(next_tick);
+            }
             if stop {
                 return;
             }
