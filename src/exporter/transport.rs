@@ -511,7 +511,7 @@ fn gzip_at(data: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
 
 #[cfg(test)]
 #[allow(unreachable_pub)] // the support file is written for integration tests
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/it/support/ingestion.rs"]
 mod support;
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! Hostile and odd input: no panic, a sensible record.
 
-mod common;
-
-use common::capture;
+use crate::support::capture::capture;
 use tracing::info_span;
 use tracing_appinsights::{AttributeValue, SpanKind, StatusCode, MAX_ATTRIBUTE_VALUE_CHARS};
 

@@ -2,14 +2,13 @@
 //! two processes sharing a directory deliver each blob once, and the
 //! storage limits (max size, retention, corrupt blobs) hold.
 
-mod delivery_common;
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use delivery_common::{assert_exactly_once, builder, dead_addr, emit, names, start, TempDir};
-use support::{example, FakeIngestion};
+use crate::support::delivery::{
+    assert_exactly_once, builder, dead_addr, emit, names, start, TempDir,
+};
+use crate::support::{example, FakeIngestion};
 
 /// Runs the `offline_restart` example and returns its counters line.
 fn run(args: &[String]) -> Output {

@@ -1,6 +1,5 @@
-//! Helpers shared by the integration tests: run code under a subscriber
-//! with the layer and collect what the exporter received.
-#![allow(dead_code)]
+//! Run code under a subscriber with the layer and the in-memory exporter,
+//! and collect what the exporter received.
 
 use std::time::Duration;
 

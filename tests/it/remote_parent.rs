@@ -3,11 +3,9 @@
 //! caller's flag both ways, and `inject_context` for sampled and unsampled
 //! spans.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{capture_with, Captured};
+use crate::support::capture::{capture_with, Captured};
 use http::HeaderMap;
 use tracing::info_span;
 use tracing_appinsights::{
