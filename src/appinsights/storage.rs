@@ -33,8 +33,6 @@ use crate::diag::{self, TARGET};
 use crate::pipeline::Clock;
 use crate::time::{parse_stamp, stamp, STAMP_LEN};
 
-/// The diagnostics target.
-
 /// A `.tmp` file older than this was abandoned by a writer that died.
 const ABANDONED_TMP_AFTER: Duration = Duration::from_secs(60);
 
@@ -389,7 +387,7 @@ impl Storage {
     fn bytes_now(&mut self) -> u64 {
         if self
             .sized_at
-            .map_or(true, |at| at.elapsed() >= RESCAN_SIZE_AFTER)
+            .is_none_or(|at| self.clock.now().saturating_duration_since(at) >= RESCAN_SIZE_AFTER)
         {
             self.bytes = self.entries().iter().map(|(_, size)| size).sum();
             self.sized_at = Some(self.clock.now());

@@ -219,7 +219,7 @@ fn parse_endpoint(endpoint: &str) -> Result<(Uri, String, bool), TransportError>
         Some(s) if s.eq_ignore_ascii_case("http") => false,
         _ => return Err(invalid("it must start with https:// (or http://)")),
     };
-    if uri.host().map_or(true, str::is_empty) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
     }
     Ok((uri, track_url, https))
@@ -371,7 +371,7 @@ fn describe(err: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 #[allow(unreachable_pub)] // the support file is written for integration tests
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/it/support/ingestion.rs"]
 mod support;
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ const INLINE_CAP: usize = 22;
 /// # Examples
 ///
 /// ```
-/// use tracing_appinsights::Text;
+/// use tracing_appinsights::record::Text;
 ///
 /// let t = Text::from("GET /orders/{id}");
 /// assert_eq!(&*t, "GET /orders/{id}");

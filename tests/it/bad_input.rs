@@ -1,10 +1,10 @@
 //! Hostile and odd input: no panic, a sensible record.
 
-mod common;
-
-use common::capture;
+use crate::support::capture::capture;
 use tracing::info_span;
-use tracing_appinsights::{AttributeValue, SpanKind, StatusCode, MAX_ATTRIBUTE_VALUE_CHARS};
+use tracing_appinsights::record::{
+    AttributeValue, SpanKind, StatusCode, MAX_ATTRIBUTE_VALUE_CHARS,
+};
 
 #[test]
 fn special_fields_of_the_wrong_type_stay_attributes() {

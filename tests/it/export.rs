@@ -1,11 +1,9 @@
 //! The Application Insights sink on the wire: connection reuse, gzip on and
 //! off, and request bodies bounded in size.
 
-mod support;
-
 use std::time::Duration;
 
-use support::FakeIngestion;
+use crate::support::FakeIngestion;
 use tracing_appinsights::Builder;
 use tracing_subscriber::prelude::*;
 

@@ -1,13 +1,11 @@
 //! Spans in, `SpanData` records out: what a user sees in the exporter.
 
-mod common;
-
 use std::error::Error;
 use std::fmt;
 
-use common::capture;
+use crate::support::capture::capture;
 use tracing::{info_span, instrument, Level};
-use tracing_appinsights::{
+use tracing_appinsights::record::{
     AttributeValue, LinkType, MessageEventKind, SpanKind, StatusCode, MAX_ANNOTATIONS, MAX_LINKS,
     MAX_MESSAGE_EVENTS,
 };

@@ -3,24 +3,20 @@
 //! endpoint: `frontend` calls `inventory`. The envelopes must form one
 //! operation: Request(frontend) → RemoteDependency(frontend → inventory) →
 //! Request(inventory), with the caller's sampling decision honoured.
-#![cfg(feature = "tower")]
-
-mod support;
-mod tower_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::tower::{send, serve, Running, ServiceFn};
+use crate::support::{schema, FakeIngestion};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use support::{schema, FakeIngestion};
 use tower_layer::Layer;
 use tower_service::Service;
-use tower_support::{send, serve, Running, ServiceFn};
 use tracing_appinsights::tower::{ClientLayer, ServerLayer};
 use tracing_appinsights::{AppInsightsSpanExt, Builder, ExporterGuard, Sampler};
 use tracing_subscriber::filter::LevelFilter;

@@ -1,19 +1,17 @@
 //! Golden test of the complete HTTP request for a representative trace: a
-//! reviewer reads `tests/snapshots/representative_trace.json` and sees
+//! reviewer reads `tests/it/snapshots/representative_trace.json` and sees
 //! exactly what goes on the wire (ids, times and durations normalised).
 //!
 //! Run with `UPDATE_SNAPSHOTS=1` to rewrite the snapshot after an intended
 //! change, then review the diff.
-
-mod support;
 
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
+use crate::support::{schema, FakeIngestion};
 use serde_json::{json, Value};
-use support::{schema, FakeIngestion};
 use tracing::info_span;
 use tracing_appinsights::{Builder, Sampler};
 use tracing_subscriber::prelude::*;
@@ -191,7 +189,7 @@ fn the_representative_trace_on_the_wire() {
     let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/snapshots/representative_trace.json"
+        "/tests/it/snapshots/representative_trace.json"
     );
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(path, &text).unwrap();

@@ -1,23 +1,19 @@
 //! The tower layers' spans, field by field, without a network: the server
 //! layer's semantic fields, status and remote parent; the client layer's
 //! fields, status and injected headers.
-#![cfg(feature = "tower")]
-
-mod common;
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use common::{capture_with, Captured};
+use crate::support::capture::{capture_with, Captured};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing_appinsights::record::{AttributeValue, SpanKind, StatusCode as Code};
 use tracing_appinsights::tower::{ClientLayer, ServerLayer, CLIENT_TARGET, SERVER_TARGET};
-use tracing_appinsights::{
-    AttributeValue, Builder, RemoteContext, Sampler, SpanData, SpanKind, StatusCode as Code,
-};
+use tracing_appinsights::{Builder, RemoteContext, Sampler, SpanData};
 
 /// A service answering every request with `status` (or an error), keeping
 /// the headers it was called with.

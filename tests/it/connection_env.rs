@@ -1,13 +1,12 @@
 //! Where the connection string comes from: builder beats environment, a
 //! connection string beats a bare key, and bad strings name their fault
 //! without printing the key. One test, because it changes the process's
-//! environment.
-
-mod support;
+//! environment; it runs in a process of its own.
 
 use std::time::Duration;
 
-use support::FakeIngestion;
+use crate::support::child::own_process;
+use crate::support::FakeIngestion;
 use tracing_appinsights::{BuildError, Builder};
 use tracing_subscriber::prelude::*;
 
@@ -42,6 +41,9 @@ fn cs(server: &FakeIngestion, key: &str) -> String {
 
 #[test]
 fn precedence_and_errors() {
+    let Some(_own_process) = own_process(module_path!(), "precedence_and_errors") else {
+        return;
+    };
     let code = FakeIngestion::start();
     let env = FakeIngestion::start();
     let key_a = "aaaaaaaa-0000-0000-0000-000000000000";

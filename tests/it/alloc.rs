@@ -1,6 +1,10 @@
 //! Heap allocations on the application thread, counted with a counting
 //! global allocator: an unsampled span allocates nothing; a sampled span
 //! whose fields are numbers and short strings allocates only its record.
+//!
+//! The allocator is the whole test binary's, so every test allocates
+//! through it; the count is per thread, and a test measures only what its
+//! own thread allocates while other tests run in parallel on theirs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -9,9 +13,11 @@ use std::time::Duration;
 use tracing_appinsights::{Builder, InMemoryExporter, Sampler};
 use tracing_subscriber::prelude::*;
 
+/// The system allocator, counting the allocations of each thread.
 struct Counting;
 
 thread_local! {
+    /// Allocations (and reallocations) made by this thread so far.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 

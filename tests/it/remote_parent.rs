@@ -3,16 +3,14 @@
 //! caller's flag both ways, and `inject_context` for sampled and unsampled
 //! spans.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{capture_with, Captured};
+use crate::support::capture::{capture_with, Captured};
 use http::HeaderMap;
 use tracing::info_span;
+use tracing_appinsights::record::{AttributeValue, SpanContext, SpanKind};
 use tracing_appinsights::{
-    with_remote_parent, AppInsightsSpanExt, AttributeValue, Builder, RemoteContext, Sampler,
-    SpanContext, SpanKind,
+    with_remote_parent, AppInsightsSpanExt, Builder, RemoteContext, Sampler,
 };
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;

@@ -1,8 +1,6 @@
 //! The layer beside `fmt`, `EnvFilter` and per-layer filters changes
 //! nothing the other layers see.
 
-mod common;
-
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! The README starts with the two commands, and CI runs the same test
 //! command as the README gives.
 
-const README: &str = include_str!("../README.md");
-const CI: &str = include_str!("../.ci/run");
+const README: &str = include_str!("../../README.md");
+const CI: &str = include_str!("../../.ci/run");
 
 fn first_code_block() -> &'static str {
     let start = README.find("```sh\n").expect("a sh block") + 6;

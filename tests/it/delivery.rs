@@ -4,13 +4,12 @@
 //! and the memory bound. Every test checks that each item is accounted for
 //! exactly once (`ExporterStats::balances`).
 
-mod delivery_common;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use delivery_common::{assert_exactly_once, builder, dead_addr, emit, names, start, TempDir};
-use support::{FakeIngestion, ScriptedResponse};
+use crate::support::delivery::{
+    assert_exactly_once, builder, dead_addr, emit, names, start, Forwarder, TempDir,
+};
+use crate::support::{FakeIngestion, ScriptedResponse};
 
 /// One span through a server that answers `status` first (then 200).
 fn one_status(status: u16) -> (tracing_appinsights::ExporterStats, usize) {
@@ -209,7 +208,7 @@ fn an_endpoint_down_then_up_gets_every_span_exactly_once() {
     assert!(stats.requests > 0 && stats.exported == 0, "{stats:?}");
     assert_eq!(stats.dropped_queue_full, 0, "spans keep being accepted");
     // Up.
-    let _forwarder = delivery_common::Forwarder::start(addr, server.addr());
+    let _forwarder = Forwarder::start(addr, server.addr());
     let arrived = server.wait_for_envelopes(n, Duration::from_secs(30));
     assert_exactly_once(&names(&arrived), "d", n);
     guard.flush(Duration::from_secs(10)).unwrap();

@@ -1,12 +1,10 @@
 //! The quickstart example, run as a process with piped stdin: it prints the
 //! three values and three span records, and exits cleanly at end of input.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::example;
+use crate::support::example;
 
 #[test]
 fn quickstart_prints_three_values_and_three_records() {

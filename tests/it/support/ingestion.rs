@@ -1,5 +1,4 @@
-#![allow(dead_code)]
-//! Test support: a fake Application Insights ingestion endpoint on loopback.
+//! A fake Application Insights ingestion endpoint on loopback.
 //!
 //! [`FakeIngestion::start`] binds `127.0.0.1:0` and serves HTTP/1.1 (keep-alive
 //! on) from its own thread with its own current-thread tokio runtime, so plain
@@ -11,8 +10,11 @@
 //!
 //! Dropping the server stops the accept loop and every connection task and
 //! joins the thread, waiting at most [`SHUTDOWN_WAIT`].
-
-pub mod schema;
+//!
+//! The crate's unit tests compile this file too (`#[path]` in
+//! `src/exporter/transport.rs`), so it stands alone and holds only what
+//! both use; the suite's additions (connection strings, envelopes) are in
+//! `support/mod.rs`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -30,14 +32,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-/// The instrumentation key in [`FakeIngestion::connection_string`].
-pub const TEST_IKEY: &str = "00000000-0000-0000-0000-000000000000";
-
 /// The longest [`Drop`] of a [`FakeIngestion`] waits for its thread to end.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the `wait_for_*` helpers look again.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not make the
 /// server, or its `Drop`, panic in turn).
@@ -115,16 +114,7 @@ impl FakeIngestion {
 
     /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A connection string pointing at this server, with [`TEST_IKEY`] and an
-    /// `IngestionEndpoint` ending in `/` (as the portal hands them out).
-    pub fn connection_string(&self) -> String {
-        format!(
-            "InstrumentationKey={TEST_IKEY};IngestionEndpoint={}/",
-            self.endpoint()
-        )
+        format!("http://{}", self.addr())
     }
 
     /// Appends answers to the FIFO script. Each request pops one answer; once
@@ -136,27 +126,6 @@ impl FakeIngestion {
     /// All requests captured so far, in arrival order.
     pub fn requests(&self) -> Vec<CapturedRequest> {
         lock(&self.shared.requests).clone()
-    }
-
-    /// The envelopes of all requests captured so far, flattened, in order.
-    pub fn envelopes(&self) -> Vec<Value> {
-        lock(&self.shared.requests)
-            .iter()
-            .flat_map(|r| r.envelopes.iter().cloned())
-            .collect()
-    }
-
-    /// Polls until at least `n` envelopes have arrived or `timeout` passes;
-    /// returns whatever has arrived by then (check the length).
-    pub fn wait_for_envelopes(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let envelopes = self.envelopes();
-            if envelopes.len() >= n || Instant::now() >= deadline {
-                return envelopes;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
     }
 
     /// Polls until at least `n` requests have arrived or `timeout` passes;
@@ -196,8 +165,11 @@ impl Drop for FakeIngestion {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 eprintln!(
-                    "fake ingestion {}: server thread did not stop within {:?}; detaching it",
-                    self.addr, SHUTDOWN_WAIT
+                    "fake ingestion {}: server thread did not stop within {:?} \
+                     ({} connections accepted); detaching it",
+                    self.addr,
+                    SHUTDOWN_WAIT,
+                    self.connections_accepted()
                 );
             }
         }
@@ -434,23 +406,4 @@ fn parse_envelopes(body: &[u8]) -> Vec<Value> {
         .map(serde_json::from_str::<Value>)
         .collect::<Result<Vec<_>, _>>()
         .unwrap_or_default()
-}
-
-/// The path of an example binary. A plain `cargo test` builds the examples
-/// next to the test binaries' directory; a filtered run (`cargo test --test
-/// x`) does not, so it is built then.
-pub fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", name, "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    assert!(path.exists(), "{} was built", path.display());
-    path
 }

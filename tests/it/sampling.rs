@@ -1,8 +1,6 @@
 //! Sampling: decided once per trace in `on_new_span`, inherited by children.
 
-mod common;
-
-use common::capture_with;
+use crate::support::capture::capture_with;
 use tracing::info_span;
 use tracing_appinsights::{Builder, Sampler};
 

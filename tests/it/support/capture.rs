@@ -1,10 +1,10 @@
-//! Helpers shared by the integration tests: run code under a subscriber
-//! with the layer and collect what the exporter received.
-#![allow(dead_code)]
+//! Run code under a subscriber with the layer and the in-memory exporter,
+//! and collect what the exporter received.
 
 use std::time::Duration;
 
-use tracing_appinsights::{Builder, EventData, InMemoryExporter, SpanData};
+use tracing_appinsights::record::EventData;
+use tracing_appinsights::{Builder, InMemoryExporter, SpanData};
 use tracing_subscriber::prelude::*;
 
 /// What a run produced.

@@ -4,16 +4,15 @@
 //! ones go to debug level, and the exporter keeps working in memory.
 //!
 //! The worker thread reports through the global subscriber, so this file
-//! installs one and runs its steps in one test.
-
-mod delivery_common;
-mod support;
+//! installs one and runs its steps in one test, in a process of its own
+//! (where no other test's exporter reports to it).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use delivery_common::{builder, emit, start, TempDir};
-use support::{FakeIngestion, ScriptedResponse};
+use crate::support::child::own_process;
+use crate::support::delivery::{builder, emit, start, TempDir};
+use crate::support::{FakeIngestion, ScriptedResponse};
 use tracing::Level;
 use tracing_subscriber::prelude::*;
 
@@ -76,11 +75,17 @@ fn emit_bulky(dispatch: &tracing::Dispatch, prefix: &str, range: std::ops::Range
 
 #[test]
 fn trouble_is_reported_once_counted_and_survived() {
+    let Some(_own_process) = own_process(
+        module_path!(),
+        "trouble_is_reported_once_counted_and_survived",
+    ) else {
+        return;
+    };
     let captured = Captured::default();
     tracing_subscriber::registry()
         .with(captured.clone())
         .try_init()
-        .expect("the only global subscriber of this binary");
+        .expect("the only global subscriber of this process");
 
     // A storage directory that cannot exist: its parent is a regular file
     // (permission bits would not stop root; this stops everyone).

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Serving tower services over loopback with plain hyper, each service on
 //! its own thread under its own subscriber (as two processes would be).
 

@@ -1,23 +1,37 @@
 //! Offline storage: a process restart delivers what the last run stored,
 //! two processes sharing a directory deliver each blob once, and the
 //! storage limits (max size, retention, corrupt blobs) hold.
+//!
+//! The restarted application is this test binary, started again as a child
+//! process running [`offline_restart_child`].
 
-mod delivery_common;
-mod support;
-
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use delivery_common::{assert_exactly_once, builder, dead_addr, emit, names, start, TempDir};
-use support::{example, FakeIngestion};
+use crate::support::child;
+use crate::support::delivery::{
+    assert_exactly_once, builder, dead_addr, emit, names, start, TempDir,
+};
+use crate::support::FakeIngestion;
 
-/// Runs the `offline_restart` example and returns its counters line.
+/// The role of [`offline_restart_child`].
+const ROLE: &str = "offline_restart";
+
+/// What [`offline_restart_child`] prints before its counters.
+const COUNTERS: &str = "offline_restart counters:";
+
+/// A process of this binary running [`offline_restart_child`] with `args`.
+fn restart_command(args: &[String]) -> Command {
+    let test = child::test_name(module_path!(), "offline_restart_child");
+    let mut command = child::command(&test, ROLE, args);
+    command.env_remove("APPLICATIONINSIGHTS_CONNECTION_STRING");
+    command
+}
+
+/// Runs [`offline_restart_child`] as a process and returns its output.
 fn run(args: &[String]) -> Output {
-    let out = Command::new(example("offline_restart"))
-        .args(args)
-        .env_remove("APPLICATIONINSIGHTS_CONNECTION_STRING")
-        .output()
-        .unwrap();
+    let out = restart_command(args).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     out
 }
@@ -31,19 +45,124 @@ fn args(endpoint: &str, dir: &TempDir, extra: &[&str]) -> Vec<String> {
     args
 }
 
-/// The text after `key=` in the example's counters line.
+/// The text after `key=` in the child's counters line.
 fn value(out: &Output, key: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(COUNTERS).map(|(_, counters)| counters))
+        .unwrap_or_else(|| panic!("no counters line in {stdout:?}"));
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key} in {line:?}"))
         .to_owned()
 }
 
-/// A counter of the example's counters line.
+/// A counter of the child's counters line.
 fn counter(out: &Output, key: &str) -> u64 {
     value(out, key).parse().unwrap()
+}
+
+/// The options of [`offline_restart_child`].
+struct Restart {
+    endpoint: String,
+    dir: PathBuf,
+    spans: usize,
+    prefix: String,
+    batch: usize,
+    drain: Duration,
+    shutdown: Duration,
+}
+
+impl Restart {
+    /// Parses `--endpoint=URL` and `--dir=PATH` (required), `--spans=N`
+    /// (default 100), `--prefix=NAME` (span names are `NAME-0` …
+    /// `NAME-{N-1}`, default `span`), `--batch=N` (default 512),
+    /// `--drain-secs=S` (wait up to S seconds for the directory to be empty,
+    /// default 0) and `--shutdown-ms=MS` (default 2000).
+    fn parse(args: &[String]) -> Result<Restart, String> {
+        let mut restart = Restart {
+            endpoint: String::new(),
+            dir: PathBuf::new(),
+            spans: 100,
+            prefix: "span".into(),
+            batch: 512,
+            drain: Duration::ZERO,
+            shutdown: Duration::from_secs(2),
+        };
+        for arg in args {
+            let (key, value) = arg
+                .split_once('=')
+                .ok_or_else(|| format!("expected --key=value, got {arg}"))?;
+            let number = || value.parse::<u64>().map_err(|e| format!("{key}: {e}"));
+            match key {
+                "--endpoint" => restart.endpoint = value.to_owned(),
+                "--dir" => restart.dir = value.into(),
+                "--spans" => restart.spans = number()? as usize,
+                "--prefix" => restart.prefix = value.to_owned(),
+                "--batch" => restart.batch = number()? as usize,
+                "--drain-secs" => restart.drain = Duration::from_secs(number()?),
+                "--shutdown-ms" => restart.shutdown = Duration::from_millis(number()?),
+                _ => return Err(format!("unknown option {key}")),
+            }
+        }
+        if restart.endpoint.is_empty() || restart.dir.as_os_str().is_empty() {
+            return Err("--endpoint and --dir are required".into());
+        }
+        Ok(restart)
+    }
+}
+
+/// Whether the storage directory holds a blob (leased or not).
+fn has_blobs(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".blob") || name.ends_with(".lock")
+        })
+    })
+}
+
+/// Not a test of its own: the application process the tests below start
+/// and restart (the role `offline_restart` of [`child`]). It produces
+/// spans, optionally waits until the storage directory is empty
+/// (everything stored earlier was sent), shuts down, and prints the
+/// exporter's counters; see [`Restart::parse`] for its options.
+///
+/// In an ordinary run of the suite, where `TRACING_APPINSIGHTS_CHILD` is
+/// not `offline_restart`, it returns at once.
+#[test]
+fn offline_restart_child() {
+    let Some(args) = child::role_args(ROLE) else {
+        return;
+    };
+    let restart = Restart::parse(&args).unwrap_or_else(|e| panic!("{ROLE}: {e}"));
+    let (dispatch, guard) = start(
+        builder(&restart.endpoint, &restart.dir)
+            .with_max_batch_size(restart.batch)
+            .with_export_interval(Duration::from_millis(100)),
+    );
+    emit(&dispatch, &restart.prefix, 0..restart.spans);
+    if !restart.drain.is_zero() {
+        guard.flush(Duration::from_secs(5)).unwrap();
+        let deadline = Instant::now() + restart.drain;
+        while has_blobs(&restart.dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    guard.shutdown(restart.shutdown).unwrap();
+    let s = guard.stats();
+    println!(
+        "{COUNTERS} queued={} exported={} stored={} read_back={} retried={} dropped={} balances={}",
+        s.queued,
+        s.exported,
+        s.stored,
+        s.read_back,
+        s.retried,
+        s.dropped(),
+        s.balances()
+    );
 }
 
 /// A first run against an endpoint that refuses connections: everything
@@ -93,8 +212,7 @@ fn two_processes_sharing_a_directory_deliver_each_blob_once() {
     let server = FakeIngestion::start();
     let drain = args(&server.endpoint(), &dir, &["--spans=0", "--drain-secs=20"]);
     let spawn = || {
-        Command::new(example("offline_restart"))
-            .args(&drain)
+        restart_command(&drain)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -2,12 +2,10 @@
 //! input included: huge strings, many fields, multi-byte characters at every
 //! cut point, control characters.
 
-mod support;
-
 use std::error::Error;
 use std::time::Duration;
 
-use support::{schema, FakeIngestion};
+use crate::support::{schema, FakeIngestion};
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 

@@ -1,7 +1,6 @@
 //! Helpers for the delivery tests: private storage directories, endpoints
 //! that refuse connections, a TCP forwarder to bring an endpoint "up", and
 //! span emission with names the server side can check.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,13 +15,7 @@ use serde_json::Value;
 use tracing_appinsights::{Builder, ExporterGuard};
 use tracing_subscriber::prelude::*;
 
-/// The instrumentation key of every test connection string.
-pub const IKEY: &str = "00000000-0000-0000-0000-000000000000";
-
-/// A connection string for `endpoint` (`http://127.0.0.1:PORT`).
-pub fn connection_string(endpoint: &str) -> String {
-    format!("InstrumentationKey={IKEY};IngestionEndpoint={endpoint}/")
-}
+use super::connection_string;
 
 /// A fresh directory path under the system's temporary directory (not
 /// created), removed with everything in it on drop.

@@ -1,0 +1,50 @@
+//! The integration tests of `tracing-appinsights`: one test binary, one
+//! module per subject, and the helpers they share in [`support`].
+//!
+//! What the suite covers, from the outside of the crate:
+//!
+//! - the layer's records: [`layer_records`], [`sampling`],
+//!   [`remote_parent`], [`bad_input`], [`composition`] (beside `fmt` and
+//!   filters), [`alloc`] (allocations on the application thread);
+//! - the envelopes on the wire: [`export`], [`schema`], [`http_requests`]
+//!   (a golden request in `tests/it/snapshots`);
+//! - delivery: [`delivery`] (status codes, retries, outages, bounds),
+//!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
+//!   directories, limits), [`worker`] (flush, shutdown, queue);
+//! - configuration: [`connection_env`];
+//! - propagation: [`propagation_props`] (property tests of the parsers);
+//! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
+//! - the documentation: [`quickstart`] (the example's output), [`readme`].
+//!
+//! Run everything with `cargo test --all-features`; one module with, e.g.,
+//! `cargo test --all-features --test it delivery::`, one test with
+//! `cargo test --all-features --test it -- --exact delivery::retry_after_is_waited_out`.
+//!
+//! The tests share one process. A test that sets the global subscriber or
+//! environment variables runs its body in a child process of its own
+//! ([`support::child`]); the counting allocator of [`alloc`] counts per
+//! thread.
+
+mod support;
+
+mod alloc;
+mod bad_input;
+mod composition;
+mod connection_env;
+mod delivery;
+mod delivery_diagnostics;
+#[cfg(feature = "tower")]
+mod distributed;
+mod export;
+mod http_requests;
+mod layer_records;
+mod offline_storage;
+mod propagation_props;
+mod quickstart;
+mod readme;
+mod remote_parent;
+mod sampling;
+mod schema;
+#[cfg(feature = "tower")]
+mod tower_layers;
+mod worker;
