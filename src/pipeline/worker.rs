@@ -53,6 +53,9 @@ pub(crate) fn spawn_worker(
     config: WorkerConfig,
 ) -> std::io::Result<(UnboundedSender<Control>, JoinHandle<()>)> {
     let (control_tx, control_rx) = unbounded_channel();
+    // The first interval counts from the build, not from when the thread
+    // gets to run.
+    let first_tick = config.clock.now() + config.export_interval;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -69,7 +72,7 @@ pub(crate) fn spawn_worker(
                 flushes: Vec::new(),
                 shutdown: None,
             };
-            runtime.block_on(worker.run(control_rx));
+            runtime.block_on(worker.run(control_rx, first_tick));
             // Dropping the runtime cancels any send still in flight (its
             // payload was stored by `spill_all`).
         })?;
@@ -121,10 +124,9 @@ enum Wake {
 }
 
 impl Worker {
-    async fn run(mut self, mut control: UnboundedReceiver<Control>) {
+    async fn run(mut self, mut control: UnboundedReceiver<Control>, first_tick: Instant) {
         let clock = self.config.clock.clone();
-        let period = self.config.export_interval;
-        let mut next_tick = clock.now() + period;
+        let mut next_tick = first_tick;
         // Made anew only when it fires, not on every wake-up.
         let mut tick = clock.sleep_until(next_tick);
         let queue = Arc::clone(&self.queue);

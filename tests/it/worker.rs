@@ -1,9 +1,10 @@
 //! The exporter worker: flush, shutdown, queue bounds and drop accounting.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::wait_until;
 use tracing::info_span;
-use tracing_appinsights::{Builder, FlushError, InMemoryExporter, ShutdownError};
+use tracing_appinsights::{Builder, FlushError, InMemoryExporter, ManualClock, ShutdownError};
 use tracing_subscriber::prelude::*;
 
 fn build(
@@ -53,23 +54,28 @@ fn a_full_batch_is_exported_without_waiting_for_the_interval() {
             info_span!("s").in_scope(|| {});
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.spans().len() < 10 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Exported with the export interval an hour away.
+    wait_until(|| (exporter.spans().len() >= 10).then_some(()));
     assert_eq!(exporter.spans().len(), 10);
     drop(guard);
 }
 
 #[test]
 fn the_interval_exports_a_partial_batch() {
-    let (dispatch, guard, exporter) =
-        build(Builder::new().with_export_interval(Duration::from_millis(50)));
+    let clock = ManualClock::new();
+    let (dispatch, guard, exporter) = build(
+        Builder::new()
+            .with_export_interval(Duration::from_secs(60))
+            .with_manual_clock(&clock),
+    );
     tracing::dispatcher::with_default(&dispatch, || info_span!("s").in_scope(|| {}));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.spans().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Nothing before the interval, on the exporter's clock.
+    clock.advance(Duration::from_secs(59));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(exporter.spans().is_empty());
+    // The interval passes: the partial batch goes.
+    clock.advance(Duration::from_secs(1));
+    wait_until(|| (!exporter.spans().is_empty()).then_some(()));
     assert_eq!(exporter.spans().len(), 1);
     drop(guard);
 }

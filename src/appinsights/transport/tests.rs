@@ -462,10 +462,11 @@ async fn slow_endpoint_times_out() {
     let started = Instant::now();
     let outcome = send(&t, batch(1).0).await;
 
+    // A timeout, not the answer the server gives after 3 s, and never
+    // before the request timeout.
     assert_eq!(outcome, SendOutcome::Timeout);
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(server.wait_for_requests(1, WAIT).len(), 1);
 }
 
@@ -477,14 +478,12 @@ async fn closed_port_is_a_connect_error() {
     };
     let t = transport(&format!("http://127.0.0.1:{port}"), true);
 
-    let started = Instant::now();
     let outcome = send(&t, batch(1).0).await;
 
     let SendOutcome::Connect(description) = outcome else {
         panic!("expected a connect error, got {outcome:?}");
     };
     assert!(description.contains("client error"), "{description}");
-    assert!(started.elapsed() < WAIT);
 }
 
 /// An `https://` endpoint really speaks TLS: a plain-HTTP server makes

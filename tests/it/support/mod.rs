@@ -83,3 +83,15 @@ pub fn example(name: &str) -> std::path::PathBuf {
     assert!(path.exists(), "{} was built", path.display());
     path
 }
+
+/// Polls `ready` until it gives a value (a liveness wait, not a bound on
+/// how long the exporter may take: it fails only after a minute).
+pub fn wait_until<T>(mut ready: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..6000 {
+        if let Some(value) = ready() {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("not ready after a minute");
+}
