@@ -121,7 +121,7 @@ pub fn names(envelopes: &[Value]) -> Vec<String> {
 }
 
 /// How many times each name arrived.
-pub fn counts(names: &[String]) -> HashMap<String, usize> {
+fn counts(names: &[String]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for name in names {
         *counts.entry(name.clone()).or_insert(0) += 1;
