@@ -1,0 +1,197 @@
+//! Attribute values and the bounded attribute map of spans, events and
+//! links.
+
+use super::text::Text;
+use super::{MAX_ATTRIBUTES, MAX_ATTRIBUTE_VALUE_CHARS, MAX_MESSAGE_CHARS};
+
+/// A typed attribute value; `tracing` field values keep their type.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AttributeValue {
+    /// A string (`record_str`), cut to [`MAX_ATTRIBUTE_VALUE_CHARS`].
+    Str(Text),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A value recorded with `Debug` (`?value`, `%value`, 128-bit integers),
+    /// formatted once and cut to [`MAX_ATTRIBUTE_VALUE_CHARS`].
+    Debug(Text),
+    /// An error (`record_error`): its message and source chain (boxed: errors
+    /// are rare, and every other value stays small).
+    Error(Box<ErrorValue>),
+}
+
+impl AttributeValue {
+    /// The string inside `Str` or `Debug`, if that is what this is.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttributeValue::Str(s) | AttributeValue::Debug(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttributeValue {
+    /// The value as the text a property carries: numbers and booleans as
+    /// Rust prints them, strings as they are, errors as their message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttributeValue::Str(s) | AttributeValue::Debug(s) => f.write_str(s),
+            AttributeValue::I64(v) => write!(f, "{v}"),
+            AttributeValue::U64(v) => write!(f, "{v}"),
+            AttributeValue::F64(v) => write!(f, "{v}"),
+            AttributeValue::Bool(v) => write!(f, "{v}"),
+            AttributeValue::Error(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+/// An error recorded as a field value (`&dyn Error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorValue {
+    /// The error's type name, as far as its `Debug` output shows it (the
+    /// leading identifier, e.g. `ParseIntError`); `None` when it shows none.
+    pub type_name: Option<Text>,
+    /// The error's `Display` message.
+    pub message: Text,
+    /// The `Display` messages of its `source()` chain, outermost first
+    /// (at most 32).
+    pub sources: Vec<Text>,
+}
+
+impl ErrorValue {
+    /// An error known only by its message (recorded as text, as
+    /// `#[instrument(err)]` does).
+    pub fn from_message(message: Text) -> Self {
+        ErrorValue {
+            type_name: None,
+            message,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Captures an error's message, type name and source chain.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        use std::fmt::Write;
+        let mut message = crate::record::text::TextWriter::new(MAX_MESSAGE_CHARS);
+        let _ = write!(message, "{error}");
+        let mut debug = crate::record::text::TextWriter::new(128);
+        let _ = write!(debug, "{error:?}");
+        let debug = debug.finish();
+        let ident: &str = debug
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .next()
+            .unwrap_or("");
+        let type_name = (!ident.is_empty() && ident.starts_with(|c: char| c.is_alphabetic()))
+            .then(|| Text::from(ident));
+        let mut sources = Vec::new();
+        let mut next = error.source();
+        while let Some(source) = next {
+            if sources.len() == 32 {
+                break;
+            }
+            let mut text = crate::record::text::TextWriter::new(MAX_ATTRIBUTE_VALUE_CHARS);
+            let _ = write!(text, "{source}");
+            sources.push(text.finish());
+            next = source.source();
+        }
+        ErrorValue {
+            type_name,
+            message: message.finish(),
+            sources,
+        }
+    }
+}
+
+/// Bounded, insertion-ordered key/value attributes (OpenCensus'
+/// `BoundedDict`): setting an existing key moves it to the end; inserting into
+/// a full map evicts the oldest entry and counts it in [`dropped`](Self::dropped).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Attributes {
+    entries: Vec<(&'static str, AttributeValue)>,
+    dropped: u32,
+}
+
+impl Attributes {
+    /// An empty map (allocates nothing).
+    pub const fn new() -> Self {
+        Attributes {
+            entries: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// An empty map with room for `n` entries (at most [`MAX_ATTRIBUTES`]).
+    pub fn with_capacity(n: usize) -> Self {
+        Attributes {
+            entries: Vec::with_capacity(n.min(MAX_ATTRIBUTES)),
+            dropped: 0,
+        }
+    }
+
+    /// Sets `key` to `value` with OpenCensus' bounded-dict rules.
+    pub fn insert(&mut self, key: &'static str, value: AttributeValue) {
+        if let Some(pos) = self.entries.iter().position(|(k, _)| *k == key) {
+            self.entries.remove(pos);
+        } else if self.entries.len() >= MAX_ATTRIBUTES {
+            self.entries.remove(0);
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// Makes room for `n` more entries (never past [`MAX_ATTRIBUTES`]).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        let want = (self.entries.len() + n).min(MAX_ATTRIBUTES);
+        self.entries
+            .reserve(want.saturating_sub(self.entries.len()));
+    }
+
+    /// Removes every entry, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.dropped = 0;
+    }
+
+    /// Appends a key known not to be present yet (a span's creation fields
+    /// are distinct); still bounded.
+    pub(crate) fn push_new(&mut self, key: &'static str, value: AttributeValue) {
+        if self.entries.len() >= MAX_ATTRIBUTES {
+            self.entries.remove(0);
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&AttributeValue> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &AttributeValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// How many entries are kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many entries were evicted past [`MAX_ATTRIBUTES`].
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}
+
