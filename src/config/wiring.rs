@@ -52,7 +52,13 @@ impl Builder {
         };
         let (control, thread) =
             spawn_worker(Arc::clone(&queue), rx, sink, config).map_err(BuildError::Spawn)?;
-        let guard = ExporterGuard::new(Arc::clone(&queue), control, thread, self.shutdown_timeout);
+        let guard = ExporterGuard::new(
+            Arc::clone(&queue),
+            control,
+            thread,
+            self.shutdown_timeout,
+            self.clock.clone(),
+        );
         Ok((AppInsightsLayer::new(queue, sampler), guard))
     }
 

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::stats::ExporterStats;
-use super::Queue;
+use super::{Clock, Queue};
 use crate::error::{FlushError, ShutdownError};
 
 /// Commands from the guard to the worker. The reply says whether
@@ -18,8 +18,9 @@ pub(crate) enum Control {
     /// deadline, store what is still waiting for a retry.
     Flush {
         reply: std_mpsc::SyncSender<bool>,
-        /// The flush's timeout, from when the worker reads the command
-        /// (on the exporter's clock).
+        /// When the flush was asked for, on the exporter's clock: its
+        /// deadline is `timeout` after.
+        from: Instant,
         timeout: Duration,
     },
     /// Settle everything queued, reply and stop; by the deadline, store
@@ -27,6 +28,7 @@ pub(crate) enum Control {
     Shutdown {
         reply: std_mpsc::SyncSender<bool>,
         /// As for [`Control::Flush`].
+        from: Instant,
         timeout: Duration,
     },
 }
@@ -42,7 +44,7 @@ pub(crate) enum Control {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use tracing_subscriber::prelude::*;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -66,6 +68,8 @@ pub struct ExporterGuard {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     shutdown_timeout: Duration,
     is_shut_down: AtomicBool,
+    /// The exporter's clock, on which deadlines are counted.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for ExporterGuard {
@@ -84,12 +88,14 @@ impl ExporterGuard {
         control: tokio::sync::mpsc::UnboundedSender<Control>,
         thread: JoinHandle<()>,
         shutdown_timeout: Duration,
+        clock: Clock,
     ) -> Self {
         ExporterGuard {
             queue,
             control,
             thread: std::sync::Mutex::new(Some(thread)),
             shutdown_timeout,
+            clock,
             is_shut_down: AtomicBool::new(false),
         }
     }
@@ -116,7 +122,11 @@ impl ExporterGuard {
         }
         let (reply, done) = std_mpsc::sync_channel(1);
         self.control
-            .send(Control::Flush { reply, timeout })
+            .send(Control::Flush {
+                reply,
+                from: self.clock.now(),
+                timeout,
+            })
             .map_err(|_| FlushError::ShutDown)?;
         match done.recv_timeout(timeout) {
             Ok(true) => Ok(()),
@@ -151,7 +161,11 @@ impl ExporterGuard {
         let (reply, done) = std_mpsc::sync_channel(1);
         if self
             .control
-            .send(Control::Shutdown { reply, timeout })
+            .send(Control::Shutdown {
+                reply,
+                from: self.clock.now(),
+                timeout,
+            })
             .is_err()
         {
             return Err(ShutdownError::WorkerGone);

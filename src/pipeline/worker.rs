@@ -109,9 +109,9 @@ struct Worker {
     shutdown: Option<PendingShutdown>,
 }
 
-/// When to store what is unsent, for a deadline `timeout` from `now`.
-fn spill_time(now: Instant, timeout: Duration) -> Instant {
-    now + timeout - (timeout / 5).min(MAX_SPILL_MARGIN)
+/// When to store what is unsent, for a deadline `timeout` after `from`.
+fn spill_time(from: Instant, timeout: Duration) -> Instant {
+    from + timeout - (timeout / 5).min(MAX_SPILL_MARGIN)
 }
 
 /// What woke the worker.
@@ -162,18 +162,26 @@ impl Worker {
     fn step(&mut self, wake: Wake, next_tick: &mut Instant) -> bool {
         let now = self.config.clock.now();
         match wake {
-            Wake::Control(Some(Control::Flush { reply, timeout })) => {
+            Wake::Control(Some(Control::Flush {
+                reply,
+                from,
+                timeout,
+            })) => {
                 self.drain();
                 self.flushes.push(PendingFlush {
                     mark: self.sink.mark(),
-                    spill_at: spill_time(now, timeout),
-                    deadline: now + timeout,
+                    spill_at: spill_time(from, timeout),
+                    deadline: from + timeout,
                     spilled: false,
                     reply,
                 });
             }
-            Wake::Control(Some(Control::Shutdown { reply, timeout })) => {
-                self.begin_shutdown(Some(reply), now, timeout);
+            Wake::Control(Some(Control::Shutdown {
+                reply,
+                from,
+                timeout,
+            })) => {
+                self.begin_shutdown(Some(reply), from, timeout);
             }
             // The guard is gone without a shutdown (it was leaked): nobody
             // can flush any more, so export and stop.
@@ -275,11 +283,16 @@ impl Worker {
 
     /// Starts the shutdown: everything queued goes to the sink; from now on
     /// nothing is read back from storage.
-    fn begin_shutdown(&mut self, reply: Option<SyncSender<bool>>, now: Instant, timeout: Duration) {
+    fn begin_shutdown(
+        &mut self,
+        reply: Option<SyncSender<bool>>,
+        from: Instant,
+        timeout: Duration,
+    ) {
         self.drain();
         self.sink.stop();
         self.shutdown = Some(PendingShutdown {
-            spill_at: spill_time(now, timeout),
+            spill_at: spill_time(from, timeout),
             reply,
         });
     }
