@@ -56,9 +56,7 @@ impl AppInsightsSink {
                 return;
             };
             self.unhold(&payload);
-            let lease = due
-                .checked_duration_since(self.clock.now())
-                .map(|left| self.clock.wall() + left);
+            let lease = self.clock.wall_of(due);
             match payload.origin {
                 // A blob waiting to be resent to a redirect's host: it is
                 // still on disk; let it wait there.

@@ -150,14 +150,10 @@ impl AppInsightsSink {
             .filter(|(_, p)| p.is_fresh() && p.seq < mark)
             .map(|(k, _)| *k)
             .collect();
-        let now = self.clock.now();
         for key in keys {
             if let Some(payload) = self.waiting.remove(&key) {
                 self.unhold(&payload);
-                let lease = key
-                    .0
-                    .checked_duration_since(now)
-                    .map(|d| self.clock.wall() + d);
+                let lease = self.clock.wall_of(key.0);
                 if let Some(payload) = self.try_store(payload, lease) {
                     self.hold(&payload);
                     self.waiting.insert(key, payload);

@@ -18,8 +18,8 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(super) struct Payload {
     /// Identifies the payload while in flight; orders payloads for flush.
     pub(super) seq: u64,
-    /// `[item,item,…]`: as built, or gzipped while it waits when memory
-    /// is tight.
+    /// `[item,item,…]`: as built until its first attempt (or until memory
+    /// is tight), then gzipped.
     pub(super) body: Body,
     /// Each item's byte range in `body`.
     pub(super) items: Vec<(u32, u32)>,

@@ -69,6 +69,13 @@ impl Clock {
     pub(crate) fn instant_of(&self, t: SystemTime) -> Instant {
         self.now() + t.duration_since(self.wall()).unwrap_or_default()
     }
+
+    /// The wall-clock time of an `Instant` on this clock not yet past
+    /// (`None` for one in the past): how long a lease on disk lasts.
+    pub(crate) fn wall_of(&self, at: Instant) -> Option<SystemTime> {
+        at.checked_duration_since(self.now())
+            .map(|left| self.wall() + left)
+    }
 }
 
 /// A clock for tests that moves only when told to: give it to
@@ -189,6 +196,11 @@ mod tests {
         assert_eq!(clock.now(), t0 + Duration::from_secs(30));
         assert_eq!(clock.wall(), w0 + Duration::from_secs(30));
         assert_eq!(clock.instant_of(w0), clock.now(), "the past is now");
+        assert_eq!(clock.wall_of(t0), None, "the past has no lease");
+        assert_eq!(
+            clock.wall_of(clock.now() + Duration::from_secs(5)),
+            Some(clock.wall() + Duration::from_secs(5))
+        );
         assert_eq!(
             clock.instant_of(clock.wall() + Duration::from_secs(5)),
             clock.now() + Duration::from_secs(5)
