@@ -38,6 +38,7 @@ fn items_of_matches_the_mapping() {
         target: "app",
         message: "outside".into(),
         attributes: Attributes::new(),
+        span: None,
     }));
     for record in &records {
         let mut envelopes = Vec::new();

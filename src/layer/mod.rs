@@ -57,7 +57,7 @@ use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
 use crate::record::text::Text;
 use crate::record::{
-    Annotation, EventData, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, StatusCode,
+    EventData, EventSpan, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, StatusCode,
     TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 
@@ -312,48 +312,70 @@ where
             remote_parent: remote.is_some(),
             is_local_root,
             context_exposed: false,
+            events: 0,
         };
         state.set_source(remote.flatten());
         state
     }
 
+    /// An event in a span: a message event stays in the span's record;
+    /// any other becomes a record of its own, sent now with the span's
+    /// operation context (never held back, never evicted).
     fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
         if !self.live.may_be_sampled(&span.id()) {
             return; // unsampled trace: nothing to record, nothing visited
         }
         let meta = event.metadata();
-        let spare = self.queue.pool.take_attributes().unwrap_or_default();
-        let mut fields = Fields::for_event(spare, meta.fields().len());
-        event.record(&mut fields);
+        let fields = self.event_fields(event);
         let timestamp = self.clock.now();
-        let mut ext = span.extensions_mut();
-        let Some(state) = ext.get_mut::<SpanState>() else {
-            return;
-        };
-        if let Some(kind) = fields.message_event.kind {
-            let m = &fields.message_event;
-            let event = MessageEvent {
-                timestamp,
-                kind,
-                id: m.id,
-                uncompressed_size_bytes: m.uncompressed,
-                compressed_size_bytes: m.compressed.unwrap_or(m.uncompressed),
+        let in_span = {
+            let mut ext = span.extensions_mut();
+            let Some(state) = ext.get_mut::<SpanState>() else {
+                return;
             };
-            let data = &mut *state.data;
-            push_bounded(
-                &mut data.message_events,
-                &mut data.dropped_message_events,
-                MAX_MESSAGE_EVENTS,
-                event,
-            );
-            return;
-        }
-        let status = &mut state.data.status;
-        if fields.carries_error() && status.code == StatusCode::Unset {
-            status.code = StatusCode::Error;
-            status.message = error_message(&fields);
-        }
-        state.add_annotation(annotation(meta, timestamp, fields));
+            if let Some(kind) = fields.message_event.kind {
+                let m = &fields.message_event;
+                let event = MessageEvent {
+                    timestamp,
+                    kind,
+                    id: m.id,
+                    uncompressed_size_bytes: m.uncompressed,
+                    compressed_size_bytes: m.compressed.unwrap_or(m.uncompressed),
+                };
+                let data = &mut *state.data;
+                push_bounded(
+                    &mut data.message_events,
+                    &mut data.dropped_message_events,
+                    MAX_MESSAGE_EVENTS,
+                    event,
+                );
+                return;
+            }
+            let status = &mut state.data.status;
+            if fields.carries_error() && status.code == StatusCode::Unset {
+                status.code = StatusCode::Error;
+                status.message = error_message(&fields);
+            }
+            state.events = state.events.saturating_add(1);
+            EventSpan {
+                trace_id: state.trace_id(),
+                span_id: state.span_id(),
+                operation_name: state.operation_name(),
+                sampled_remotely: state.data.sampled_remotely,
+            }
+        };
+        // Sent with the span's lock released: another layer may look at
+        // the span while it handles a warning the send logs.
+        let record = event_data(meta, timestamp, fields, Some(in_span));
+        self.queue.send(Record::Event(record));
+    }
+
+    /// Visits an event's fields into a recycled attribute vector.
+    fn event_fields(&self, event: &Event<'_>) -> Fields {
+        let spare = self.queue.pool.take_attributes().unwrap_or_default();
+        let mut fields = Fields::for_event(spare, event.metadata().fields().len());
+        event.record(&mut fields);
+        fields
     }
 
     /// Events outside spans are sampled at the root rate.
@@ -362,18 +384,10 @@ where
     }
 
     fn record_root_event(&self, event: &Event<'_>) {
-        let meta = event.metadata();
-        let mut fields = Fields::for_event(Default::default(), meta.fields().len());
-        event.record(&mut fields);
+        let fields = self.event_fields(event);
         let timestamp = self.clock.now();
-        let a = annotation(meta, timestamp, fields);
-        self.queue.send(Record::Event(EventData {
-            timestamp,
-            level: a.level,
-            target: a.target,
-            message: a.description,
-            attributes: a.attributes,
-        }));
+        let record = event_data(event.metadata(), timestamp, fields, None);
+        self.queue.send(Record::Event(record));
     }
 }
 
@@ -388,23 +402,26 @@ fn error_message(fields: &Fields) -> Option<Text> {
     }
 }
 
-fn annotation(
+/// The record of an event whose fields were visited.
+fn event_data(
     meta: &'static tracing_core::Metadata<'static>,
     timestamp: SystemTime,
     mut fields: Fields,
-) -> Annotation {
+    span: Option<EventSpan>,
+) -> EventData {
     if let Some(error) = fields.error.take() {
         fields.attributes.insert(
             visitor::FIELD_ERROR,
             crate::record::AttributeValue::Error(error),
         );
     }
-    Annotation {
+    EventData {
         timestamp,
-        description: fields.message.unwrap_or_default(),
         level: *meta.level(),
         target: meta.target(),
+        message: fields.message.unwrap_or_default(),
         attributes: fields.attributes,
+        span,
     }
 }
 

@@ -8,9 +8,7 @@ use crate::layer::visitor::Fields;
 use crate::propagation::{RemoteContext, FIELD_REQUEST_SOURCE};
 use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::Text;
-use crate::record::{
-    Annotation, AttributeValue, SpanData, SpanKind, TraceOptions, MAX_ANNOTATIONS,
-};
+use crate::record::{AttributeValue, SpanData, SpanKind, TraceOptions};
 
 /// The in-flight state of a sampled span, kept in its extensions.
 ///
@@ -25,6 +23,8 @@ pub(crate) struct SpanState {
     pub(super) is_local_root: bool,
     /// Its context was read by the propagation API (injected, or ids read).
     pub(super) context_exposed: bool,
+    /// Events recorded in it (sent as records of their own).
+    pub(super) events: u32,
 }
 
 impl SpanState {
@@ -47,7 +47,7 @@ impl SpanState {
         let data = &self.data;
         self.context_exposed
             || data.child_span_count > 0
-            || !data.annotations.is_empty()
+            || self.events > 0
             || !data.message_events.is_empty()
     }
 
@@ -140,16 +140,6 @@ impl SpanState {
             Some(method) => Cow::Owned(format!("{method} {route}")),
             None => self.data.name.clone(),
         }
-    }
-
-    pub(super) fn add_annotation(&mut self, annotation: Annotation) {
-        let data = &mut *self.data;
-        push_bounded(
-            &mut data.annotations,
-            &mut data.dropped_annotations,
-            MAX_ANNOTATIONS,
-            annotation,
-        );
     }
 }
 

@@ -48,19 +48,25 @@ impl RecordPool {
         take_stashed(&self.attributes, |stash| &mut stash.attributes)
     }
 
-    /// Keeps the spans of an exported batch for reuse, up to the capacity.
+    /// Keeps the spans and attribute vectors of an exported batch for reuse,
+    /// up to the capacity.
     pub(crate) fn give(&self, batch: &mut Vec<Record>) {
         let mut spans = Vec::with_capacity(batch.len());
         let mut attributes = Vec::new();
+        let mut recycle = |mut attrs: crate::record::Attributes| {
+            attrs.clear();
+            attributes.push(attrs);
+        };
         for record in batch.drain(..) {
-            if let Record::Span(mut span) = record {
-                for annotation in span.annotations.drain(..) {
-                    let mut attrs = annotation.attributes;
-                    attrs.clear();
-                    attributes.push(attrs);
+            match record {
+                Record::Span(mut span) => {
+                    for annotation in span.annotations.drain(..) {
+                        recycle(annotation.attributes);
+                    }
+                    span.clear_for_reuse();
+                    spans.push(span);
                 }
-                span.clear_for_reuse();
-                spans.push(span);
+                Record::Event(event) => recycle(event.attributes),
             }
         }
         if let Ok(mut free) = self.free.lock() {

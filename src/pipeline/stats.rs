@@ -46,6 +46,10 @@ pub(crate) struct Counters {
     pub(crate) dropped_too_old: AtomicU64,
     pub(crate) dropped_storage_full: AtomicU64,
     pub(crate) dropped_corrupt: AtomicU64,
+    pub(crate) dropped_annotations: AtomicU64,
+    pub(crate) dropped_attributes: AtomicU64,
+    pub(crate) dropped_links: AtomicU64,
+    pub(crate) dropped_message_events: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -108,6 +112,10 @@ impl Counters {
             dropped_too_old: load(&self.dropped_too_old),
             dropped_storage_full: load(&self.dropped_storage_full),
             dropped_corrupt: load(&self.dropped_corrupt),
+            dropped_annotations: load(&self.dropped_annotations),
+            dropped_attributes: load(&self.dropped_attributes),
+            dropped_links: load(&self.dropped_links),
+            dropped_message_events: load(&self.dropped_message_events),
             batches: load(&self.batches),
             requests: load(&self.requests),
             timeouts: load(&self.timeouts),
@@ -145,6 +153,32 @@ impl std::ops::Deref for Ledger {
     }
 }
 
+impl Counters {
+    /// Counts the parts the records of a batch lost at their bounds
+    /// (attributes, links, message events), as the worker takes it.
+    pub(crate) fn count_cuts(&self, batch: &[Record]) {
+        let (mut attributes, mut links, mut message_events) = (0u64, 0u64, 0u64);
+        for record in batch {
+            match record {
+                Record::Span(span) => {
+                    attributes += u64::from(span.attributes.dropped());
+                    attributes += span
+                        .annotations
+                        .iter()
+                        .map(|a| u64::from(a.attributes.dropped()))
+                        .sum::<u64>();
+                    links += u64::from(span.dropped_links);
+                    message_events += u64::from(span.dropped_message_events);
+                }
+                Record::Event(event) => attributes += u64::from(event.attributes.dropped()),
+            }
+        }
+        add(&self.dropped_attributes, attributes);
+        add(&self.dropped_links, links);
+        add(&self.dropped_message_events, message_events);
+    }
+}
+
 /// Adds `n` to a counter.
 #[inline]
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -153,9 +187,10 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
     }
 }
 
-/// How many telemetry items a record becomes: a span is one item (a
-/// Request or a RemoteDependency) plus one per event inside it (a Message
-/// or an Exception); an event outside spans is one item.
+/// How many telemetry items a record becomes: an event is one item (a
+/// Message or an Exception); a span is one item (a Request or a
+/// RemoteDependency), plus one per annotation, should a record built by
+/// hand carry any (the layer sends events as records of their own).
 ///
 /// The counters of [`ExporterStats`] are in items, because the service
 /// accepts, rejects and retries items, and storage holds items: only in
@@ -172,8 +207,9 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 /// items.
 ///
 /// An item is what the service counts: a span is one item (a request or a
-/// dependency) plus one per event inside it; an event outside spans is one
-/// item. A span without events is one item.
+/// dependency) and an event is one item (a trace message or an exception),
+/// inside a span or not. The stdout and in-memory sinks show a span's
+/// events inside its record: there, an event is exported with its span.
 ///
 /// Every item the application produced is, at any moment, in exactly one
 /// place:
@@ -187,7 +223,8 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///   worker: [`dropped_rejected`](Self::dropped_rejected),
 ///   [`dropped_too_old`](Self::dropped_too_old),
 ///   [`dropped_storage_full`](Self::dropped_storage_full),
-///   [`dropped_corrupt`](Self::dropped_corrupt).
+///   [`dropped_corrupt`](Self::dropped_corrupt),
+///   [`dropped_annotations`](Self::dropped_annotations).
 ///
 /// Items read back from storage (written by this run or an earlier one,
 /// or by another process sharing the directory) come back in through
@@ -200,12 +237,19 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 /// queued + read_back == in_queue + in_memory + exported + stored
 ///                       + dropped_rejected + dropped_too_old
 ///                       + dropped_storage_full + dropped_corrupt
+///                       + dropped_annotations
 /// ```
 ///
 /// and `stored - read_back` is what this exporter left in storage, when it
 /// is the directory's only user. [`retried`](Self::retried) counts
 /// resends, not items: an item sent three times is counted twice there and
 /// once wherever it ends up.
+///
+/// [`dropped_attributes`](Self::dropped_attributes),
+/// [`dropped_links`](Self::dropped_links) and
+/// [`dropped_message_events`](Self::dropped_message_events) count parts of
+/// items cut at the record's bounds (the `MAX_*` constants of
+/// [`record`](crate::record)), not items: they are outside the balance.
 ///
 /// # Examples
 ///
@@ -263,6 +307,21 @@ pub struct ExporterStats {
     /// Lines of stored blobs that were not telemetry items (a damaged or
     /// foreign file), deleted.
     pub dropped_corrupt: u64,
+    /// Events not shown by the stdout or in-memory sink because their span
+    /// already held [`MAX_ANNOTATIONS`](crate::record::MAX_ANNOTATIONS)
+    /// (the oldest go, as `SpanData::dropped_annotations` says). Always 0
+    /// with Application Insights, where every event is an item of its own.
+    pub dropped_annotations: u64,
+    /// Attributes evicted past [`MAX_ATTRIBUTES`](crate::record::MAX_ATTRIBUTES)
+    /// on spans and events (parts of items, outside the balance).
+    pub dropped_attributes: u64,
+    /// Links (`follows_from`) dropped past [`MAX_LINKS`](crate::record::MAX_LINKS)
+    /// (parts of items, outside the balance).
+    pub dropped_links: u64,
+    /// Message events dropped past
+    /// [`MAX_MESSAGE_EVENTS`](crate::record::MAX_MESSAGE_EVENTS) (parts of
+    /// items, outside the balance).
+    pub dropped_message_events: u64,
     /// Batches of records handed to the sink.
     pub batches: u64,
     /// HTTP requests sent to the ingestion endpoint (first sends, retries
@@ -274,13 +333,15 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// The items the worker dropped: rejected, too old, storage full and
-    /// corrupt (not those dropped before the queue).
+    /// The items the worker dropped: rejected, too old, storage full,
+    /// corrupt and past a span's annotation bound (not those dropped
+    /// before the queue).
     pub fn dropped(&self) -> u64 {
         self.dropped_rejected
             + self.dropped_too_old
             + self.dropped_storage_full
             + self.dropped_corrupt
+            + self.dropped_annotations
     }
 
     /// Whether every item is accounted for: `queued + read_back` equals
@@ -291,5 +352,35 @@ impl ExporterStats {
     pub fn balances(&self) -> bool {
         self.queued + self.read_back
             == self.in_queue + self.in_memory + self.exported + self.stored + self.dropped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{AttributeValue, Attributes, EventData, MAX_ATTRIBUTES};
+
+    #[test]
+    fn attributes_cut_at_the_bound_are_counted_when_the_worker_takes_them() {
+        // Keys are `&'static str` (field names): leak a few, for the test.
+        let keys = (0..MAX_ATTRIBUTES + 3).map(|i| &*format!("k{i}").leak());
+        let mut attributes = Attributes::new();
+        for key in keys {
+            attributes.insert(key, AttributeValue::U64(1));
+        }
+        assert_eq!(attributes.dropped(), 3);
+        let event = EventData {
+            timestamp: std::time::SystemTime::UNIX_EPOCH,
+            level: tracing_core::Level::INFO,
+            target: "t",
+            message: Default::default(),
+            attributes,
+            span: None,
+        };
+        let ledger = Ledger::detached();
+        ledger.count_cuts(&[Record::Event(event)]);
+        let stats = ledger.stats();
+        assert_eq!(stats.dropped_attributes, 3);
+        assert_eq!(stats.dropped(), 0, "parts of items, outside the balance");
     }
 }

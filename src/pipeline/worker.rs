@@ -230,6 +230,7 @@ impl Worker {
         }
         let counters: &Counters = &self.queue.counters;
         add(&counters.taken, self.batch.iter().map(items_of).sum());
+        counters.count_cuts(&self.batch);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         self.sink.accept(&mut self.batch);
         // What the sink did not keep goes back to the application threads.

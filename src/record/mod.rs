@@ -1,5 +1,5 @@
 //! The finished records the layer produces: [`SpanData`] (OpenCensus style)
-//! and [`EventData`] (an event outside any span).
+//! and [`EventData`] (an event, inside a span or outside any).
 //!
 //! These are plain public data, so an application can read, print and test
 //! what the layer recorded (see [`InMemoryExporter`](crate::InMemoryExporter)).
@@ -383,7 +383,15 @@ pub enum LinkType {
     ParentLinkedSpan,
 }
 
-/// An event recorded outside any span: it becomes a trace message.
+/// An event: it becomes a trace message (or an exception) of its own.
+///
+/// An event outside any span is one of these with no [`span`](Self::span).
+/// An event inside a sampled span is one too, handed to the exporter when
+/// it happens (so a long-lived span's logs arrive as they are written, and
+/// none is ever evicted), with the span's operation context. The stdout and
+/// in-memory sinks show such events inside their span's record, as
+/// [`SpanData::annotations`], when the span closes; only the events of
+/// spans still open when the exporter stops reach them as `EventData`.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct EventData {
@@ -398,6 +406,38 @@ pub struct EventData {
     pub message: Text,
     /// The event's other fields.
     pub attributes: Attributes,
+    /// The sampled span the event happened in; `None` outside spans.
+    pub span: Option<EventSpan>,
+}
+
+impl EventData {
+    /// The event as an annotation of its span's record.
+    pub(crate) fn into_annotation(self) -> Annotation {
+        Annotation {
+            timestamp: self.timestamp,
+            description: self.message,
+            level: self.level,
+            target: self.target,
+            attributes: self.attributes,
+        }
+    }
+}
+
+/// The span an [`EventData`] happened in: what its trace item needs to
+/// join the span's operation.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EventSpan {
+    /// The span's trace (the item's `ai.operation.id`).
+    pub trace_id: TraceId,
+    /// The span's own id (the item's `ai.operation.parentId`).
+    pub span_id: SpanId,
+    /// The operation's name at the time of the event (see
+    /// [`SpanData::operation_name`]).
+    pub operation_name: Cow<'static, str>,
+    /// Whether the trace was recorded on a remote caller's decision (see
+    /// [`SpanData::sampled_remotely`]).
+    pub sampled_remotely: bool,
 }
 
 /// What the layer hands to the exporter worker.

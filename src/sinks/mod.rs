@@ -1,10 +1,12 @@
 //! The sinks that are done with a batch on return: stdout (no connection
 //! string) and [`InMemoryExporter`] (an application's tests). Every item
-//! they are handed counts as exported.
+//! they are handed counts as exported; they show the events of a span
+//! inside its record (see [`assemble`]).
 
-use crate::pipeline::{add, items_of, Ledger, Sink};
+use crate::pipeline::{add, Ledger, Sink};
 use crate::record::Record;
 
+mod assemble;
 mod in_memory;
 mod stdout;
 
@@ -28,22 +30,42 @@ impl Consume for InMemoryExporter {
     }
 }
 
-/// A [`Sink`] of a [`Consume`]r: every item handed over is exported.
+/// A [`Sink`] of a [`Consume`]r: events go into their spans' records,
+/// and every item handed to the consumer is exported.
 pub(crate) struct Immediate<C> {
     consumer: C,
+    assembler: assemble::Assembler,
     ledger: Ledger,
 }
 
 impl<C: Consume> Immediate<C> {
     pub(crate) fn new(consumer: C, ledger: Ledger) -> Self {
-        Immediate { consumer, ledger }
+        Immediate {
+            consumer,
+            assembler: assemble::Assembler::new(ledger.clone()),
+            ledger,
+        }
+    }
+
+    fn consume(&mut self, batch: &mut Vec<Record>, items: u64) {
+        if !batch.is_empty() {
+            self.consumer.consume(batch);
+        }
+        add(&self.ledger.exported, items);
     }
 }
 
 impl<C: Consume> Sink for Immediate<C> {
     fn accept(&mut self, batch: &mut Vec<Record>) {
-        let items: u64 = batch.iter().map(items_of).sum();
-        self.consumer.consume(batch);
-        add(&self.ledger.exported, items);
+        let items = self.assembler.assemble(batch);
+        self.consume(batch, items);
+    }
+
+    /// The events of spans still open are shown on their own, and later
+    /// ones as they come.
+    fn stop(&mut self) {
+        let mut batch = Vec::new();
+        let items = self.assembler.stop(&mut batch);
+        self.consume(&mut batch, items);
     }
 }

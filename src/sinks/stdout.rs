@@ -253,6 +253,14 @@ pub(crate) fn write_event(out: &mut String, e: &EventData) {
     write_quoted(out, &e.message);
     out.push_str(", attributes=");
     write_attributes(out, &e.attributes);
+    if let Some(span) = &e.span {
+        // Only the events of a span still open at shutdown get here.
+        let _ = write!(
+            out,
+            ", span=EventSpan(trace_id={}, span_id={})",
+            span.trace_id, span.span_id
+        );
+    }
     out.push(')');
 }
 

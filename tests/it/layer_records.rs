@@ -161,6 +161,13 @@ fn bounds_keep_the_newest_and_count_the_dropped() {
     );
     assert_eq!(span.links.len(), MAX_LINKS);
     assert_eq!(span.dropped_links, 5);
+    // Counted in the statistics too: a dropped event is an item (in the
+    // balance); a dropped link or message event is part of one.
+    let stats = &out.stats;
+    assert_eq!(stats.dropped_annotations, 8);
+    assert_eq!(stats.dropped_message_events, 2);
+    assert_eq!(stats.dropped_links, 5);
+    assert!(stats.balances(), "{stats:#?}");
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! What the suite covers, from the outside of the crate:
 //!
-//! - the layer's records: [`layer_records`], [`sampling`],
+//! - the layer's records: [`layer_records`], [`events`] (each an item of its
+//!   own), [`sampling`],
 //!   [`remote_parent`], [`bad_input`], [`composition`] (beside `fmt` and
 //!   filters), [`alloc`] (allocations on the application thread);
 //! - the envelopes on the wire: [`export`], [`schema`], [`http_requests`]
@@ -35,6 +36,7 @@ mod delivery;
 mod delivery_diagnostics;
 #[cfg(feature = "tower")]
 mod distributed;
+mod events;
 mod export;
 mod http_requests;
 mod layer_records;

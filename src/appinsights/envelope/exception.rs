@@ -253,6 +253,7 @@ mod tests {
             target: "shop",
             message: Text::from("nope"),
             attributes: attrs(&[("error", AttributeValue::Error(Box::new(error)))]),
+            span: None,
         };
         let items = items(&Record::Event(event));
         let want = json!([{ "typeName": "Error", "message": "nope", "hasFullStack": false }]);

@@ -1,7 +1,7 @@
 //! Records into envelopes (`docs/mapping.md`): one span gives its Request or
-//! RemoteDependency item, then one Message or Exception item per event
-//! inside it; an event outside any span gives one Message or Exception item
-//! with no operation.
+//! RemoteDependency item (then one Message or Exception item per annotation,
+//! should a record built by hand carry any); an event gives one Message or
+//! Exception item, in its span's operation when it has one.
 
 use crate::record::text::truncate_str;
 use crate::record::{AttributeValue, Record, SpanData, SpanKind, Status};
@@ -21,8 +21,9 @@ use super::{
 pub(crate) const STATUS_DESCRIPTION_KEY: &str = "otel.status_description";
 
 /// Appends the envelopes of `record` to `out`: for a span, its Request or
-/// RemoteDependency item then one item per event inside it; for an event
-/// outside spans, one Message or Exception item without operation tags.
+/// RemoteDependency item (then one item per annotation); for an event, one
+/// Message or Exception item, with its span's operation tags when it
+/// happened in one.
 ///
 /// The envelopes borrow from `record` and `ctx`.
 pub(crate) fn map_record<'a>(
@@ -35,12 +36,26 @@ pub(crate) fn map_record<'a>(
         Record::Event(event) => {
             let view = EventView::of_event(event);
             let data = event_data(&view);
-            out.push(Envelope::new(ctx, view.timestamp, ctx.base_tags(), data));
+            let Some(span) = &event.span else {
+                out.push(Envelope::new(ctx, view.timestamp, ctx.base_tags(), data));
+                return;
+            };
+            let tags = Tags {
+                operation_id: Some(TraceHex::trace(span.trace_id)),
+                operation_parent_id: Some(SpanHex::span(span.span_id)),
+                operation_name: Some(truncate_str(&span.operation_name, tags::MAX_OPERATION_NAME)),
+                ..ctx.base_tags()
+            };
+            let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
+            if span.sampled_remotely {
+                envelope.sample_rate = 100.0;
+            }
+            out.push(envelope);
         }
     }
 }
 
-/// A span's item, then its events' items.
+/// A span's item, then its annotations' items.
 pub(crate) fn map_span<'a>(
     span: &'a SpanData,
     ctx: &'a EnvelopeContext,

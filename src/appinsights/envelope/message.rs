@@ -153,6 +153,7 @@ mod tests {
             target: "shop",
             message: Text::from("started"),
             attributes: attrs(&[("port", AttributeValue::U64(8080))]),
+            span: None,
         };
         let items = items(&Record::Event(event));
         assert_eq!(items.len(), 1);

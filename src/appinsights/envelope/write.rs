@@ -348,6 +348,7 @@ mod tests {
             target: "t",
             message: Text::from(text.as_str()),
             attributes: attrs(&[]),
+            span: None,
         };
         let item = &items(&Record::Event(event))[0];
         assert!(size(item) <= MAX_ITEM_BYTES);
