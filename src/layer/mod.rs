@@ -5,9 +5,11 @@
 //!
 //! # Unsampled spans cost (almost) nothing
 //!
-//! A sampled span carries a [`SpanState`] in its registry extensions. An
-//! unsampled span carries *nothing*: "no `SpanState`" is the marker, so the
-//! unsampled path inserts nothing, visits no field and allocates nothing.
+//! A sampled span has a [`SpanState`] in the layer's own [`SpanTable`],
+//! keyed by its registry id (in its registry extensions only when the
+//! table's bucket is full). An unsampled span has *nothing*: "no
+//! `SpanState`" is the marker, so the unsampled path inserts nothing,
+//! visits no field and allocates nothing.
 //! Its ids, needed only to propagate context, are derived on demand from the
 //! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
 //! id of an unsampled root is drawn the same way, and its low 8 bytes are what
@@ -41,18 +43,18 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 mod clock;
-mod live_set;
 mod reparent;
 pub(crate) mod sampler;
 mod state;
+mod table;
 mod visitor;
 
 use self::clock::Clock;
-use self::live_set::LiveSampled;
+use self::table::SpanTable;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, SpanState};
 use self::visitor::Fields;
-use crate::pipeline::Queue;
+use crate::pipeline::{add, Queue};
 use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
 use crate::record::text::Text;
@@ -85,12 +87,12 @@ pub struct AppInsightsLayer<S = Registry> {
     sampler: Sampler,
     rule: SamplingRule,
     id_keys: IdKeys,
-    /// The sampled spans alive (those with a `SpanState`). While there is
-    /// none, no span can have a sampled parent, be closed with a record, or
-    /// hold an event, so the unsampled path skips every registry lookup;
-    /// while there are some, it tells an unsampled span from a sampled one
+    /// The states of the sampled spans alive. While there is none, no span
+    /// can have a sampled parent, be closed with a record, or hold an
+    /// event, so the unsampled path skips every registry lookup; while
+    /// there are some, it tells an unsampled span from a sampled one
     /// without a lookup.
-    live: LiveSampled,
+    table: SpanTable,
     clock: Clock,
     _subscriber: PhantomData<fn(S)>,
 }
@@ -102,7 +104,7 @@ impl<S> AppInsightsLayer<S> {
             sampler,
             rule: sampler.rule(),
             id_keys: IdKeys::random(),
-            live: LiveSampled::default(),
+            table: SpanTable::default(),
             clock: Clock::new(),
             _subscriber: PhantomData,
         }
@@ -142,6 +144,17 @@ struct ParentIds {
     sampled_remotely: bool,
 }
 
+/// The span a new span or an event belongs to (see
+/// [`AppInsightsLayer::owner`]).
+enum Owner {
+    /// A sampled span of ours, by id.
+    Sampled(Id),
+    /// A span of ours that is not sampled.
+    Unsampled,
+    /// No span: a new span is a root, an event is outside spans.
+    None,
+}
+
 /// Where the trace of a new sampled span comes from.
 enum Origin {
     /// A sampled local parent.
@@ -168,13 +181,12 @@ where
     /// scope that knows one (a remote marker, or a sampled span upgraded
     /// after the child was made), else from its local root's registry id.
     fn context_of(&self, span: &SpanRef<'_, S>, expose: bool) -> SpanContext {
-        if expose {
-            if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-                state.context_exposed = true;
-                return state.data.context.clone();
-            }
-        } else if let Some(state) = span.extensions().get::<SpanState>() {
-            return state.data.context.clone();
+        let own = self.state_in(span, |state| {
+            state.context_exposed |= expose;
+            state.data.context.clone()
+        });
+        if let Some(context) = own {
+            return context;
         }
         let keys = &self.id_keys;
         let unsampled = |trace_id, tracestate| SpanContext {
@@ -185,48 +197,151 @@ where
         };
         let mut root = span.id();
         for s in span.scope() {
-            let ext = s.extensions();
-            if let Some(remote) = ext.get::<UnsampledRemote>() {
-                return unsampled(remote.trace_id, remote.tracestate.clone());
+            let remote = s
+                .extensions()
+                .get::<UnsampledRemote>()
+                .map(|r| (r.trace_id, r.tracestate.clone()));
+            if let Some((trace_id, tracestate)) = remote {
+                return unsampled(trace_id, tracestate);
             }
-            if let Some(state) = ext.get::<SpanState>() {
-                return unsampled(state.trace_id(), state.data.context.tracestate.clone());
+            let sampled = self.state_in(&s, |state| {
+                (state.trace_id(), state.data.context.tracestate.clone())
+            });
+            if let Some((trace_id, tracestate)) = sampled {
+                return unsampled(trace_id, tracestate);
             }
             root = s.id();
         }
         unsampled(keys.trace_id(&root), None)
     }
 
-    /// Where a new span's trace comes from when it has no remote parent;
-    /// `None` when it is unsampled.
-    fn local_origin(&self, span: &SpanRef<'_, S>, id: &Id) -> Option<Origin> {
-        let Some(parent) = span.parent() else {
-            let derived = self.id_keys.trace_id(id);
-            if !self.rule.sample_root(derived) {
-                return None;
+    // === where a span's state is ===
+
+    /// Runs `f` on the state of `span` if it is sampled, wherever the
+    /// state is kept.
+    fn state_in<R>(&self, span: &SpanRef<'_, S>, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
+        match self.table.with(&span.id(), f) {
+            Ok(r) => Some(r),
+            Err(f) if self.table.overflowing() => span.extensions_mut().get_mut::<SpanState>().map(f),
+            Err(_) => None,
+        }
+    }
+
+    /// [`state_in`](Self::state_in) by id: the registry is asked only for
+    /// a state kept in the extensions.
+    fn state_of<R>(
+        &self,
+        id: &Id,
+        ctx: &Context<'_, S>,
+        f: impl FnOnce(&mut SpanState) -> R,
+    ) -> Option<R> {
+        match self.table.with(id, f) {
+            Ok(r) => Some(r),
+            Err(f) if self.table.overflowing() => {
+                let span = ctx.span(id)?;
+                let mut ext = span.extensions_mut();
+                ext.get_mut::<SpanState>().map(f)
             }
-            // Keep the low 8 bytes the rule was applied to; draw fresh random
-            // high bytes so sampled trace ids never repeat when the registry
-            // reuses a slot.
-            let low = derived.to_int() as u64;
-            let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
-            return Some(Origin::Root(trace_id));
+            Err(_) => None,
+        }
+    }
+
+    /// Keeps the state of a new sampled span: in the table, or, when its
+    /// bucket is full, in the span's extensions (counted).
+    fn keep_state(&self, id: &Id, ctx: &Context<'_, S>, state: SpanState) {
+        let Err(state) = self.table.insert(id, state) else {
+            return;
         };
-        // A parent without state is unsampled: so is its subtree.
-        if !self.live.may_be_sampled(&parent.id()) {
+        add(&self.queue.counters.table_overflows, 1);
+        match ctx.span(id) {
+            Some(span) => span.extensions_mut().insert(state),
+            None => self.table.removed_overflow(),
+        }
+    }
+
+    /// Takes the state of a closing span out, wherever it is.
+    fn take_state(&self, id: &Id, ctx: &Context<'_, S>) -> Option<SpanState> {
+        if let Some(state) = self.table.remove(id) {
+            return Some(state);
+        }
+        if !self.table.overflowing() {
             return None;
         }
-        let mut ext = parent.extensions_mut();
-        let state = ext.get_mut::<SpanState>()?;
-        let data = &mut state.data;
-        data.child_span_count = data.child_span_count.saturating_add(1);
-        Some(Origin::Local(ParentIds {
-            operation_name: state.operation_name(),
-            trace_id: state.trace_id(),
-            span_id: state.span_id(),
-            tracestate: state.data.context.tracestate.clone(),
-            sampled_remotely: state.data.sampled_remotely,
-        }))
+        let state = ctx.span(id)?.extensions_mut().remove::<SpanState>();
+        if state.is_some() {
+            self.table.removed_overflow();
+        }
+        state
+    }
+
+    /// Which span a new span or an event belongs to, for this layer:
+    /// `candidate` is the registry's answer (the explicit parent, or the
+    /// current span); when our per-layer filter hides it, `visible` finds
+    /// the nearest span the filter shows.
+    fn owner<'c>(
+        &self,
+        candidate: Option<Id>,
+        ctx: &'c Context<'_, S>,
+        visible: impl FnOnce() -> Option<SpanRef<'c, S>>,
+    ) -> Owner {
+        let Some(candidate) = candidate else {
+            return Owner::None;
+        };
+        if self.table.holds(&candidate) {
+            return Owner::Sampled(candidate); // the common case: no lookup
+        }
+        let Some(span) = ctx.span(&candidate).or_else(visible) else {
+            return Owner::None;
+        };
+        let id = span.id();
+        let sampled = self.table.holds(&id)
+            || (self.table.overflowing() && span.extensions().get::<SpanState>().is_some());
+        if sampled {
+            Owner::Sampled(id)
+        } else {
+            Owner::Unsampled
+        }
+    }
+
+    /// Where a new span's trace comes from when it has no remote parent;
+    /// `None` when it is unsampled.
+    fn local_origin(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: &Context<'_, S>) -> Option<Origin> {
+        let candidate = if attrs.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            attrs.parent().cloned()
+        };
+        let visible = || ctx.span(id).and_then(|span| span.parent());
+        match self.owner(candidate, ctx, visible) {
+            Owner::None => self.root_origin(id),
+            // A parent without state is unsampled: so is its subtree.
+            Owner::Unsampled => None,
+            Owner::Sampled(parent) => self.state_of(&parent, ctx, |state| {
+                let data = &mut state.data;
+                data.child_span_count = data.child_span_count.saturating_add(1);
+                Origin::Local(ParentIds {
+                    operation_name: state.operation_name(),
+                    trace_id: state.trace_id(),
+                    span_id: state.span_id(),
+                    tracestate: state.data.context.tracestate.clone(),
+                    sampled_remotely: state.data.sampled_remotely,
+                })
+            }),
+        }
+    }
+
+    /// The origin of a new local root, if the sampling rule takes it.
+    fn root_origin(&self, id: &Id) -> Option<Origin> {
+        let derived = self.id_keys.trace_id(id);
+        if !self.rule.sample_root(derived) {
+            return None;
+        }
+        // Keep the low 8 bytes the rule was applied to; draw fresh random
+        // high bytes so sampled trace ids never repeat when the registry
+        // reuses a slot.
+        let low = derived.to_int() as u64;
+        let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
+        Some(Origin::Root(trace_id))
     }
 
     /// The origin of a new span with a remote parent; an unsampled one gets
@@ -321,18 +436,13 @@ where
     /// An event in a span: a message event stays in the span's record;
     /// any other becomes a record of its own, sent now with the span's
     /// operation context (never held back, never evicted).
-    fn record_event_in_span(&self, event: &Event<'_>, span: &SpanRef<'_, S>) {
-        if !self.live.may_be_sampled(&span.id()) {
-            return; // unsampled trace: nothing to record, nothing visited
-        }
+    fn record_event_in_span(&self, event: &Event<'_>, span: &Id, ctx: &Context<'_, S>) {
         let meta = event.metadata();
+        // Visited before the span's state is locked: a field's `Debug` may
+        // log into the same span.
         let fields = self.event_fields(event);
         let timestamp = self.clock.now();
-        let in_span = {
-            let mut ext = span.extensions_mut();
-            let Some(state) = ext.get_mut::<SpanState>() else {
-                return;
-            };
+        let in_span = self.state_of(span, ctx, |state| {
             if let Some(kind) = fields.message_event.kind {
                 let m = &fields.message_event;
                 let event = MessageEvent {
@@ -349,7 +459,7 @@ where
                     MAX_MESSAGE_EVENTS,
                     event,
                 );
-                return;
+                return None;
             }
             let status = &mut state.data.status;
             if fields.carries_error() && status.code == StatusCode::Unset {
@@ -357,15 +467,18 @@ where
                 status.message = error_message(&fields);
             }
             state.events = state.events.saturating_add(1);
-            EventSpan {
+            Some(EventSpan {
                 trace_id: state.trace_id(),
                 span_id: state.span_id(),
                 operation_name: state.operation_name(),
                 sampled_remotely: state.data.sampled_remotely,
-            }
+            })
+        });
+        let Some(in_span) = in_span.flatten() else {
+            return; // a message event, kept in the span; or the span is gone
         };
-        // Sent with the span's lock released: another layer may look at
-        // the span while it handles a warning the send logs.
+        // Sent with the span's state unlocked: a layer handling the warning
+        // a send may log can look at the span.
         let record = event_data(meta, timestamp, fields, Some(in_span));
         self.queue.send(Record::Event(record));
     }
@@ -438,49 +551,43 @@ where
         // Before the fast path: a sampled caller makes a sampled span even
         // when no local root is ever sampled.
         let remote = propagation::take_pending();
-        if remote.is_none() && self.rule == SamplingRule::None && self.live.none_alive() {
+        if remote.is_none() && self.rule == SamplingRule::None && self.table.none_alive() {
             return; // no sampled parent can exist and no root is sampled
         }
-        let Some(span) = ctx.span(id) else { return };
         let origin = match remote {
-            Some(remote) => self.remote_origin(&span, remote),
-            None => self.local_origin(&span, id),
+            Some(remote) => ctx
+                .span(id)
+                .and_then(|span| self.remote_origin(&span, remote)),
+            None => self.local_origin(attrs, id, &ctx),
         };
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
-            // Counted before it becomes visible (see `LiveSampled::none_alive`).
-            self.live.insert(id);
-            span.extensions_mut().insert(state);
+            self.keep_state(id, &ctx, state);
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
-        if !self.live.may_be_sampled(id) {
+        if !self.table.may_hold(id) {
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
         let mut fields = Fields::for_record();
         values.record(&mut fields);
-        let mut ext = span.extensions_mut();
-        if let Some(state) = ext.get_mut::<SpanState>() {
-            state.apply(fields);
-        }
+        self.state_of(id, &ctx, |state| state.apply(fields));
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        if !self.live.may_be_sampled(id) {
+        if !self.table.may_hold(id) {
             return;
         }
-        let (Some(span), Some(follows)) = (ctx.span(id), ctx.span(follows)) else {
+        let Some(follows) = ctx.span(follows) else {
             return;
         };
         let (trace_id, span_id, _) = self.ids_of(&follows);
-        let mut ext = span.extensions_mut();
-        if let Some(state) = ext.get_mut::<SpanState>() {
-            let link = Link::new(trace_id, span_id, LinkType::ParentLinkedSpan);
+        let link = Link::new(trace_id, span_id, LinkType::ParentLinkedSpan);
+        self.state_of(id, &ctx, |state| {
             let data = &mut *state.data;
             push_bounded(&mut data.links, &mut data.dropped_links, MAX_LINKS, link);
-        }
+        });
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -489,7 +596,7 @@ where
         {
             return;
         }
-        if self.live.none_alive() {
+        if self.table.none_alive() {
             // The event is in an unsampled span or outside any span: only
             // the latter is recorded, and only if the root draw says so.
             if self.root_event_sampled() && ctx.event_span(event).is_none() {
@@ -497,10 +604,15 @@ where
             }
             return;
         }
-        match ctx.event_span(event) {
-            Some(span) => self.record_event_in_span(event, &span),
-            None if self.root_event_sampled() => self.record_root_event(event),
-            None => {}
+        let candidate = if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        match self.owner(candidate, &ctx, || ctx.event_span(event)) {
+            Owner::Sampled(span) => self.record_event_in_span(event, &span, &ctx),
+            Owner::None if self.root_event_sampled() => self.record_root_event(event),
+            Owner::None | Owner::Unsampled => {}
         }
     }
 
@@ -521,15 +633,10 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if !self.live.may_be_sampled(&id) {
+        if !self.table.may_hold(&id) {
             return;
         }
-        let Some(span) = ctx.span(&id) else { return };
-        // Take the state out in its own scope: the lock is released before
-        // the record is built and sent.
-        let state = { span.extensions_mut().remove::<SpanState>() };
-        if let Some(state) = state {
-            self.live.remove(&id);
+        if let Some(state) = self.take_state(&id, &ctx) {
             let data = state.finish(self.clock.now());
             self.queue.send(Record::Span(data));
         }

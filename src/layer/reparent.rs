@@ -3,24 +3,12 @@
 
 use tracing_core::span::Id;
 use tracing_core::{Dispatch, Subscriber};
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 
 use super::state::SpanState;
 use super::{AppInsightsLayer, Origin, UnsampledRemote};
 use crate::propagation::{RemoteContext, WithContext};
 use crate::record::SpanContext;
-
-fn forget_child<S>(span: &SpanRef<'_, S>)
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    if let Some(parent) = span.parent() {
-        if let Some(state) = parent.extensions_mut().get_mut::<SpanState>() {
-            let count = &mut state.data.child_span_count;
-            *count = count.saturating_sub(1);
-        }
-    }
-}
 
 /// Whether `span` is entered on this thread: it is the current span or
 /// one of its ancestors.
@@ -101,6 +89,8 @@ where
         context: Self::context_erased,
     };
 
+    /// Re-parents `span`. Its extensions stay locked throughout, so two
+    /// threads re-parenting one span take turns.
     fn set_remote_parent(
         &self,
         subscriber: &S,
@@ -114,50 +104,74 @@ where
         if is_entered_here(subscriber, span) {
             return Err(Refused::Entered);
         }
+        let id = span.id();
         let mut ext = span.extensions_mut();
-        if let Some(state) = ext.get_mut::<SpanState>() {
-            if state.context_used() {
-                return Err(Refused::AlreadyUsed);
-            }
-            let had_local_parent = if sampled {
-                state.reparent(remote)
-            } else {
-                let had_local_parent = state.data.parent_span_id.is_some() && !state.remote_parent;
-                ext.remove::<SpanState>();
-                self.live.remove(&span.id());
+        let had_local_parent = match self.locked_state(&id, &mut ext, |s| s.context_used()) {
+            Some(true) => return Err(Refused::AlreadyUsed),
+            Some(false) if sampled => self.locked_state(&id, &mut ext, |s| s.reparent(remote)),
+            Some(false) => {
+                let state = self.take_locked(&id, &mut ext);
                 ext.replace(UnsampledRemote::new(&remote));
-                had_local_parent
-            };
-            drop(ext);
-            if had_local_parent {
-                forget_child(span);
+                state.map(|s| s.data.parent_span_id.is_some() && !s.remote_parent)
             }
-            return Ok(());
-        }
+            None if sampled => {
+                self.upgrade(span, &mut ext, remote);
+                None
+            }
+            None => {
+                ext.replace(UnsampledRemote::new(&remote));
+                None
+            }
+        };
         drop(ext);
-        if sampled {
-            self.upgrade(span, remote);
-        } else {
-            span.extensions_mut().replace(UnsampledRemote::new(&remote));
+        if had_local_parent == Some(true) {
+            // The old parent has one child fewer.
+            if let Some(parent) = span.parent() {
+                self.state_in(&parent, |state| {
+                    let count = &mut state.data.child_span_count;
+                    *count = count.saturating_sub(1);
+                });
+            }
         }
         Ok(())
+    }
+
+    /// Runs `f` on the span's state, its extensions locked by the caller.
+    fn locked_state<R>(
+        &self,
+        id: &Id,
+        ext: &mut ExtensionsMut<'_>,
+        f: impl FnOnce(&mut SpanState) -> R,
+    ) -> Option<R> {
+        match self.table.with(id, f) {
+            Ok(r) => Some(r),
+            Err(f) => ext.get_mut::<SpanState>().map(f),
+        }
+    }
+
+    /// Takes the span's state out, its extensions locked by the caller.
+    fn take_locked(&self, id: &Id, ext: &mut ExtensionsMut<'_>) -> Option<SpanState> {
+        if let Some(state) = self.table.remove(id) {
+            return Some(state);
+        }
+        let state = ext.remove::<SpanState>();
+        if state.is_some() {
+            self.table.removed_overflow();
+        }
+        state
     }
 
     /// Makes an unsampled span sampled, as a child of `remote`. Its fields
     /// given at creation were never visited: they are lost. It keeps the
     /// span id it had as an unsampled span, in case it was already seen.
-    fn upgrade(&self, span: &SpanRef<'_, S>, remote: RemoteContext) {
+    fn upgrade(&self, span: &SpanRef<'_, S>, ext: &mut ExtensionsMut<'_>, remote: RemoteContext) {
         let data = self.queue.pool.take().unwrap_or_default();
         let span_id = self.id_keys.span_id(&span.id());
         let state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
-        // Counted before it becomes visible (see `LiveSampled::none_alive`).
-        let id = span.id();
-        self.live.insert(&id);
-        let mut ext = span.extensions_mut();
         ext.remove::<UnsampledRemote>();
-        if ext.replace(state).is_some() {
-            // Another thread upgraded it at the same time: one state counts.
-            self.live.remove(&id);
+        if let Err(state) = self.table.insert(&span.id(), state) {
+            crate::pipeline::add(&self.queue.counters.table_overflows, 1);
+            ext.insert(state);
         }
     }
 }

@@ -28,6 +28,19 @@ pub(crate) struct SpanState {
 }
 
 impl SpanState {
+    /// A blank state, for the table's tests.
+    #[cfg(test)]
+    pub(super) fn for_tests() -> Self {
+        SpanState {
+            data: Box::default(),
+            kind: None,
+            remote_parent: false,
+            is_local_root: false,
+            context_exposed: false,
+            events: 0,
+        }
+    }
+
     pub(crate) fn trace_id(&self) -> TraceId {
         self.data.context.trace_id
     }

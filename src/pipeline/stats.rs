@@ -50,6 +50,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_attributes: AtomicU64,
     pub(crate) dropped_links: AtomicU64,
     pub(crate) dropped_message_events: AtomicU64,
+    pub(crate) table_overflows: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -116,6 +117,7 @@ impl Counters {
             dropped_attributes: load(&self.dropped_attributes),
             dropped_links: load(&self.dropped_links),
             dropped_message_events: load(&self.dropped_message_events),
+            table_overflows: load(&self.table_overflows),
             batches: load(&self.batches),
             requests: load(&self.requests),
             timeouts: load(&self.timeouts),
@@ -322,6 +324,10 @@ pub struct ExporterStats {
     /// [`MAX_MESSAGE_EVENTS`](crate::record::MAX_MESSAGE_EVENTS) (parts of
     /// items, outside the balance).
     pub dropped_message_events: u64,
+    /// Sampled spans whose state did not fit the layer's table (too many
+    /// alive in one bucket) and was kept in the registry's extensions
+    /// instead: slower, never lost. Not items.
+    pub table_overflows: u64,
     /// Batches of records handed to the sink.
     pub batches: u64,
     /// HTTP requests sent to the ingestion endpoint (first sends, retries

@@ -1,0 +1,305 @@
+//! [`SpanTable`]: the state of the sampled spans alive, by registry id,
+//! in a fixed table the layer owns.
+//!
+//! Keeping a span's state here rather than in the registry's extensions
+//! saves, for every sampled span, the extension's allocation, its insert
+//! and remove, and a registry lookup in each callback that only has the
+//! span's id (`on_record`, `on_close`, an event's current span). It also
+//! answers, for an *unsampled* span, "no state" from one cache line without
+//! a lookup or a lock, which matters in a service where some sampled span
+//! is nearly always alive.
+//!
+//! The table is buckets of eight slots: eight ids on one cache line, and
+//! beside them eight states, each behind its own lock (a span's callbacks
+//! may come from several threads at once). An id lives in the bucket its
+//! hash names. When that bucket is full the span's state goes to the
+//! registry's extensions instead, counted (`ExporterStats::table_overflows`)
+//! and found there: while anything overflows, "not in the table" is no
+//! longer proof, and the layer looks in the extensions too. The table never
+//! grows; a burst of live sampled spans beyond its room costs speed, never
+//! a span.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tracing_core::span::Id;
+
+use super::state::SpanState;
+use crate::pipeline::CacheAligned;
+
+const SLOTS_PER_BUCKET: usize = 8;
+/// 1,024 buckets of 8 slots: 256 KiB, room for a few thousand live sampled
+/// spans before buckets start to overflow.
+const BUCKET_BITS: u32 = 10;
+const EMPTY: u64 = 0;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Bucket {
+    ids: [AtomicU64; SLOTS_PER_BUCKET],
+    states: [Mutex<Option<SpanState>>; SLOTS_PER_BUCKET],
+}
+
+/// The states of the live sampled spans (see the module docs).
+pub(crate) struct SpanTable {
+    counts: CacheAligned<Counts>,
+    buckets: Box<[Bucket]>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// How many sampled spans are alive; zero lets every callback return
+    /// at once.
+    alive: AtomicUsize,
+    /// How many of them keep their state in the extensions.
+    overflow: AtomicUsize,
+}
+
+impl Default for SpanTable {
+    fn default() -> Self {
+        SpanTable {
+            counts: CacheAligned::default(),
+            buckets: (0..1_usize << BUCKET_BITS)
+                .map(|_| Bucket::default())
+                .collect(),
+        }
+    }
+}
+
+/// A slot's lock; a panic elsewhere cannot leave a state half written.
+fn lock(state: &Mutex<Option<SpanState>>) -> MutexGuard<'_, Option<SpanState>> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SpanTable {
+    #[inline]
+    fn bucket(&self, id: u64) -> &Bucket {
+        let index = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKET_BITS);
+        &self.buckets[index as usize]
+    }
+
+    /// The slot holding `id` in its bucket, if any.
+    #[inline]
+    fn find(&self, id: u64) -> Option<(&Bucket, usize)> {
+        let bucket = self.bucket(id);
+        let slot = bucket
+            .ids
+            .iter()
+            .position(|slot| slot.load(Ordering::Acquire) == id)?;
+        Some((bucket, slot))
+    }
+
+    /// Whether no sampled span is alive. A span is counted before its state
+    /// becomes visible to other threads, and uncounted only when the state
+    /// is gone, so zero means the span at hand is not sampled.
+    #[inline]
+    pub(crate) fn none_alive(&self) -> bool {
+        self.counts.alive.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether some state is kept in the registry's extensions, so that a
+    /// span not found here must be looked for there.
+    #[inline]
+    pub(crate) fn overflowing(&self) -> bool {
+        self.counts.overflow.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the table holds the span's state (no lock taken: it may be
+    /// gone a moment later).
+    #[inline]
+    pub(crate) fn holds(&self, id: &Id) -> bool {
+        !self.none_alive() && self.find(id.into_u64()).is_some()
+    }
+
+    /// Whether the span may have a state: `false` is certain, `true` means
+    /// "look".
+    #[inline]
+    pub(crate) fn may_hold(&self, id: &Id) -> bool {
+        !self.none_alive() && (self.find(id.into_u64()).is_some() || self.overflowing())
+    }
+
+    /// Keeps the state of a new sampled span. When the span's bucket is
+    /// full the state is handed back, already counted as overflowing: the
+    /// caller keeps it in the extensions.
+    pub(crate) fn insert(&self, id: &Id, state: SpanState) -> Result<(), SpanState> {
+        self.counts.alive.fetch_add(1, Ordering::AcqRel);
+        let id = id.into_u64();
+        let bucket = self.bucket(id);
+        let claimed = bucket.ids.iter().position(|slot| {
+            slot.compare_exchange(EMPTY, id, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        match claimed {
+            Some(slot) => {
+                *lock(&bucket.states[slot]) = Some(state);
+                Ok(())
+            }
+            None => {
+                self.counts.overflow.fetch_add(1, Ordering::AcqRel);
+                Err(state)
+            }
+        }
+    }
+
+    /// Runs `f` on the span's state if the table holds it; else hands `f`
+    /// back.
+    #[inline]
+    pub(crate) fn with<R, F>(&self, id: &Id, f: F) -> Result<R, F>
+    where
+        F: FnOnce(&mut SpanState) -> R,
+    {
+        if self.none_alive() {
+            return Err(f);
+        }
+        let id = id.into_u64();
+        let Some((bucket, slot)) = self.find(id) else {
+            return Err(f);
+        };
+        let mut state = lock(&bucket.states[slot]);
+        // Checked again under the lock: the slot may have changed hands.
+        match state.as_mut() {
+            Some(state) if bucket.ids[slot].load(Ordering::Acquire) == id => Ok(f(state)),
+            _ => Err(f),
+        }
+    }
+
+    /// Takes the state of a closing span out of the table.
+    pub(crate) fn remove(&self, id: &Id) -> Option<SpanState> {
+        if self.none_alive() {
+            return None;
+        }
+        let id = id.into_u64();
+        let (bucket, slot) = self.find(id)?;
+        let mut guard = lock(&bucket.states[slot]);
+        if bucket.ids[slot].load(Ordering::Acquire) != id {
+            return None;
+        }
+        let state = guard.take();
+        bucket.ids[slot].store(EMPTY, Ordering::Release);
+        drop(guard);
+        if state.is_some() {
+            self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+        }
+        state
+    }
+
+    /// Uncounts a span whose state was taken out of the extensions (it had
+    /// overflowed); call it after.
+    pub(crate) fn removed_overflow(&self) {
+        self.counts.overflow.fetch_sub(1, Ordering::AcqRel);
+        self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// How many sampled spans are alive.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.counts.alive.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> Id {
+        Id::from_u64(n)
+    }
+
+    fn state(marker: u32) -> SpanState {
+        let mut state = SpanState::for_tests();
+        state.events = marker;
+        state
+    }
+
+    #[test]
+    fn an_empty_table_knows_nothing_is_sampled() {
+        let table = SpanTable::default();
+        assert!(table.none_alive());
+        assert!(!table.may_hold(&id(1)));
+        assert!(table.with(&id(1), |_| ()).is_err());
+        assert!(table.remove(&id(1)).is_none());
+    }
+
+    #[test]
+    fn states_are_found_by_id_and_others_are_not() {
+        let table = SpanTable::default();
+        assert!(table.insert(&id(7), state(7)).is_ok());
+        assert!(table.may_hold(&id(7)));
+        assert!(!table.may_hold(&id(8)));
+        assert_eq!(table.with(&id(7), |s| s.events).ok(), Some(7));
+        assert!(table.with(&id(8), |s| s.events).is_err());
+        assert_eq!(table.remove(&id(7)).map(|s| s.events), Some(7));
+        assert!(!table.may_hold(&id(7)));
+        assert!(table.none_alive());
+    }
+
+    #[test]
+    fn a_full_bucket_overflows_and_says_so() {
+        let table = SpanTable::default();
+        // Ids that all hash into one bucket, found by search.
+        let target = table.bucket(1) as *const Bucket;
+        let same_bucket: Vec<u64> = (1..)
+            .filter(|&n| std::ptr::eq(table.bucket(n), target))
+            .take(SLOTS_PER_BUCKET + 2)
+            .collect();
+        let overflowed: Vec<u64> = same_bucket
+            .iter()
+            .filter(|&&n| table.insert(&id(n), state(n as u32)).is_err())
+            .copied()
+            .collect();
+        assert_eq!(overflowed, same_bucket[SLOTS_PER_BUCKET..]);
+        assert_eq!(table.len(), SLOTS_PER_BUCKET + 2);
+        assert!(table.overflowing());
+        // An id never inserted is now only "maybe".
+        assert!(table.may_hold(&id(u64::MAX)));
+        for &n in &overflowed {
+            table.removed_overflow();
+            let _ = n;
+        }
+        for &n in &same_bucket[..SLOTS_PER_BUCKET] {
+            assert_eq!(table.remove(&id(n)).map(|s| s.events), Some(n as u32));
+        }
+        assert!(table.none_alive());
+        assert!(!table.overflowing());
+        assert!(table.insert(&id(3), state(3)).is_ok());
+        assert!(!table.may_hold(&id(u64::MAX)));
+    }
+
+    #[test]
+    fn concurrent_inserts_lookups_and_removes_balance() {
+        let table = std::sync::Arc::new(SpanTable::default());
+        let threads: Vec<_> = (0..4_u64)
+            .map(|t| {
+                let table = table.clone();
+                std::thread::spawn(move || {
+                    for round in 0..2_000_u64 {
+                        let ids: Vec<u64> = (0..16).map(|k| 1 + t + 4 * (k + 16 * round)).collect();
+                        let mut outside = 0;
+                        for &n in &ids {
+                            if table.insert(&id(n), state(n as u32)).is_err() {
+                                outside += 1;
+                            }
+                        }
+                        for &n in &ids {
+                            if let Ok(events) = table.with(&id(n), |s| s.events) {
+                                assert_eq!(events, n as u32);
+                            }
+                        }
+                        for &n in &ids {
+                            if table.remove(&id(n)).is_none() {
+                                outside -= 1;
+                                table.removed_overflow();
+                            }
+                        }
+                        assert_eq!(outside, 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no panic");
+        }
+        assert!(table.none_alive());
+        assert!(!table.overflowing());
+    }
+}
