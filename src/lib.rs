@@ -121,10 +121,12 @@
 //!   it has and stores what is left, returning in time even when the
 //!   endpoint is dead.
 //! * **Accounting.** [`ExporterStats`] counts telemetry items (a span is one
-//!   item plus one per event inside it), and each is in exactly one place:
-//!   in the queue, in memory, accepted, in storage, or dropped (queue full,
-//!   after shutdown, rejected by the service, too old, no room in storage,
-//!   corrupt); [`ExporterStats::balances`] checks it.
+//!   item, and so is every event), and each is in exactly one place: in the
+//!   queue, in memory, accepted, in storage, or dropped (queue full, after
+//!   shutdown, rejected by the service, too old, no room in storage,
+//!   corrupt, past a span's annotation bound in the stdout and in-memory
+//!   sinks); [`ExporterStats::balances`] checks it. Parts of items cut at a
+//!   bound are counted too (see the limits below).
 //! * **What can still be lost or duplicated:** a process killed (SIGKILL)
 //!   loses what was in its queue and memory, not what was stored; a request
 //!   that timed out may have been accepted, so its retry can duplicate it.
@@ -160,7 +162,7 @@
 //! | `parent_span_id` | the parent span's id |
 //! | `kind` | `otel.kind`; else server for a span with a remote parent; else internal |
 //! | `attributes` | the span's fields, typed, at most 32 (oldest evicted, counted) |
-//! | `annotations` | events inside the span, at most 32 |
+//! | `annotations` | events inside the span, at most 32 (stdout and in-memory sinks; Application Insights gets every event as an item of its own) |
 //! | `message_events` | events with a `message.type`, at most 128 |
 //! | `links` | `Span::follows_from`, at most 32 |
 //! | `status` | `otel.status_code`, `error`, error events |
@@ -170,6 +172,19 @@
 //!
 //! String values are kept up to 8192 characters and event messages up to
 //! 32768 (the service's limits), cut on a char boundary.
+//!
+//! Every bound the layer and its sinks apply, and where what passes it is
+//! counted:
+//!
+//! | bound | limit | past it | counted in |
+//! |---|---|---|---|
+//! | attributes per span or event | [`MAX_ATTRIBUTES`](record::MAX_ATTRIBUTES) (32) | oldest evicted | `Attributes::dropped`, [`ExporterStats::dropped_attributes`] |
+//! | annotations per span (stdout, in memory) | [`MAX_ANNOTATIONS`](record::MAX_ANNOTATIONS) (32) | oldest evicted (Application Insights gets them all) | `SpanData::dropped_annotations`, [`ExporterStats::dropped_annotations`] |
+//! | message events per span | [`MAX_MESSAGE_EVENTS`](record::MAX_MESSAGE_EVENTS) (128) | oldest evicted | `SpanData::dropped_message_events`, [`ExporterStats::dropped_message_events`] |
+//! | links per span | [`MAX_LINKS`](record::MAX_LINKS) (32) | oldest evicted | `SpanData::dropped_links`, [`ExporterStats::dropped_links`] |
+//! | events held for open spans (stdout, in memory) | 65,536 | the oldest span's events shown on their own, as `EventData` | nothing lost |
+//! | sampled spans alive in one table bucket | 8 (8,192 in all) | state kept in the registry's extensions | [`ExporterStats::table_overflows`] (nothing lost) |
+//! | records in the queue | [`Builder::with_max_queue_size`] (8,192) | dropped | [`ExporterStats::dropped_queue_full`] |
 //!
 //! # Distributed tracing
 //!

@@ -50,9 +50,9 @@ mod table;
 mod visitor;
 
 use self::clock::Clock;
-use self::table::SpanTable;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, SpanState};
+use self::table::SpanTable;
 use self::visitor::Fields;
 use crate::pipeline::{add, Queue};
 use crate::propagation::{self, RemoteContext, WithContext};
@@ -222,7 +222,9 @@ where
     fn state_in<R>(&self, span: &SpanRef<'_, S>, f: impl FnOnce(&mut SpanState) -> R) -> Option<R> {
         match self.table.with(&span.id(), f) {
             Ok(r) => Some(r),
-            Err(f) if self.table.overflowing() => span.extensions_mut().get_mut::<SpanState>().map(f),
+            Err(f) if self.table.overflowing() => {
+                span.extensions_mut().get_mut::<SpanState>().map(f)
+            }
             Err(_) => None,
         }
     }
@@ -305,7 +307,12 @@ where
 
     /// Where a new span's trace comes from when it has no remote parent;
     /// `None` when it is unsampled.
-    fn local_origin(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: &Context<'_, S>) -> Option<Origin> {
+    fn local_origin(
+        &self,
+        attrs: &SpanAttributes<'_>,
+        id: &Id,
+        ctx: &Context<'_, S>,
+    ) -> Option<Origin> {
         let candidate = if attrs.is_contextual() {
             ctx.current_span().id().cloned()
         } else {
