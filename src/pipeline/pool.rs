@@ -27,8 +27,8 @@ pub(crate) struct RecordPool {
 }
 
 impl RecordPool {
-    /// At most this many records are kept (about 1 MiB at the worst).
-    pub(crate) const CAPACITY: usize = 1024;
+    /// At most this many records are kept (about 4 MiB at the worst: deep enough for the records in flight when the worker lags behind a burst).
+    pub(crate) const CAPACITY: usize = 4096;
 
     /// How many records (and attribute vectors) a thread takes from the
     /// pool at once into its own stash: one lock for this many spans.
