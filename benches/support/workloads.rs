@@ -23,16 +23,19 @@ pub fn parent_3_children(i: u64) {
     }
 }
 
+/// A workload: one iteration, given its number.
+pub type Workload = fn(u64);
+
 /// Every workload, by name.
 #[allow(dead_code)] // each including target uses what it needs
-pub const WORKLOADS: [(&str, fn(u64)); 2] = [
+pub const WORKLOADS: [(&str, Workload); 2] = [
     ("span_event", span_event),
     ("parent_3_children", parent_3_children),
 ];
 
 /// The workload called `name`.
 #[allow(dead_code)]
-pub fn by_name(name: &str) -> Option<fn(u64)> {
+pub fn by_name(name: &str) -> Option<Workload> {
     WORKLOADS.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
 }
 
