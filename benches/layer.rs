@@ -67,9 +67,9 @@ use tracing::Dispatch;
 use tracing_appinsights::{Builder, ExporterGuard, InMemoryExporter, Sampler};
 use tracing_subscriber::prelude::*;
 
-/// What the cold rung's sink keeps: enough that records are never handed
-/// back, few enough to bound memory (a kept `span_event` costs about half
-/// a kilobyte).
+/// What the cold rung's sink keeps (spans, and as many events): any
+/// capacity above 0 means records are never handed back; this one bounds
+/// memory to a few tens of MB (a kept `span_event` costs about 1 KiB).
 const COLD_CAPACITY: usize = 1 << 14;
 
 /// Our layer into an in-memory sink keeping `capacity` records (0: it
