@@ -32,9 +32,10 @@
 //! with three children).
 //!
 //! Only the calls of `run_loop` are measured: each thread first warms up
-//! (1,000 iterations, outside `run_loop`: the registry's span slots and
-//! extension maps, and the record pool, are pooled), then runs the measured
-//! loop. The queue holds 65,536 records, so none is dropped (checked after
+//! (20,000 iterations, outside `run_loop`: the registry's span slots and
+//! the record pool fill), the worker is let to export everything queued
+//! (so the pool holds every record in circulation), then the measured loop
+//! runs. The queue holds 262,144 records, so none is dropped (checked after
 //! the run, with a warning on stderr otherwise).
 //!
 //! `tools/span-cost.sh` runs every rung and workload and prints the table;
@@ -70,7 +71,7 @@ const RUNGS: &str = "registry_noop, ours_unsampled, ours_unsampled_busy, ours_sa
                      ours_sampled_cold, ours_sampled_2threads or floor_sampled";
 
 /// Iterations each thread runs before its measured loop.
-const WARM_UP: u64 = 1_000;
+const WARM_UP: u64 = 20_000;
 
 /// What the cold rung's sink keeps: more records than any run makes.
 const COLD_CAPACITY: usize = 1 << 20;
@@ -86,6 +87,14 @@ fn spans(iterations: u64, workload: fn(u64)) {
 #[inline(never)]
 fn run_loop(iterations: u64, workload: fn(u64)) {
     spans(iterations, workload);
+}
+
+/// Waits until the worker has exported everything queued, so the warm
+/// rungs start with every record of the warm-up back in the pool.
+fn settle(guard: Option<&tracing_appinsights::ExporterGuard>) {
+    if let Some(guard) = guard {
+        let _ = guard.flush(std::time::Duration::from_secs(60));
+    }
 }
 
 /// The warm-up: the same loop, outside `run_loop`, so it is not counted.
@@ -125,7 +134,7 @@ fn main() {
             let (layer, guard) = Builder::new()
                 .with_sampler(sampler)
                 .with_in_memory_exporter(exporter.clone())
-                .with_max_queue_size(65_536)
+                .with_max_queue_size(1 << 18)
                 .build()
                 .expect("valid builder");
             (
@@ -150,11 +159,15 @@ fn main() {
         let barrier = Barrier::new(2);
         std::thread::scope(|s| {
             for n in [first, iterations - first] {
-                let (dispatch, barrier) = (&dispatch, &barrier);
+                let (dispatch, barrier, guard) = (&dispatch, &barrier, &guard);
                 s.spawn(move || {
                     tracing::dispatcher::with_default(dispatch, || {
                         warm_up(workload);
-                        // Both warmed up before either measures.
+                        // Both warmed up, and the pool refilled, before
+                        // either measures.
+                        if barrier.wait().is_leader() {
+                            settle(guard.as_ref());
+                        }
                         barrier.wait();
                         run_loop(n, workload);
                     })
@@ -165,6 +178,7 @@ fn main() {
         tracing::dispatcher::with_default(&dispatch, || {
             let _busy = (rung == "ours_unsampled_busy").then(workloads::sampled_trace_in_flight);
             warm_up(workload);
+            settle(guard.as_ref());
             run_loop(iterations, workload);
         });
     }
