@@ -32,14 +32,14 @@ fn items_of_matches_the_mapping() {
         }
         records.push(Record::Span(Box::new(s)));
     }
-    records.push(Record::Event(EventData {
+    records.push(Record::Event(Box::new(EventData {
         timestamp: std::time::SystemTime::now(),
         level: tracing::Level::WARN,
         target: "app",
         message: "outside".into(),
         attributes: Attributes::new(),
         span: None,
-    }));
+    })));
     for record in &records {
         let mut envelopes = Vec::new();
         map_record(record, &context, &mut envelopes);

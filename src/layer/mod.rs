@@ -371,6 +371,7 @@ where
         data.attributes = std::mem::take(&mut fields.attributes);
         let mut state = self.blank_state(data, meta, origin, ids::new_span_id());
         state.apply_specials(&fields);
+        state.refresh_operation_name();
         state
     }
 
@@ -447,7 +448,7 @@ where
         let meta = event.metadata();
         // Visited before the span's state is locked: a field's `Debug` may
         // log into the same span.
-        let fields = self.event_fields(event);
+        let (mut record, mut fields) = self.event_fields(event);
         let timestamp = self.clock.now();
         let in_span = self.state_of(span, ctx, |state| {
             if let Some(kind) = fields.message_event.kind {
@@ -486,16 +487,22 @@ where
         };
         // Sent with the span's state unlocked: a layer handling the warning
         // a send may log can look at the span.
-        let record = event_data(meta, timestamp, fields, Some(in_span));
+        fill_event(&mut record, meta, timestamp, &mut fields, Some(in_span));
         self.queue.send(Record::Event(record));
     }
 
-    /// Visits an event's fields into a recycled attribute vector.
-    fn event_fields(&self, event: &Event<'_>) -> Fields {
-        let spare = self.queue.pool.take_attributes().unwrap_or_default();
-        let mut fields = Fields::for_event(spare, event.metadata().fields().len());
+    /// A recycled event record (or a new one), and the event's fields
+    /// visited into its attribute vector.
+    fn event_fields(&self, event: &Event<'_>) -> (Box<EventData>, Fields) {
+        let mut record = self
+            .queue
+            .pool
+            .take_event()
+            .unwrap_or_else(|| Box::new(EventData::blank(Default::default())));
+        let attributes = std::mem::take(&mut record.attributes);
+        let mut fields = Fields::for_event(attributes, event.metadata().fields().len());
         event.record(&mut fields);
-        fields
+        (record, fields)
     }
 
     /// Events outside spans are sampled at the root rate.
@@ -504,9 +511,9 @@ where
     }
 
     fn record_root_event(&self, event: &Event<'_>) {
-        let fields = self.event_fields(event);
+        let (mut record, mut fields) = self.event_fields(event);
         let timestamp = self.clock.now();
-        let record = event_data(event.metadata(), timestamp, fields, None);
+        fill_event(&mut record, event.metadata(), timestamp, &mut fields, None);
         self.queue.send(Record::Event(record));
     }
 }
@@ -522,27 +529,26 @@ fn error_message(fields: &Fields) -> Option<Text> {
     }
 }
 
-/// The record of an event whose fields were visited.
-fn event_data(
+/// Fills an event's record from its visited fields.
+fn fill_event(
+    record: &mut EventData,
     meta: &'static tracing_core::Metadata<'static>,
     timestamp: SystemTime,
-    mut fields: Fields,
+    fields: &mut Fields,
     span: Option<EventSpan>,
-) -> EventData {
+) {
     if let Some(error) = fields.error.take() {
         fields.attributes.insert(
             visitor::FIELD_ERROR,
             crate::record::AttributeValue::Error(error),
         );
     }
-    EventData {
-        timestamp,
-        level: *meta.level(),
-        target: meta.target(),
-        message: fields.message.unwrap_or_default(),
-        attributes: fields.attributes,
-        span,
-    }
+    record.timestamp = timestamp;
+    record.level = *meta.level();
+    record.target = meta.target();
+    record.message = fields.message.take().unwrap_or_default();
+    record.attributes = std::mem::take(&mut fields.attributes);
+    record.span = span;
 }
 
 impl<S> tracing_subscriber::Layer<S> for AppInsightsLayer<S>

@@ -167,7 +167,8 @@ where
     fn upgrade(&self, span: &SpanRef<'_, S>, ext: &mut ExtensionsMut<'_>, remote: RemoteContext) {
         let data = self.queue.pool.take().unwrap_or_default();
         let span_id = self.id_keys.span_id(&span.id());
-        let state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
+        let mut state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
+        state.refresh_operation_name();
         ext.remove::<UnsampledRemote>();
         if let Err(state) = self.table.insert(&span.id(), state) {
             crate::pipeline::add(&self.queue.counters.table_overflows, 1);

@@ -74,10 +74,10 @@ impl SpanState {
         context.tracestate = remote.tracestate;
         self.data.parent_span_id = Some(remote.span_id);
         self.data.sampled_remotely = remote.sampled.is_some();
-        self.data.operation_name = Cow::Borrowed("");
         self.remote_parent = true;
         self.is_local_root = true;
         self.set_source(remote.source);
+        self.refresh_operation_name();
         had_local_parent
     }
 
@@ -92,11 +92,21 @@ impl SpanState {
         }
     }
 
-    /// Applies visited fields (creation or `record()`).
+    /// Applies fields given to `record()`.
     pub(super) fn apply(&mut self, fields: Fields) {
         self.apply_specials(&fields);
         for (key, value) in fields.attributes.iter() {
             self.data.attributes.insert(key, value.clone());
+        }
+        self.refresh_operation_name();
+    }
+
+    /// A local root names its operation after its own fields: derived
+    /// again whenever they change, so its events and children (and its
+    /// record) read it without deriving it each time.
+    pub(super) fn refresh_operation_name(&mut self) {
+        if self.is_local_root {
+            self.data.operation_name = self.root_operation_name();
         }
     }
 
@@ -123,20 +133,13 @@ impl SpanState {
         };
         self.data.same_process_as_parent_span =
             self.data.parent_span_id.map(|_| !self.remote_parent);
-        if self.is_local_root {
-            self.data.operation_name = self.root_operation_name();
-        }
         self.data.end_time = end_time;
         self.data
     }
 
-    /// The operation name this span gives its children.
+    /// The operation name this span gives its children and events.
     pub(super) fn operation_name(&self) -> Cow<'static, str> {
-        if self.is_local_root {
-            self.root_operation_name()
-        } else {
-            self.data.operation_name.clone()
-        }
+        self.data.operation_name.clone()
     }
 
     /// A local root's operation name: `"METHOD route"` when it has both

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::record::{Attributes, Record, SpanData};
+use crate::record::{EventData, Record, SpanData};
 
 /// Records the worker has exported, emptied and handed back, so the
 /// application threads reuse their allocations instead of allocating anew.
@@ -22,8 +22,10 @@ pub(crate) struct RecordPool {
     // pointer through the queue; unboxing here would copy them twice.
     #[allow(clippy::vec_box)]
     free: Mutex<Vec<Box<SpanData>>>,
-    /// Emptied attribute vectors of events, for the next events.
-    attributes: Mutex<Vec<Attributes>>,
+    /// Emptied event records (their attribute vectors with them), for the
+    /// next events.
+    #[allow(clippy::vec_box)]
+    events: Mutex<Vec<Box<EventData>>>,
 }
 
 impl RecordPool {
@@ -41,41 +43,45 @@ impl RecordPool {
         take_stashed(&self.free, |stash| &mut stash.records)
     }
 
-    /// A recycled, empty attribute vector, if one is at hand without
-    /// waiting (as [`take`](Self::take)).
+    /// A recycled, empty event record, if one is at hand without waiting
+    /// (as [`take`](Self::take)).
     #[inline]
-    pub(crate) fn take_attributes(&self) -> Option<Attributes> {
-        take_stashed(&self.attributes, |stash| &mut stash.attributes)
+    pub(crate) fn take_event(&self) -> Option<Box<EventData>> {
+        take_stashed(&self.events, |stash| &mut stash.events)
     }
 
     /// Keeps the spans and attribute vectors of an exported batch for reuse,
     /// up to the capacity.
     pub(crate) fn give(&self, batch: &mut Vec<Record>) {
         let mut spans = Vec::with_capacity(batch.len());
-        let mut attributes = Vec::new();
-        let mut recycle = |mut attrs: crate::record::Attributes| {
-            attrs.clear();
-            attributes.push(attrs);
-        };
+        let mut events = Vec::new();
         for record in batch.drain(..) {
             match record {
                 Record::Span(mut span) => {
+                    // The events the stdout and in-memory sinks put back
+                    // into their span: boxed anew here (on the worker), so
+                    // their attribute vectors are reused.
                     for annotation in span.annotations.drain(..) {
-                        recycle(annotation.attributes);
+                        let mut attributes = annotation.attributes;
+                        attributes.clear();
+                        events.push(Box::new(EventData::blank(attributes)));
                     }
                     span.clear_for_reuse();
                     spans.push(span);
                 }
-                Record::Event(event) => recycle(event.attributes),
+                Record::Event(mut event) => {
+                    event.clear_for_reuse();
+                    events.push(event);
+                }
             }
         }
         if let Ok(mut free) = self.free.lock() {
             let room = Self::CAPACITY.saturating_sub(free.len());
             free.extend(spans.into_iter().take(room));
         }
-        if let Ok(mut free) = self.attributes.lock() {
+        if let Ok(mut free) = self.events.lock() {
             let room = Self::CAPACITY.saturating_sub(free.len());
-            free.extend(attributes.into_iter().take(room));
+            free.extend(events.into_iter().take(room));
         }
     }
 }
@@ -116,14 +122,15 @@ fn refill<T>(pool: &Mutex<Vec<T>>, stash: &mut Vec<T>) {
 struct Stash {
     #[allow(clippy::vec_box)]
     records: Vec<Box<SpanData>>,
-    attributes: Vec<Attributes>,
+    #[allow(clippy::vec_box)]
+    events: Vec<Box<EventData>>,
 }
 
 thread_local! {
     static STASH: std::cell::RefCell<Stash> = const {
         std::cell::RefCell::new(Stash {
             records: Vec::new(),
-            attributes: Vec::new(),
+            events: Vec::new(),
         })
     };
 }

@@ -384,7 +384,7 @@ mod tests {
             span: None,
         };
         let ledger = Ledger::detached();
-        ledger.count_cuts(&[Record::Event(event)]);
+        ledger.count_cuts(&[Record::Event(Box::new(event))]);
         let stats = ledger.stats();
         assert_eq!(stats.dropped_attributes, 3);
         assert_eq!(stats.dropped(), 0, "parts of items, outside the balance");

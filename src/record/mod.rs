@@ -411,6 +411,25 @@ pub struct EventData {
 }
 
 impl EventData {
+    /// An empty record, to be filled in (or recycled).
+    pub(crate) fn blank(attributes: Attributes) -> Self {
+        EventData {
+            timestamp: SystemTime::UNIX_EPOCH,
+            level: Level::TRACE,
+            target: "",
+            message: Text::default(),
+            attributes,
+            span: None,
+        }
+    }
+
+    /// Empties the record for reuse, keeping its attributes' capacity.
+    pub(crate) fn clear_for_reuse(&mut self) {
+        self.attributes.clear();
+        self.message = Text::default();
+        self.span = None;
+    }
+
     /// The event as an annotation of its span's record.
     pub(crate) fn into_annotation(self) -> Annotation {
         Annotation {
@@ -440,12 +459,12 @@ pub struct EventSpan {
     pub sampled_remotely: bool,
 }
 
-/// What the layer hands to the exporter worker.
+/// What the layer hands to the exporter worker. Both kinds are boxed (and
+/// the boxes recycled): the queue moves a pointer, not the whole record.
 #[derive(Debug)]
 pub(crate) enum Record {
-    /// Boxed: the queue moves a pointer, not the whole record.
     Span(Box<SpanData>),
-    Event(EventData),
+    Event(Box<EventData>),
 }
 
 #[cfg(test)]

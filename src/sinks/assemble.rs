@@ -50,7 +50,7 @@ pub(crate) struct Assembler {
 /// A span's newest events, oldest first.
 struct Held {
     seq: u64,
-    events: VecDeque<EventData>,
+    events: VecDeque<Box<EventData>>,
     dropped: u32,
 }
 
@@ -95,11 +95,11 @@ impl Assembler {
         self.ledger.in_memory.fetch_sub(n as u64, Ordering::Relaxed);
         span.annotations.reserve(n);
         span.annotations
-            .extend(held.events.into_iter().map(EventData::into_annotation));
+            .extend(held.events.into_iter().map(|e| e.into_annotation()));
         span.dropped_annotations = span.dropped_annotations.saturating_add(held.dropped);
     }
 
-    fn hold(&mut self, event: EventData) {
+    fn hold(&mut self, event: Box<EventData>) {
         let Some(span_id) = event.span.as_ref().map(|s| s.span_id) else {
             return;
         };

@@ -111,7 +111,7 @@ impl InMemoryExporter {
         for record in batch.drain(..) {
             let dropped = match record {
                 Record::Span(span) => push_capped(&mut inner.spans, *span, capacity),
-                Record::Event(event) => push_capped(&mut inner.events, event, capacity),
+                Record::Event(event) => push_capped(&mut inner.events, *event, capacity),
             };
             inner.dropped += dropped;
         }

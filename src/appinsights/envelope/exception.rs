@@ -255,7 +255,7 @@ mod tests {
             attributes: attrs(&[("error", AttributeValue::Error(Box::new(error)))]),
             span: None,
         };
-        let items = items(&Record::Event(event));
+        let items = items(&Record::Event(Box::new(event)));
         let want = json!([{ "typeName": "Error", "message": "nope", "hasFullStack": false }]);
         assert_eq!(base_data(&items[0])["exceptions"], want);
     }

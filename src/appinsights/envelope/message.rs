@@ -155,7 +155,7 @@ mod tests {
             attributes: attrs(&[("port", AttributeValue::U64(8080))]),
             span: None,
         };
-        let items = items(&Record::Event(event));
+        let items = items(&Record::Event(Box::new(event)));
         assert_eq!(items.len(), 1);
         let want = json!({
             "ver": 1,

@@ -350,7 +350,7 @@ mod tests {
             attributes: attrs(&[]),
             span: None,
         };
-        let item = &items(&Record::Event(event))[0];
+        let item = &items(&Record::Event(Box::new(event)))[0];
         assert!(size(item) <= MAX_ITEM_BYTES);
         let message = item["data"]["baseData"]["message"].as_str().unwrap();
         assert!(text.starts_with(message) && message.len() > 20_000);
