@@ -556,17 +556,19 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &SpanAttributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if crate::pipeline::on_exporter_thread()
-            || crate::diag::is_own_target(attrs.metadata().target())
+        // The fast path first: no sampled parent can exist, no root is
+        // sampled, and no caller's context is pending (a sampled caller
+        // makes a sampled span even when no local root is ever sampled).
+        if self.rule == SamplingRule::None && self.table.none_alive() && !propagation::has_pending()
         {
             return;
         }
-        // Before the fast path: a sampled caller makes a sampled span even
-        // when no local root is ever sampled.
-        let remote = propagation::take_pending();
-        if remote.is_none() && self.rule == SamplingRule::None && self.table.none_alive() {
-            return; // no sampled parent can exist and no root is sampled
+        if crate::pipeline::on_exporter_thread()
+            || crate::diag::is_own_target(attrs.metadata().target())
+        {
+            return; // and a pending context stays for the application's span
         }
+        let remote = propagation::take_pending();
         let origin = match remote {
             Some(remote) => ctx
                 .span(id)
@@ -604,6 +606,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.rule == SamplingRule::None && self.table.none_alive() {
+            return; // no sampled span to be in, no root event sampled
+        }
         if crate::pipeline::on_exporter_thread()
             || crate::diag::is_own_target(event.metadata().target())
         {

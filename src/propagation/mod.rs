@@ -307,6 +307,13 @@ fn replace_pending(context: Option<RemoteContext>) -> Option<RemoteContext> {
     previous
 }
 
+/// Whether a remote context is pending on this thread (see
+/// [`take_pending`]), without taking it.
+#[inline]
+pub(crate) fn has_pending() -> bool {
+    HAS_PENDING.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Takes the pending remote parent, if any: called by the layer for each
 /// new span it records. One thread-local read when there is none.
 #[inline]
