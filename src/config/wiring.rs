@@ -42,7 +42,7 @@ impl Builder {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let sampler = self.validate()?;
-        let (queue, rx) = Queue::new(self.max_queue_size, self.max_batch_size);
+        let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
         let sink = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
         let config = WorkerConfig {
@@ -51,7 +51,7 @@ impl Builder {
             clock: self.clock.clone(),
         };
         let (control, thread) =
-            spawn_worker(Arc::clone(&queue), rx, sink, config).map_err(BuildError::Spawn)?;
+            spawn_worker(Arc::clone(&queue), sink, config).map_err(BuildError::Spawn)?;
         let guard = ExporterGuard::new(
             Arc::clone(&queue),
             control,

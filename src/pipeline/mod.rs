@@ -7,8 +7,9 @@
 //! where every item is.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
 
 use tokio::sync::Notify;
 
@@ -35,7 +36,10 @@ pub(crate) use worker::{spawn_worker, WorkerConfig};
 /// The queue between the application threads and the worker, with what
 /// both sides share: the counters and the record pool.
 pub(crate) struct Queue {
-    tx: SyncSender<Record>,
+    /// The records, bounded (lossy when full).
+    ring: ArrayQueue<Record>,
+    /// Set when the worker is gone: what is sent after is dropped, counted.
+    closed: AtomicBool,
     /// Records in the queue (not yet taken by the worker). On its own
     /// cache line, like every counter written on each span, so the writes
     /// of one side do not evict the other side's data.
@@ -50,39 +54,43 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(queue_size: usize, batch_size: usize) -> (Self, std_mpsc::Receiver<Record>) {
-        let (tx, rx) = std_mpsc::sync_channel(queue_size);
-        let queue = Queue {
-            tx,
+    pub(crate) fn new(queue_size: usize, batch_size: usize) -> Self {
+        Queue {
+            ring: ArrayQueue::new(queue_size.max(1)),
+            closed: AtomicBool::new(false),
             pending: CacheAligned(AtomicUsize::new(0)),
             wake_at: batch_size,
             notify: Notify::new(),
             counters: Counters::default(),
             warned_full: diag::Once::default(),
             pool: RecordPool::default(),
-        };
-        (queue, rx)
+        }
     }
 
     /// Hands a finished record to the worker: never blocks; a full queue
     /// drops the record, counts it, and warns once.
     pub(crate) fn send(&self, record: Record) {
         let items = items_of(&record);
-        // Counted before the send: the worker may take the record (and
-        // uncount it) before `try_send` even returns.
-        let pending = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
-        let sent = self.tx.try_send(record);
-        if sent.is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
+        if self.closed.load(Ordering::Acquire) {
+            add(&self.counters.dropped_after_shutdown, items);
+            return;
         }
-        match sent {
+        // Counted before the push: the worker may take the record (and
+        // uncount it) before `push` even returns.
+        let pending = self.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        match self.ring.push(record) {
             Ok(()) => {
                 self.counters.queued.fetch_add(items, Ordering::Relaxed);
-                if pending == self.wake_at {
+                if self.closed.load(Ordering::SeqCst) {
+                    // The worker closed the queue meanwhile, and may have
+                    // emptied it before this push: nobody else will.
+                    self.drain_closed();
+                } else if pending == self.wake_at {
                     self.notify.notify_one();
                 }
             }
-            Err(TrySendError::Full(_)) => {
+            Err(_) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
                 self.counters
                     .dropped_queue_full
                     .fetch_add(items, Ordering::Relaxed);
@@ -94,17 +102,37 @@ impl Queue {
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.counters
-                    .dropped_after_shutdown
-                    .fetch_add(items, Ordering::Relaxed);
-            }
         }
+    }
+
+    /// The next record, for the worker (call [`done`](Self::done) for what
+    /// it took).
+    pub(crate) fn take(&self) -> Option<Record> {
+        self.ring.pop()
     }
 
     /// The worker took `n` records off the queue.
     pub(crate) fn done(&self, n: usize) {
         self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// The worker is gone (it stopped, or panicked): what is in the queue
+    /// and what is sent from now on is dropped, counted as after shutdown.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.drain_closed();
+    }
+
+    /// Drops what a closed queue holds: counted as dropped after shutdown
+    /// instead of queued.
+    #[cold]
+    fn drain_closed(&self) {
+        while let Some(record) = self.ring.pop() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            let items = items_of(&record);
+            self.counters.queued.fetch_sub(items, Ordering::Relaxed);
+            add(&self.counters.dropped_after_shutdown, items);
+        }
     }
 }
 

@@ -137,7 +137,7 @@ impl Ledger {
     /// A ledger of its own, for a sink's unit tests.
     #[cfg(test)]
     pub(crate) fn detached() -> Self {
-        Ledger(Arc::new(Queue::new(1, 1).0))
+        Ledger(Arc::new(Queue::new(1, 1)))
     }
 
     /// The counters right now.

@@ -19,7 +19,7 @@
 //! one.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,7 +48,6 @@ pub(crate) struct WorkerConfig {
 /// Starts the worker thread.
 pub(crate) fn spawn_worker(
     queue: Arc<Queue>,
-    rx: Receiver<Record>,
     sink: Box<dyn Sink>,
     config: WorkerConfig,
 ) -> std::io::Result<(UnboundedSender<Control>, JoinHandle<()>)> {
@@ -63,9 +62,11 @@ pub(crate) fn spawn_worker(
         .name(THREAD_NAME.into())
         .spawn(move || {
             super::mark_exporter_thread();
+            // However the thread ends (a panic included), the queue closes:
+            // what is sent after is counted as dropped, not left in it.
+            let _close = CloseOnExit(Arc::clone(&queue));
             let worker = Worker {
                 queue,
-                rx,
                 sink,
                 batch: Vec::with_capacity(config.max_batch_size),
                 config,
@@ -77,6 +78,15 @@ pub(crate) fn spawn_worker(
             // payload was stored by `spill_all`).
         })?;
     Ok((control_tx, thread))
+}
+
+/// Closes the queue when the worker thread ends.
+struct CloseOnExit(Arc<Queue>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// A flush waiting for the sink to settle what was queued before it.
@@ -100,7 +110,6 @@ struct PendingShutdown {
 
 struct Worker {
     queue: Arc<Queue>,
-    rx: Receiver<Record>,
     sink: Box<dyn Sink>,
     config: WorkerConfig,
     /// Records taken off the queue, not yet handed to the sink.
@@ -211,11 +220,9 @@ impl Worker {
     fn fill(&mut self) -> bool {
         let before = self.batch.len();
         while self.batch.len() < self.config.max_batch_size {
-            match self.rx.try_recv() {
-                Ok(record) => self.batch.push(record),
-                // The worker holds a sender itself (through the `Queue`), so the
-                // queue never disconnects while it runs.
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            match self.queue.take() {
+                Some(record) => self.batch.push(record),
+                None => break,
             }
         }
         self.queue.done(self.batch.len() - before);
