@@ -33,6 +33,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,6 +44,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 mod clock;
+mod entered;
 mod reparent;
 pub(crate) mod sampler;
 mod state;
@@ -94,6 +96,11 @@ pub struct AppInsightsLayer<S = Registry> {
     /// without a lookup.
     table: SpanTable,
     clock: Clock,
+    /// Set once a span was made sampled after its creation
+    /// ([`upgrade`](Self::upgrade)): it may have been entered on some
+    /// thread while unsampled, so [`entered::none_sampled`] no longer
+    /// proves anything.
+    upgraded: AtomicBool,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -106,6 +113,7 @@ impl<S> AppInsightsLayer<S> {
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
             clock: Clock::new(),
+            upgraded: AtomicBool::new(false),
             _subscriber: PhantomData,
         }
     }
@@ -216,6 +224,21 @@ where
     }
 
     // === where a span's state is ===
+
+    /// This layer's key in the per-thread list of entered sampled spans.
+    fn key(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Whether no span of this layer entered on this thread is sampled (so
+    /// a contextual event is in no sampled span), when that can be known:
+    /// not while some state is kept in the extensions (`on_enter` notes
+    /// only the spans of the table), nor after an upgrade.
+    fn none_sampled_entered(&self) -> bool {
+        !self.table.overflowing()
+            && !self.upgraded.load(Ordering::Acquire)
+            && entered::none(self.key())
+    }
 
     /// Runs `f` on the state of `span` if it is sampled, wherever the
     /// state is kept.
@@ -614,9 +637,11 @@ where
         {
             return;
         }
-        if self.table.none_alive() {
-            // The event is in an unsampled span or outside any span: only
-            // the latter is recorded, and only if the root draw says so.
+        // With no sampled span alive, or (for a contextual event, whose span
+        // is one entered on this thread) none of ours entered here, the
+        // event is in an unsampled span or outside any span: only the
+        // latter is recorded, and only if the root draw says so.
+        if self.table.none_alive() || (event.is_contextual() && self.none_sampled_entered()) {
             if self.root_event_sampled() && ctx.event_span(event).is_none() {
                 self.record_root_event(event);
             }
@@ -647,6 +672,22 @@ where
             Some(with_context as *const WithContext as *const ())
         } else {
             None
+        }
+    }
+
+    #[inline]
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.table.holds(id) {
+            entered::push(self.key(), id);
+        }
+    }
+
+    #[inline]
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        // With no sampled span alive, an entry left (a span that stopped
+        // being sampled while entered) only costs its thread speed.
+        if !self.table.none_alive() {
+            entered::pop(self.key(), id);
         }
     }
 

@@ -165,6 +165,9 @@ where
     /// given at creation were never visited: they are lost. It keeps the
     /// span id it had as an unsampled span, in case it was already seen.
     fn upgrade(&self, span: &SpanRef<'_, S>, ext: &mut ExtensionsMut<'_>, remote: RemoteContext) {
+        // It may be entered on another thread, unknown to `entered`.
+        self.upgraded
+            .store(true, std::sync::atomic::Ordering::Release);
         let data = self.queue.pool.take().unwrap_or_default();
         let span_id = self.id_keys.span_id(&span.id());
         let mut state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);

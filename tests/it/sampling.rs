@@ -136,3 +136,44 @@ fn with_thousands_of_sampled_spans_alive_each_keeps_its_events_and_unsampled_one
     // counted, and none was lost.
     assert!(out.stats.table_overflows > 0, "{:#?}", out.stats);
 }
+
+/// With a sampled span alive on one thread, an event on another thread is
+/// recorded exactly when it is in that span: entered there (the layer
+/// notes the sampled spans each thread enters) or named as its parent; an
+/// event in an unsampled span there is not.
+#[test]
+fn events_on_other_threads_are_recorded_exactly_when_in_a_sampled_span() {
+    use tracing_appinsights::{RemoteContext, SpanId, TraceId};
+    let builder = Builder::new().with_sampler(Sampler::always_off());
+    let out = capture_with(builder, || {
+        let caller = RemoteContext::new(TraceId::from_int(7), SpanId::from_int(7), Some(true))
+            .expect("valid ids");
+        let sampled = caller.in_scope(|| info_span!("sampled"));
+        let _here = sampled.enter();
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    info_span!("unsampled").in_scope(|| tracing::info!("not recorded"));
+                    tracing::info!(parent: &sampled, "named parent");
+                    sampled.in_scope(|| {
+                        tracing::info!("entered here too");
+                        info_span!("child").in_scope(|| tracing::info!("in the child"));
+                    });
+                    tracing::info!("outside, not drawn");
+                })
+            });
+        });
+    });
+    let span = out.span("sampled");
+    let messages: Vec<&str> = span
+        .annotations
+        .iter()
+        .map(|a| a.description.as_str())
+        .collect();
+    assert_eq!(messages, ["named parent", "entered here too"]);
+    let child = out.span("child");
+    assert_eq!(child.annotations[0].description, "in the child");
+    assert_eq!(child.parent_span_id, Some(span.context.span_id));
+    assert!(out.events.is_empty(), "{:#?}", out.events);
+}

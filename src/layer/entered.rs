@@ -1,0 +1,89 @@
+//! The sampled spans entered on each thread, per layer: so that a
+//! contextual event on a thread where none is entered, in a service where
+//! some sampled span is alive elsewhere, is known to be in no sampled span
+//! without looking its span up (a contextual event's span is always one
+//! entered on its thread: the current one, or, under a per-layer filter,
+//! the nearest one the filter shows).
+//!
+//! Each thread keeps a small list of `(layer, span id)` for the spans it
+//! entered while they were sampled, in entry order; exiting removes the
+//! newest matching entry. The list only grows as deep as the thread's
+//! entered sampled spans nest. A span made sampled while entered somewhere
+//! is missing from that thread's list; the layer then stops trusting the
+//! lists (`AppInsightsLayer::upgraded`). An entry for a span that stopped
+//! being sampled only sends events down the exact path.
+
+use std::cell::RefCell;
+
+use tracing_core::span::Id;
+
+thread_local! {
+    static ENTERED: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Notes that the sampled span `id` of layer `key` was entered here.
+#[inline]
+pub(super) fn push(key: usize, id: &Id) {
+    let _ = ENTERED.try_with(|entered| {
+        if let Ok(mut entered) = entered.try_borrow_mut() {
+            entered.push((key, id.into_u64()));
+        }
+    });
+}
+
+/// Notes that the span `id` of layer `key` was exited here (nothing if it
+/// was not entered while sampled).
+#[inline]
+pub(super) fn pop(key: usize, id: &Id) {
+    let _ = ENTERED.try_with(|entered| {
+        let Ok(mut entered) = entered.try_borrow_mut() else {
+            return;
+        };
+        if entered.is_empty() {
+            return;
+        }
+        let id = id.into_u64();
+        if let Some(at) = entered.iter().rposition(|&e| e == (key, id)) {
+            entered.remove(at);
+        }
+    });
+}
+
+/// Whether no sampled span of layer `key` is entered on this thread;
+/// `false` when it cannot be told (the thread is exiting).
+#[inline]
+pub(super) fn none(key: usize) -> bool {
+    ENTERED
+        .try_with(|entered| {
+            entered
+                .try_borrow()
+                .is_ok_and(|entered| entered.iter().all(|&(k, _)| k != key))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_per_layer_and_removed_newest_first() {
+        let (a, b) = (1, 2);
+        assert!(none(a) && none(b));
+        push(a, &Id::from_u64(5));
+        push(b, &Id::from_u64(5));
+        push(a, &Id::from_u64(5));
+        assert!(!none(a) && !none(b));
+        pop(b, &Id::from_u64(5));
+        assert!(none(b), "b's entry went, a's stayed");
+        pop(a, &Id::from_u64(5));
+        assert!(!none(a), "entered twice, exited once");
+        pop(a, &Id::from_u64(7));
+        assert!(
+            !none(a),
+            "a span never entered while sampled changes nothing"
+        );
+        pop(a, &Id::from_u64(5));
+        assert!(none(a));
+    }
+}
