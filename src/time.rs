@@ -22,7 +22,7 @@ pub(crate) fn write_iso8601(out: &mut String, t: SystemTime) {
 
 /// The 27 bytes of `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written digit by digit:
 /// this runs for every envelope, and `format!` costs ten times as much.
-fn iso8601_bytes(t: SystemTime) -> [u8; 27] {
+pub(crate) fn iso8601_bytes(t: SystemTime) -> [u8; 27] {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -65,8 +65,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Largest duration the schema accepts: less than 1000 days.
 const MAX_DURATION: Duration = Duration::from_secs(1000 * 86_400 - 1);
 
-/// `d` as the schema's `D.HH:MM:SS.ffffff`, capped below 1000 days.
+/// `d` as the schema's `D.HH:MM:SS.ffffff`, capped below 1000 days (the
+/// tests' form; envelopes keep [`duration_bytes`] inline).
+#[cfg(test)]
 pub(crate) fn duration(d: Duration) -> String {
+    let (buf, skip) = duration_bytes(d);
+    std::str::from_utf8(&buf[skip..])
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// [`duration`]'s text without allocating: `buf[skip..]` is
+/// `D.HH:MM:SS.ffffff` (ASCII digits and separators only).
+pub(crate) fn duration_bytes(d: Duration) -> ([u8; 19], usize) {
     let d = d.min(MAX_DURATION + Duration::from_micros(999_999));
     let secs = d.as_secs();
     let days = secs / 86_400;
@@ -82,9 +93,7 @@ pub(crate) fn duration(d: Duration) -> String {
         10..=99 => 1,
         _ => 0,
     };
-    std::str::from_utf8(&buf[skip..])
-        .unwrap_or_default()
-        .to_owned()
+    (buf, skip)
 }
 
 /// `end - start`, zero when the clock went backwards (a negative duration

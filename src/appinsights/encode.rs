@@ -3,7 +3,7 @@
 //! into JSON arrays of at most [`MAX_BODY_BYTES`](super::payload::MAX_BODY_BYTES).
 
 use super::envelope::{map_record, write_envelope, Envelope, EnvelopeContext};
-use super::payload::PayloadBuilder;
+use super::payload::{PayloadBuilder, Written};
 use crate::pipeline::items_of;
 use crate::record::Record;
 
@@ -11,8 +11,6 @@ use crate::record::Record;
 #[derive(Debug)]
 pub(crate) struct Encoder {
     context: EnvelopeContext,
-    /// Reused between items.
-    scratch: Vec<u8>,
 }
 
 /// What [`Encoder::encode`] made of a batch.
@@ -27,20 +25,24 @@ pub(crate) struct Encoded {
     pub(crate) unencodable: u64,
 }
 
+/// A guess at the JSON bytes of one record's items (a typical span or
+/// event item is 500 to 700 bytes), to size a body once.
+const BYTES_PER_RECORD: usize = 640;
+
 impl Encoder {
     pub(crate) fn new(context: EnvelopeContext) -> Self {
-        Encoder {
-            context,
-            scratch: Vec::new(),
-        }
+        Encoder { context }
     }
 
-    /// Maps, serialises and frames `batch`.
+    /// Maps, serialises and frames `batch`. Items are written straight
+    /// into the body being built: no copy, except of the one item that
+    /// starts the next body.
     pub(crate) fn encode(&mut self, batch: &[Record]) -> Encoded {
         let mut encoded = Encoded::default();
         let mut builder = PayloadBuilder::default();
-        let mut envelopes: Vec<Envelope<'_>> = Vec::new();
-        for record in batch {
+        builder.reserve(batch.len() * BYTES_PER_RECORD);
+        let mut envelopes: Vec<Envelope<'_>> = Vec::with_capacity(2);
+        for (i, record) in batch.iter().enumerate() {
             envelopes.clear();
             map_record(record, &self.context, &mut envelopes);
             let expected = items_of(record);
@@ -48,16 +50,15 @@ impl Encoder {
             encoded.extra += mapped.saturating_sub(expected);
             encoded.unencodable += expected.saturating_sub(mapped);
             for envelope in &envelopes {
-                self.scratch.clear();
-                write_envelope(envelope, &mut self.scratch);
-                if self.scratch.is_empty() {
-                    encoded.unencodable += 1;
-                    continue;
+                match builder.push_with(|body| write_envelope(envelope, body)) {
+                    Written::Pushed => {}
+                    Written::Nothing => encoded.unencodable += 1,
+                    Written::Overflow(item) => {
+                        encoded.bodies.push(std::mem::take(&mut builder));
+                        builder.reserve((batch.len() - i) * BYTES_PER_RECORD);
+                        builder.push(&item);
+                    }
                 }
-                if builder.would_overflow(self.scratch.len()) && !builder.is_empty() {
-                    encoded.bodies.push(std::mem::take(&mut builder));
-                }
-                builder.push(&self.scratch);
             }
         }
         if !builder.is_empty() {

@@ -31,6 +31,7 @@ use crate::record::text::truncate_str;
 mod dependency;
 mod event;
 mod exception;
+mod json;
 mod map;
 mod message;
 mod properties;
@@ -69,7 +70,7 @@ pub(crate) struct Envelope<'a> {
     /// Event date time when telemetry item was created: UTC ISO 8601 with a
     /// trailing `Z`, here always `YYYY-MM-DDTHH:MM:SS.ffffffZ`. The service
     /// rejects items older than 48 hours.
-    pub(crate) time: String,
+    pub(crate) time: Timestamp,
     /// Sampling rate used in application: the item represents
     /// `100 / sampleRate` items. Default 100.
     #[serde(rename = "sampleRate")]
@@ -94,7 +95,7 @@ impl<'a> Envelope<'a> {
         Envelope {
             ver: SchemaVersion,
             name: data.envelope_name(),
-            time: crate::time::iso8601(time),
+            time: Timestamp(crate::time::iso8601_bytes(time)),
             sample_rate: ctx.sample_rate(),
             ikey: ctx.ikey(),
             tags,
@@ -182,6 +183,11 @@ impl<const N: usize> HexId<N> {
         // `hex_buf` only writes ASCII hex digits.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// The digits (ASCII: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl<const N: usize> std::fmt::Debug for HexId<N> {
@@ -198,8 +204,73 @@ impl<const N: usize> Serialize for HexId<N> {
 
 /// A span's `duration`: `end - start` as `D.HH:MM:SS.ffffff` (negative
 /// clamps to zero).
-pub(crate) fn span_duration(span: &crate::SpanData) -> String {
-    crate::time::duration(crate::time::elapsed(span.start_time, span.end_time))
+pub(crate) fn span_duration(span: &crate::SpanData) -> DurationText {
+    let elapsed = crate::time::elapsed(span.start_time, span.end_time);
+    let (buf, skip) = crate::time::duration_bytes(elapsed);
+    DurationText { buf, skip }
+}
+
+/// An envelope's `time`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, kept inline (no
+/// allocation per item).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    /// The text (ASCII digits and separators: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        // `iso8601_bytes` only writes ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A `duration`, `D.HH:MM:SS.ffffff`, kept inline (no allocation per
+/// item): `buf[skip..]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurationText {
+    buf: [u8; 19],
+    skip: usize,
+}
+
+impl DurationText {
+    /// The text (ASCII digits and separators: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.skip..).unwrap_or_default()
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        // `duration_bytes` only writes ASCII.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DurationText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// `s` cut to at most `max_chars` characters on a char boundary, without
