@@ -34,11 +34,19 @@ pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(env.time.as_bytes());
     out.extend_from_slice(b"\",\"sampleRate\":");
     f64_value(out, env.sample_rate);
-    out.extend_from_slice(b",\"iKey\":");
-    string(out, env.ikey);
-    out.extend_from_slice(b",\"tags\":");
-    tags(out, &env.tags);
-    out.extend_from_slice(b",\"data\":{\"baseType\":");
+    let ctx = env.context;
+    let mut first = true;
+    if std::ptr::eq(env.ikey, ctx.ikey()) && same_base_tags(&env.tags, &ctx.base_tags()) {
+        // The iKey and process-wide tags of nearly every item: written once
+        // per exporter, copied here.
+        let (head, has_members) = ctx.head_json();
+        out.extend_from_slice(head);
+        first = !has_members;
+    } else {
+        head(out, env.ikey, &env.tags, &mut first);
+    }
+    operation_tags(out, &env.tags, &mut first);
+    out.extend_from_slice(b"},\"data\":{\"baseType\":");
     match &env.data {
         Data::RequestData(d) => {
             out.extend_from_slice(b"\"RequestData\",\"baseData\":");
@@ -60,24 +68,44 @@ pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-/// The `tags` object: present tags only, in the struct's order.
-fn tags(out: &mut Vec<u8>, tags: &Tags<'_>) {
-    out.push(b'{');
+/// `,"iKey":"…","tags":{` and the process-wide tags (role, role instance,
+/// SDK and application version) of `ikey` and `base`, as [`write`] writes
+/// them; and whether there is any tag. Computed once per
+/// [`EnvelopeContext`](super::EnvelopeContext).
+pub(crate) fn context_head(ikey: &str, base: &Tags<'_>) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
     let mut first = true;
-    let mut member = |out: &mut Vec<u8>, key: &[u8], value: &[u8], escape: bool| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        out.extend_from_slice(key);
-        if escape {
-            // `value` came from a `&str`: it is UTF-8.
-            string_bytes(out, value);
-        } else {
-            out.push(b'"');
-            out.extend_from_slice(value);
-            out.push(b'"');
-        }
+    head(&mut out, ikey, base, &mut first);
+    (out, !first)
+}
+
+/// Whether `tags` holds exactly the strings `base` does (the same slices,
+/// not equal copies) for the process-wide tags: they were not cut.
+fn same_base_tags(tags: &Tags<'_>, base: &Tags<'_>) -> bool {
+    let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
+        (None, None) => true,
+        _ => false,
     };
+    same(tags.application_ver, base.application_ver)
+        && same(tags.cloud_role, base.cloud_role)
+        && same(tags.cloud_role_instance, base.cloud_role_instance)
+        && same(tags.sdk_version, base.sdk_version)
+}
+
+/// One member of `tags`: `"key":value`, after a comma unless `first`.
+fn tag(out: &mut Vec<u8>, first: &mut bool, key: &[u8]) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.extend_from_slice(key);
+}
+
+/// `,"iKey":"…","tags":{` then the process-wide tags that are present.
+fn head(out: &mut Vec<u8>, ikey: &str, tags: &Tags<'_>, first: &mut bool) {
+    out.extend_from_slice(b",\"iKey\":");
+    string(out, ikey);
+    out.extend_from_slice(b",\"tags\":{");
     let texts = [
         (&b"\"ai.application.ver\":"[..], tags.application_ver),
         (b"\"ai.cloud.role\":", tags.cloud_role),
@@ -86,14 +114,24 @@ fn tags(out: &mut Vec<u8>, tags: &Tags<'_>) {
     ];
     for (key, value) in texts {
         if let Some(value) = value {
-            member(out, key, value.as_bytes(), true);
+            tag(out, first, key);
+            string(out, value);
         }
     }
+}
+
+/// The operation and end-user tags that are present, in the struct's
+/// order (the `tags` object's closing brace is the caller's).
+fn operation_tags(out: &mut Vec<u8>, tags: &Tags<'_>, first: &mut bool) {
     if let Some(id) = &tags.operation_id {
-        member(out, b"\"ai.operation.id\":", id.as_bytes(), false);
+        tag(out, first, b"\"ai.operation.id\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'"');
     }
     if let Some(id) = &tags.operation_parent_id {
-        member(out, b"\"ai.operation.parentId\":", id.as_bytes(), false);
+        tag(out, first, b"\"ai.operation.parentId\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'"');
     }
     let texts = [
         (&b"\"ai.operation.name\":"[..], tags.operation_name),
@@ -103,10 +141,10 @@ fn tags(out: &mut Vec<u8>, tags: &Tags<'_>) {
     ];
     for (key, value) in texts {
         if let Some(value) = value {
-            member(out, key, value.as_bytes(), true);
+            tag(out, first, key);
+            string(out, value);
         }
     }
-    out.push(b'}');
 }
 
 /// `RequestData`'s `baseData`.
@@ -331,42 +369,54 @@ static ESCAPE: [u8; 256] = {
 /// Lowercase hex digits, as `serde_json` writes `\u00xx`.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// The UTF-8 bytes of a `&str` as a JSON string. Runs without anything to
-/// escape are copied whole; the scan skips eight bytes at a time. Only
-/// ASCII bytes are ever escaped, so multi-byte characters pass unchanged.
+/// The UTF-8 bytes of a `&str` as a JSON string. The scan tests eight
+/// bytes at a time (the last few padded with spaces, which need no
+/// escape) and copies runs without anything to escape whole; only a chunk
+/// that needs an escape is walked byte by byte. Only ASCII bytes are ever
+/// escaped, so multi-byte characters pass unchanged.
 fn string_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run = 0; // start of the bytes not yet copied
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(chunk) = bytes[i..].first_chunk::<8>() {
-            if !needs_escape(u64::from_ne_bytes(*chunk)) {
-                i += 8;
-                continue;
+        let rest = &bytes[i..];
+        let chunk = match rest.first_chunk::<8>() {
+            Some(chunk) => *chunk,
+            None => {
+                let mut padded = [b' '; 8];
+                for (to, from) in padded.iter_mut().zip(rest) {
+                    *to = *from;
+                }
+                padded
             }
+        };
+        if !needs_escape(u64::from_ne_bytes(chunk)) {
+            i += 8;
+            continue;
         }
-        let b = bytes[i];
-        let escape = ESCAPE[usize::from(b)];
-        if escape != 0 {
-            out.extend_from_slice(&bytes[run..i]);
-            if escape == b'u' {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ]);
-            } else {
-                out.extend_from_slice(&[b'\\', escape]);
+        for &b in rest.iter().take(8) {
+            let escape = ESCAPE[usize::from(b)];
+            if escape != 0 {
+                out.extend_from_slice(&bytes[run..i]);
+                if escape == b'u' {
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ]);
+                } else {
+                    out.extend_from_slice(&[b'\\', escape]);
+                }
+                run = i + 1;
             }
-            run = i + 1;
+            i += 1;
         }
-        i += 1;
     }
-    out.extend_from_slice(&bytes[run..]);
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
     out.push(b'"');
 }
 

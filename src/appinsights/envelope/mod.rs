@@ -82,6 +82,10 @@ pub(crate) struct Envelope<'a> {
     pub(crate) tags: Tags<'a>,
     /// Telemetry data item: `{ "baseType": …, "baseData": { … } }`.
     pub(crate) data: Data<'a>,
+    /// The exporter's context the item was made in (not sent: the JSON
+    /// writer copies its pre-written iKey and process-wide tags).
+    #[serde(skip)]
+    pub(crate) context: &'a EnvelopeContext,
 }
 
 impl<'a> Envelope<'a> {
@@ -100,6 +104,7 @@ impl<'a> Envelope<'a> {
             ikey: ctx.ikey(),
             tags,
             data,
+            context: ctx,
         }
     }
 }
@@ -310,6 +315,9 @@ pub(crate) struct EnvelopeContext {
     sdk_version: String,
     application_version: Option<String>,
     sample_rate: f64,
+    /// `,"iKey":"…","tags":{` and the process-wide tags, as JSON; whether
+    /// there is any such tag ([`json::context_head`]).
+    head_json: (Vec<u8>, bool),
 }
 
 /// The SDK name and version sent as `ai.internal.sdkVersion`:
@@ -340,7 +348,7 @@ impl EnvelopeContext {
             .map(str::to_owned)
             .unwrap_or_else(host_name);
         let version = non_empty(settings.application_version.as_deref());
-        EnvelopeContext {
+        let mut ctx = EnvelopeContext {
             ikey: ikey.to_owned(),
             cloud_role: truncate_str(&role, tags::MAX_CLOUD_ROLE).to_owned(),
             cloud_role_instance: truncate_str(&instance, tags::MAX_CLOUD_ROLE_INSTANCE).to_owned(),
@@ -348,7 +356,16 @@ impl EnvelopeContext {
             application_version: version
                 .map(|v| truncate_str(v, tags::MAX_APPLICATION_VER).to_owned()),
             sample_rate: sample_rate(sample_ratio),
-        }
+            head_json: (Vec::new(), false),
+        };
+        ctx.head_json = json::context_head(&ctx.ikey, &ctx.base_tags());
+        ctx
+    }
+
+    /// `,"iKey":"…","tags":{` and the process-wide tags, as the JSON
+    /// writer writes them, and whether there is any such tag.
+    pub(crate) fn head_json(&self) -> (&[u8], bool) {
+        (&self.head_json.0, self.head_json.1)
     }
 
     /// The instrumentation key.
