@@ -28,9 +28,31 @@ use crate::record::AttributeValue;
 /// Appends the JSON of `env` to `out`, exactly as `serde_json` serialises
 /// it.
 pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"ver\":1,\"name\":");
-    string(out, env.name);
-    out.extend_from_slice(b",\"time\":\"");
+    let (name, start): (&str, &[u8]) = match env.data {
+        Data::RequestData(_) => (
+            REQUEST,
+            b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.Request\",\"time\":\"",
+        ),
+        Data::RemoteDependencyData(_) => (
+            DEPENDENCY,
+            b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.RemoteDependency\",\"time\":\"",
+        ),
+        Data::MessageData(_) => (
+            MESSAGE,
+            b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.Message\",\"time\":\"",
+        ),
+        Data::ExceptionData(_) => (
+            EXCEPTION,
+            b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.Exception\",\"time\":\"",
+        ),
+    };
+    if env.name == name {
+        out.extend_from_slice(start);
+    } else {
+        out.extend_from_slice(b"{\"ver\":1,\"name\":");
+        string(out, env.name);
+        out.extend_from_slice(b",\"time\":\"");
+    }
     out.extend_from_slice(env.time.as_bytes());
     out.extend_from_slice(b"\",\"sampleRate\":");
     f64_value(out, env.sample_rate);
@@ -67,6 +89,15 @@ pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b"}}");
 }
+
+/// The envelope names, as [`Data::envelope_name`] gives them.
+const REQUEST: &str = "Microsoft.ApplicationInsights.Request";
+/// See [`REQUEST`].
+const DEPENDENCY: &str = "Microsoft.ApplicationInsights.RemoteDependency";
+/// See [`REQUEST`].
+const MESSAGE: &str = "Microsoft.ApplicationInsights.Message";
+/// See [`REQUEST`].
+const EXCEPTION: &str = "Microsoft.ApplicationInsights.Exception";
 
 /// `,"iKey":"…","tags":{` and the process-wide tags (role, role instance,
 /// SDK and application version) of `ikey` and `base`, as [`write`] writes
@@ -659,6 +690,15 @@ mod tests {
                     String::from_utf8_lossy(&theirs),
                     "{t:?}"
                 );
+                // Not the usual name, iKey or process-wide tags: the
+                // members are written one by one, still as serde_json does.
+                let mut odd = env.clone();
+                odd.name = "n\"ame";
+                odd.ikey = t;
+                odd.tags.cloud_role = Some(t);
+                let mut ours_odd = Vec::new();
+                write(&odd, &mut ours_odd);
+                assert_eq!(ours_odd, serde_json::to_vec(&odd).unwrap(), "{t:?}");
                 let mut written = Vec::new();
                 write_envelope(env, &mut written);
                 if ours.len() <= super::super::MAX_ITEM_BYTES {

@@ -162,7 +162,7 @@ impl<'a> Semantic<'a> {
     /// `"METHOD route"` when both are present.
     pub(crate) fn method_and_route(&self) -> Option<String> {
         let (method, route) = (self.method?, self.route?);
-        Some(format!("{method} {route}"))
+        Some(joined(&text(method), &text(route)))
     }
 
     /// `"METHOD path"` for an HTTP span (the path without its query; `/`
@@ -171,7 +171,7 @@ impl<'a> Semantic<'a> {
         let method = self.method?;
         let path = self.http_path();
         let path = if path.is_empty() { "/" } else { &path };
-        Some(format!("{method} {path}"))
+        Some(joined(&text(method), path))
     }
 
     /// The request path: `url.path`, else `http.target` without its query,
@@ -300,8 +300,39 @@ pub(crate) fn text(v: &AttributeValue) -> Cow<'_, str> {
     match v {
         AttributeValue::Str(s) | AttributeValue::Debug(s) => Cow::Borrowed(s),
         AttributeValue::Error(e) => Cow::Borrowed(&e.message),
+        // Status codes and ports: `Display`'s digits, without a formatter.
+        AttributeValue::U64(n) => Cow::Owned(decimal(false, *n)),
+        AttributeValue::I64(n) => Cow::Owned(decimal(*n < 0, n.unsigned_abs())),
         other => Cow::Owned(other.to_string()),
     }
+}
+
+/// `n` in decimal, after a `-` when `negative`: what `Display` prints.
+fn decimal(negative: bool, mut n: u64) -> String {
+    let mut buf = [0u8; 21];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    buf[i..].iter().map(|&b| char::from(b)).collect()
+}
+
+/// `a b`: two texts joined by a space (`format!` without its formatter).
+fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + 1 + b.len());
+    out.push_str(a);
+    out.push(' ');
+    out.push_str(b);
+    out
 }
 
 /// A port number from an integer or a numeric string.
@@ -421,6 +452,17 @@ fn split_port(host_port: &str) -> (&str, Option<u16>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integers_are_their_display_text() {
+        use crate::record::AttributeValue;
+        for v in [0, 7, 200, u64::MAX] {
+            assert_eq!(super::text(&AttributeValue::U64(v)), v.to_string());
+        }
+        for v in [0, -1, 404, i64::MIN, i64::MAX] {
+            assert_eq!(super::text(&AttributeValue::I64(v)), v.to_string());
+        }
+    }
+
     use super::*;
 
     #[test]
