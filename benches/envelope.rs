@@ -11,7 +11,7 @@
 //!   server spans, half internal spans;
 //! * `encode/json_gzip/{1,100,1000}`: typical spans, half HTTP server spans
 //!   with an event, half internal spans with a field;
-//! * `gzip_level/*`: why gzip level 1.
+//! * `gzip_level/*`: why gzip level 2.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
@@ -146,7 +146,7 @@ fn batches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Why gzip level 1: the levels' cost and size on a batch of 512 spans.
+/// Why gzip level 2: the levels' cost and size on a batch of 512 spans.
 fn gzip_levels(c: &mut Criterion) {
     use std::io::Write;
     let spans: Vec<SpanData> = (0..512).map(with_event).collect();
@@ -155,7 +155,7 @@ fn gzip_levels(c: &mut Criterion) {
     let json = encoder.json().to_vec();
     let mut group = c.benchmark_group("gzip_level");
     group.throughput(Throughput::Bytes(json.len() as u64));
-    for level in [1, 3, 6, 9] {
+    for level in [1, 2, 3, 6, 9] {
         let gzip = |json: &[u8]| {
             let mut enc =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));

@@ -401,32 +401,38 @@ static ESCAPE: [u8; 256] = {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The UTF-8 bytes of a `&str` as a JSON string. The scan tests eight
-/// bytes at a time (the last few padded with spaces, which need no
-/// escape) and copies runs without anything to escape whole; only a chunk
-/// that needs an escape is walked byte by byte. Only ASCII bytes are ever
-/// escaped, so multi-byte characters pass unchanged.
+/// bytes at a time (the last chunk of a string of eight bytes or more
+/// overlaps the one before it; a shorter string is padded with spaces,
+/// which need no escape) and copies runs without anything to escape whole;
+/// only a chunk that needs an escape is walked byte by byte. Only ASCII
+/// bytes are ever escaped, so multi-byte characters pass unchanged.
 fn string_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run = 0; // start of the bytes not yet copied
     let mut i = 0;
     while i < bytes.len() {
-        let rest = &bytes[i..];
-        let chunk = match rest.first_chunk::<8>() {
-            Some(chunk) => *chunk,
-            None => {
-                let mut padded = [b' '; 8];
-                for (to, from) in padded.iter_mut().zip(rest) {
-                    *to = *from;
+        let (chunk, start) = match bytes[i..].first_chunk::<8>() {
+            Some(chunk) => (*chunk, i),
+            None => match bytes.last_chunk::<8>() {
+                // The last bytes, and some already checked before them.
+                Some(chunk) => (*chunk, bytes.len() - 8),
+                None => {
+                    let mut padded = [b' '; 8];
+                    for (to, from) in padded.iter_mut().zip(bytes) {
+                        *to = *from;
+                    }
+                    (padded, 0)
                 }
-                padded
-            }
+            },
         };
         if !needs_escape(u64::from_ne_bytes(chunk)) {
-            i += 8;
+            i = start + 8;
             continue;
         }
-        for &b in rest.iter().take(8) {
+        // Walk from `i` (what is before it was checked already).
+        let end = (start + 8).min(bytes.len());
+        for &b in &bytes[i..end] {
             let escape = ESCAPE[usize::from(b)];
             if escape != 0 {
                 out.extend_from_slice(&bytes[run..i]);
@@ -446,6 +452,7 @@ fn string_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
             }
             i += 1;
         }
+        i = end;
     }
     out.extend_from_slice(bytes.get(run..).unwrap_or_default());
     out.push(b'"');

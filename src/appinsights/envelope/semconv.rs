@@ -300,11 +300,41 @@ pub(crate) fn text(v: &AttributeValue) -> Cow<'_, str> {
     match v {
         AttributeValue::Str(s) | AttributeValue::Debug(s) => Cow::Borrowed(s),
         AttributeValue::Error(e) => Cow::Borrowed(&e.message),
-        // Status codes and ports: `Display`'s digits, without a formatter.
-        AttributeValue::U64(n) => Cow::Owned(decimal(false, *n)),
-        AttributeValue::I64(n) => Cow::Owned(decimal(*n < 0, n.unsigned_abs())),
+        // Status codes and ports: `Display`'s digits, without a formatter
+        // (and, for an HTTP status, without allocating).
+        AttributeValue::U64(n) => {
+            three_digits(*n).map_or_else(|| Cow::Owned(decimal(false, *n)), Cow::Borrowed)
+        }
+        AttributeValue::I64(n) => match u64::try_from(*n).ok().and_then(three_digits) {
+            Some(digits) => Cow::Borrowed(digits),
+            None => Cow::Owned(decimal(*n < 0, n.unsigned_abs())),
+        },
         other => Cow::Owned(other.to_string()),
     }
+}
+
+/// The digits of 100 to 999, back to back: `"100101102…999"`.
+static THREE_DIGITS: [u8; 2700] = {
+    let mut digits = [0u8; 2700];
+    let mut n = 100;
+    while n < 1000 {
+        let at = (n - 100) * 3;
+        digits[at] = b'0' + (n / 100) as u8;
+        digits[at + 1] = b'0' + (n / 10 % 10) as u8;
+        digits[at + 2] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    digits
+};
+
+/// `n` as text when it has three digits (every HTTP status), borrowed from
+/// [`THREE_DIGITS`].
+fn three_digits(n: u64) -> Option<&'static str> {
+    if !(100..1000).contains(&n) {
+        return None;
+    }
+    let at = (n as usize - 100) * 3;
+    std::str::from_utf8(THREE_DIGITS.get(at..at + 3)?).ok()
 }
 
 /// `n` in decimal, after a `-` when `negative`: what `Display` prints.
@@ -455,10 +485,13 @@ mod tests {
     #[test]
     fn integers_are_their_display_text() {
         use crate::record::AttributeValue;
-        for v in [0, 7, 200, u64::MAX] {
+        for v in [0, 7, 99, 100, 200, 999, 1000, u64::MAX] {
             assert_eq!(super::text(&AttributeValue::U64(v)), v.to_string());
         }
-        for v in [0, -1, 404, i64::MIN, i64::MAX] {
+        for v in (0..1100).chain([u64::MAX - 1]) {
+            assert_eq!(super::text(&AttributeValue::U64(v)), v.to_string());
+        }
+        for v in [0, -1, -100, -404, 100, 404, 999, 1000, i64::MIN, i64::MAX] {
             assert_eq!(super::text(&AttributeValue::I64(v)), v.to_string());
         }
     }
