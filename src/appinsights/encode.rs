@@ -67,3 +67,70 @@ impl Encoder {
         encoded
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::envelope::TelemetrySettings;
+    use super::super::payload::{Origin, MAX_BODY_BYTES};
+    use super::*;
+    use crate::record::{Attributes, EventData, Text};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// An event whose item is about `size` bytes of JSON.
+    fn event(i: u64, size: usize) -> Record {
+        Record::Event(EventData {
+            timestamp: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i),
+            level: tracing_core::Level::INFO,
+            target: "t",
+            message: Text::from("m".repeat(size)),
+            attributes: Attributes::new(),
+            span: None,
+        })
+    }
+
+    /// Items are written straight into the bodies, and a body that would
+    /// pass 1 MiB is closed before the item that does not fit: the same
+    /// bodies as framing each item written on its own.
+    #[test]
+    fn bodies_split_before_the_item_that_does_not_fit() {
+        let ctx = EnvelopeContext::new("ikey", &TelemetrySettings::default(), 1.0);
+        let batch: Vec<Record> = (0..70).map(|i| event(i, 30_000 + i as usize)).collect();
+        let encoded = Encoder::new(ctx.clone()).encode(&batch);
+        assert_eq!((encoded.extra, encoded.unencodable), (0, 0));
+        assert!(encoded.bodies.len() >= 2, "{}", encoded.bodies.len());
+
+        // The reference: each item written alone, framed by `push`.
+        let mut want = vec![PayloadBuilder::default()];
+        for record in &batch {
+            let mut envelopes = Vec::new();
+            map_record(record, &ctx, &mut envelopes);
+            let mut item = Vec::new();
+            write_envelope(&envelopes[0], &mut item);
+            let last = want.last_mut().unwrap();
+            let body_len = last.finish_len();
+            if !last.is_empty() && body_len + item.len() + 2 > MAX_BODY_BYTES {
+                want.push(PayloadBuilder::default());
+            }
+            want.last_mut().unwrap().push(&item);
+        }
+        let got: Vec<_> = (encoded.bodies.into_iter())
+            .map(|b| b.finish(0, Origin::Fresh))
+            .collect();
+        let want: Vec<_> = want
+            .into_iter()
+            .map(|b| b.finish(0, Origin::Fresh))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let mut items = 0;
+        for (got, want) in got.iter().zip(&want) {
+            let raw = got.body.raw();
+            assert_eq!(raw, want.body.raw());
+            assert_eq!(got.items, want.items);
+            assert!(raw.len() <= MAX_BODY_BYTES, "{}", raw.len());
+            let array: Vec<serde_json::Value> = serde_json::from_slice(&raw).unwrap();
+            assert_eq!(array.len(), got.len());
+            items += got.len();
+        }
+        assert_eq!(items, batch.len());
+    }
+}

@@ -170,6 +170,12 @@ impl PayloadBuilder {
         self.items.is_empty()
     }
 
+    /// The bytes written so far (the body without its closing `]`).
+    #[cfg(test)]
+    pub(super) fn finish_len(&self) -> usize {
+        self.body.len()
+    }
+
     pub(super) fn push(&mut self, item: &[u8]) {
         if self.body.is_empty() {
             self.body.reserve(64 * 1024);

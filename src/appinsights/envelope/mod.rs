@@ -10,11 +10,15 @@
 //!   [`RequestData`], every other kind [`RemoteDependencyData`], each event
 //!   inside a span its own [`MessageData`] or [`ExceptionData`].
 //! * Envelopes **borrow** from the record and the [`EnvelopeContext`]: span
-//!   names, string attributes, the context tags. Mapping a span allocates
-//!   its formatted time and duration, its properties list and composed
-//!   names (`"GET /orders/{id}"`), and nothing per attribute.
+//!   names, string attributes, the context tags. Times and durations are
+//!   kept inline; mapping a span allocates its properties list (when it
+//!   has any) and composed names (`"GET /orders/{id}"`), and nothing per
+//!   attribute.
 //! * Every schema length limit is applied on a char boundary while mapping;
 //!   [`write_envelope`] then keeps each item under the service's 64 KB.
+//! * The JSON is written by hand ([`json`]), byte for byte what
+//!   `serde_json` writes through the types' `Serialize` impls (which stay
+//!   the reference the tests compare against): the export thread's cost.
 //!
 //! One wire type per file: [`request`], [`dependency`], [`message`],
 //! [`exception`], [`tags`], [`properties`]; `docs/mapping.md` is the

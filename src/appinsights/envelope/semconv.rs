@@ -95,7 +95,10 @@ impl<'a> Semantic<'a> {
             "net.peer.port" => (&mut self.peer_port, true),
             "peer.service" => (&mut self.peer_service, true),
             // Tags are text: a value of another type stays a property.
-            _ if v.as_str().is_none() => return self.absorb_db(key, v),
+            // (Matched, not `as_str`: that would check the text's UTF-8.)
+            _ if !matches!(v, AttributeValue::Str(_) | AttributeValue::Debug(_)) => {
+                return self.absorb_db(key, v)
+            }
             "enduser.id" => (&mut self.enduser_id, true),
             "client.address" if request => (&mut self.client_ip, true),
             "http.client_ip" if request => (&mut self.client_ip, false),

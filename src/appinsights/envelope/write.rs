@@ -10,8 +10,8 @@
 //!    cut on a char boundary, just enough, and again with the next largest;
 //! 3. a [`TRUNCATED_KEY`] property says what was dropped and cut.
 //!
-//! Items that fit (nearly all) are serialized once, straight into the
-//! output buffer.
+//! Items that fit (nearly all) are written once, by the hand-written
+//! writer ([`json::write`]), straight into the request body being built.
 
 use std::borrow::Cow;
 
