@@ -400,62 +400,56 @@ static ESCAPE: [u8; 256] = {
 /// Lowercase hex digits, as `serde_json` writes `\u00xx`.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// The UTF-8 bytes of a `&str` as a JSON string. The scan tests eight
-/// bytes at a time (the last chunk of a string of eight bytes or more
-/// overlaps the one before it; a shorter string is padded with spaces,
-/// which need no escape) and copies runs without anything to escape whole;
-/// only a chunk that needs an escape is walked byte by byte. Only ASCII
-/// bytes are ever escaped, so multi-byte characters pass unchanged.
+/// The UTF-8 bytes of a `&str` as a JSON string, eight bytes at a time:
+/// a chunk with nothing to escape is appended whole (a fixed-size copy,
+/// no call), a chunk that needs an escape is walked byte by byte. The last
+/// few bytes are tested padded with spaces (which need no escape) and, when
+/// clean, appended padded then cut back. Only ASCII bytes are ever escaped,
+/// so multi-byte characters pass unchanged.
 fn string_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len() + 2);
+    out.reserve(bytes.len() + 10);
     out.push(b'"');
-    let mut run = 0; // start of the bytes not yet copied
-    let mut i = 0;
-    while i < bytes.len() {
-        let (chunk, start) = match bytes[i..].first_chunk::<8>() {
-            Some(chunk) => (*chunk, i),
-            None => match bytes.last_chunk::<8>() {
-                // The last bytes, and some already checked before them.
-                Some(chunk) => (*chunk, bytes.len() - 8),
-                None => {
-                    let mut padded = [b' '; 8];
-                    for (to, from) in padded.iter_mut().zip(bytes) {
-                        *to = *from;
-                    }
-                    (padded, 0)
-                }
-            },
-        };
-        if !needs_escape(u64::from_ne_bytes(chunk)) {
-            i = start + 8;
-            continue;
+    let mut rest = bytes;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        if needs_escape(u64::from_ne_bytes(*chunk)) {
+            escape_each(out, chunk);
+        } else {
+            out.extend_from_slice(chunk);
         }
-        // Walk from `i` (what is before it was checked already).
-        let end = (start + 8).min(bytes.len());
-        for &b in &bytes[i..end] {
-            let escape = ESCAPE[usize::from(b)];
-            if escape != 0 {
-                out.extend_from_slice(&bytes[run..i]);
-                if escape == b'u' {
-                    out.extend_from_slice(&[
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(b >> 4)],
-                        HEX[usize::from(b & 0xf)],
-                    ]);
-                } else {
-                    out.extend_from_slice(&[b'\\', escape]);
-                }
-                run = i + 1;
-            }
-            i += 1;
-        }
-        i = end;
+        rest = tail;
     }
-    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
+    if !rest.is_empty() {
+        let mut padded = [b' '; 8];
+        for (to, from) in padded.iter_mut().zip(rest) {
+            *to = *from;
+        }
+        if needs_escape(u64::from_ne_bytes(padded)) {
+            escape_each(out, rest);
+        } else {
+            let end = out.len() + rest.len();
+            out.extend_from_slice(&padded);
+            out.truncate(end);
+        }
+    }
     out.push(b'"');
+}
+
+/// `bytes` with each byte that JSON escapes escaped ([`ESCAPE`]).
+fn escape_each(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        match ESCAPE[usize::from(b)] {
+            0 => out.push(b),
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+            escape => out.extend_from_slice(&[b'\\', escape]),
+        }
+    }
 }
 
 #[cfg(test)]
