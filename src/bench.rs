@@ -1,12 +1,14 @@
 //! The seam the crate's own benchmarks measure through (`benches/envelope.rs`),
-//! behind the `bench-internals` feature: the exporter's real encoder and
-//! gzip, not a copy. Not part of the public API; no stability promise.
+//! behind the `bench-internals` feature: the exporter's real encoder
+//! (`appinsights::encode::Encoder::encode`, the one the Application Insights
+//! sink runs) and its gzip, not a copy. Not part of the public API; no
+//! stability promise.
 
 use crate::appinsights::encode;
 use crate::appinsights::envelope::{EnvelopeContext, TelemetrySettings};
-use crate::record::{Record, SpanData};
+use crate::record::{EventData, EventSpan, Record, SpanData};
 
-/// Encodes spans exactly as the Application Insights sink does: envelopes,
+/// Encodes records exactly as the Application Insights sink does: envelopes,
 /// JSON arrays of at most 1 MiB, then gzip as on the first attempt.
 #[derive(Debug)]
 pub struct Encoder {
@@ -15,29 +17,74 @@ pub struct Encoder {
     bodies: Vec<bytes::Bytes>,
 }
 
+/// The context every benchmark encodes for.
+fn context() -> EnvelopeContext {
+    EnvelopeContext::new(
+        "00000000-0000-0000-0000-000000000000",
+        &TelemetrySettings {
+            cloud_role: Some("bench".into()),
+            cloud_role_instance: Some("bench-1".into()),
+            application_version: None,
+        },
+        1.0,
+    )
+}
+
 impl Encoder {
-    /// An encoder of `spans` (copied once, outside any measurement).
+    /// An encoder of `spans` as span records, annotations included (copied
+    /// once, outside any measurement).
     pub fn new(spans: &[SpanData]) -> Self {
-        let context = EnvelopeContext::new(
-            "00000000-0000-0000-0000-000000000000",
-            &TelemetrySettings {
-                cloud_role: Some("bench".into()),
-                cloud_role_instance: Some("bench-1".into()),
-                application_version: None,
-            },
-            1.0,
-        );
-        Encoder {
-            encoder: encode::Encoder::new(context),
-            records: spans
+        Self::of(
+            spans
                 .iter()
                 .map(|s| Record::Span(Box::new(s.clone())))
                 .collect(),
+        )
+    }
+
+    /// An encoder of `spans` as the layer sends them: each span's record
+    /// without annotations, then each of its annotations as an event record
+    /// of its own, with the span's context (copied once, outside any
+    /// measurement).
+    pub fn traced(spans: &[SpanData]) -> Self {
+        let mut records = Vec::with_capacity(spans.len() * 2);
+        for span in spans {
+            let mut span = span.clone();
+            for annotation in std::mem::take(&mut span.annotations) {
+                records.push(Record::Event(Box::new(EventData {
+                    timestamp: annotation.timestamp,
+                    level: annotation.level,
+                    target: annotation.target,
+                    message: annotation.description,
+                    attributes: annotation.attributes,
+                    span: Some(EventSpan {
+                        trace_id: span.context.trace_id,
+                        span_id: span.context.span_id,
+                        operation_name: span.operation_name.clone(),
+                        sampled_remotely: span.sampled_remotely,
+                    }),
+                })));
+            }
+            // The span closes after its events: its record comes last.
+            records.push(Record::Span(Box::new(span)));
+        }
+        Self::of(records)
+    }
+
+    fn of(records: Vec<Record>) -> Self {
+        Encoder {
+            encoder: encode::Encoder::new(context()),
+            records,
             bodies: Vec::new(),
         }
     }
 
-    /// Maps, serialises and frames the spans, returning the bytes of the
+    /// How many records there are (spans and events).
+    pub fn records(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Maps, serialises and frames the records, returning the bytes of the
     /// request bodies.
     pub fn to_json(&mut self) -> usize {
         let encoded = self.encoder.encode(&self.records);

@@ -147,6 +147,17 @@ impl Payload {
     }
 }
 
+/// What [`PayloadBuilder::push_with`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Written {
+    /// The item is in the body.
+    Pushed,
+    /// Nothing was written: no item.
+    Nothing,
+    /// The item, which does not fit this body (it has items already).
+    Overflow(Vec<u8>),
+}
+
 /// Builds a payload's body item by item.
 #[derive(Debug, Default)]
 pub(crate) struct PayloadBuilder {
@@ -159,9 +170,10 @@ impl PayloadBuilder {
         self.items.is_empty()
     }
 
-    /// Whether adding an item of `len` bytes would pass [`MAX_BODY_BYTES`].
-    pub(super) fn would_overflow(&self, len: usize) -> bool {
-        self.body.len() + len + 2 > MAX_BODY_BYTES
+    /// The bytes written so far (the body without its closing `]`).
+    #[cfg(test)]
+    pub(super) fn finish_len(&self) -> usize {
+        self.body.len()
     }
 
     pub(super) fn push(&mut self, item: &[u8]) {
@@ -173,6 +185,39 @@ impl PayloadBuilder {
         let start = self.body.len() as u32;
         self.body.extend_from_slice(item);
         self.items.push((start, self.body.len() as u32));
+    }
+
+    /// Makes room for about `bytes` more bytes of items (at most
+    /// [`MAX_BODY_BYTES`] in all), so a body grows in one step rather than
+    /// by doubling copies.
+    pub(super) fn reserve(&mut self, bytes: usize) {
+        let want = (self.body.len() + bytes).min(MAX_BODY_BYTES + 2);
+        self.body.reserve(want.saturating_sub(self.body.len()));
+    }
+
+    /// Lets `write` append one item straight to the body, with no copy:
+    /// the same body as [`push`](Self::push) of what `write` wrote. `write`
+    /// may write nothing: no item is then added. When the item would pass
+    /// [`MAX_BODY_BYTES`] and the body already has items, the item is taken
+    /// back out and returned: it belongs to the next body.
+    pub(super) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Written {
+        let mark = self.body.len();
+        self.body
+            .push(if self.items.is_empty() { b'[' } else { b',' });
+        let start = self.body.len();
+        write(&mut self.body);
+        let len = self.body.len() - start;
+        if len == 0 {
+            self.body.truncate(mark);
+            return Written::Nothing;
+        }
+        if !self.items.is_empty() && mark + len + 2 > MAX_BODY_BYTES {
+            let item = self.body.split_off(start);
+            self.body.truncate(mark);
+            return Written::Overflow(item);
+        }
+        self.items.push((start as u32, self.body.len() as u32));
+        Written::Pushed
     }
 
     /// The JSON array alone (for the benchmarks).

@@ -82,12 +82,14 @@ macro_rules! impl_id {
                 Some($ty(out))
             }
 
-            /// Writes the lowercase hex form into a stack buffer.
+            /// Writes the lowercase hex form into a stack buffer, four
+            /// bytes (eight digits) at a time ([`hex8`]): this runs for
+            /// every item sent.
             pub(crate) fn hex_buf(&self) -> [u8; $n * 2] {
                 let mut buf = [0u8; $n * 2];
-                for (i, b) in self.0.iter().enumerate() {
-                    buf[2 * i] = HEX[(b >> 4) as usize];
-                    buf[2 * i + 1] = HEX[(b & 0xf) as usize];
+                for (out, bytes) in buf.chunks_exact_mut(8).zip(self.0.chunks_exact(4)) {
+                    let word = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                    out.copy_from_slice(&hex8(u32::from_be_bytes(word)));
                 }
                 buf
             }
@@ -112,7 +114,20 @@ macro_rules! impl_id {
 impl_id!(TraceId, 16, u128);
 impl_id!(SpanId, 8, u64);
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The eight lowercase hex digits of `v`, most significant first, computed
+/// for all eight at once: each nibble is spread into a byte of a `u64`,
+/// then `'0'` is added, plus `'a' - '0' - 10` where the nibble is ten or
+/// more.
+fn hex8(v: u32) -> [u8; 8] {
+    let mut x = u64::from(v);
+    x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+    x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+    x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    // Byte k (from the least significant) now holds nibble k.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    let digits = x + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10);
+    digits.to_be_bytes()
+}
 
 fn hex_val(c: u8) -> Option<u8> {
     match c {
@@ -199,6 +214,24 @@ fn mix(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_digits_are_formats() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for v in [0, 1, 9, 10, 15, 16, 0xdead_beef, u32::MAX] {
+            assert_eq!(super::hex8(v), *format!("{v:08x}").as_bytes());
+        }
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = x as u32;
+            assert_eq!(super::hex8(v), *format!("{v:08x}").as_bytes());
+            let id = super::TraceId::from_int(u128::from(x) << 64 | u128::from(!x));
+            let want = format!("{:032x}", id.to_int());
+            assert_eq!(&id.hex_buf()[..], want.as_bytes());
+        }
+    }
+
     use super::*;
     use std::collections::HashSet;
 

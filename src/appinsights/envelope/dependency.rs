@@ -9,7 +9,7 @@ use crate::record::{SpanData, SpanKind};
 
 use super::properties::Properties;
 use super::semconv::{db_type, text, Semantic};
-use super::{cut, SchemaVersion, SpanHex};
+use super::{cut, DurationText, SchemaVersion, SpanHex};
 
 /// `name`: max 1024.
 pub(crate) const MAX_NAME: usize = 1024;
@@ -44,7 +44,7 @@ pub(crate) struct RemoteDependencyData<'a> {
     /// Max 1024.
     pub(crate) result_code: Cow<'a, str>,
     /// Request duration in format `D.HH:MM:SS.ffffff`, less than 1000 days.
-    pub(crate) duration: String,
+    pub(crate) duration: DurationText,
     /// Indication of successful or unsuccessful call.
     pub(crate) success: bool,
     /// Command initiated by this dependency call: the full URL, or the SQL

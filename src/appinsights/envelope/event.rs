@@ -67,4 +67,14 @@ impl SeverityLevel {
             Level::ERROR => SeverityLevel::Error,
         }
     }
+
+    /// The name sent, as the derived `Serialize` writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SeverityLevel::Verbose => "Verbose",
+            SeverityLevel::Information => "Information",
+            SeverityLevel::Warning => "Warning",
+            SeverityLevel::Error => "Error",
+        }
+    }
 }

@@ -10,11 +10,15 @@
 //!   [`RequestData`], every other kind [`RemoteDependencyData`], each event
 //!   inside a span its own [`MessageData`] or [`ExceptionData`].
 //! * Envelopes **borrow** from the record and the [`EnvelopeContext`]: span
-//!   names, string attributes, the context tags. Mapping a span allocates
-//!   its formatted time and duration, its properties list and composed
-//!   names (`"GET /orders/{id}"`), and nothing per attribute.
+//!   names, string attributes, the context tags. Times and durations are
+//!   kept inline; mapping a span allocates its properties list (when it
+//!   has any) and composed names (`"GET /orders/{id}"`), and nothing per
+//!   attribute.
 //! * Every schema length limit is applied on a char boundary while mapping;
 //!   [`write_envelope`] then keeps each item under the service's 64 KB.
+//! * The JSON is written by hand ([`json`]), byte for byte what
+//!   `serde_json` writes through the types' `Serialize` impls (which stay
+//!   the reference the tests compare against): the export thread's cost.
 //!
 //! One wire type per file: [`request`], [`dependency`], [`message`],
 //! [`exception`], [`tags`], [`properties`]; `docs/mapping.md` is the
@@ -31,6 +35,7 @@ use crate::record::text::truncate_str;
 mod dependency;
 mod event;
 mod exception;
+mod json;
 mod map;
 mod message;
 mod properties;
@@ -69,7 +74,7 @@ pub(crate) struct Envelope<'a> {
     /// Event date time when telemetry item was created: UTC ISO 8601 with a
     /// trailing `Z`, here always `YYYY-MM-DDTHH:MM:SS.ffffffZ`. The service
     /// rejects items older than 48 hours.
-    pub(crate) time: String,
+    pub(crate) time: Timestamp,
     /// Sampling rate used in application: the item represents
     /// `100 / sampleRate` items. Default 100.
     #[serde(rename = "sampleRate")]
@@ -81,6 +86,10 @@ pub(crate) struct Envelope<'a> {
     pub(crate) tags: Tags<'a>,
     /// Telemetry data item: `{ "baseType": …, "baseData": { … } }`.
     pub(crate) data: Data<'a>,
+    /// The exporter's context the item was made in (not sent: the JSON
+    /// writer copies its pre-written iKey and process-wide tags).
+    #[serde(skip)]
+    pub(crate) context: &'a EnvelopeContext,
 }
 
 impl<'a> Envelope<'a> {
@@ -94,11 +103,12 @@ impl<'a> Envelope<'a> {
         Envelope {
             ver: SchemaVersion,
             name: data.envelope_name(),
-            time: crate::time::iso8601(time),
+            time: Timestamp(crate::time::iso8601_bytes(time)),
             sample_rate: ctx.sample_rate(),
             ikey: ctx.ikey(),
             tags,
             data,
+            context: ctx,
         }
     }
 }
@@ -182,6 +192,11 @@ impl<const N: usize> HexId<N> {
         // `hex_buf` only writes ASCII hex digits.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// The digits (ASCII: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl<const N: usize> std::fmt::Debug for HexId<N> {
@@ -198,8 +213,73 @@ impl<const N: usize> Serialize for HexId<N> {
 
 /// A span's `duration`: `end - start` as `D.HH:MM:SS.ffffff` (negative
 /// clamps to zero).
-pub(crate) fn span_duration(span: &crate::SpanData) -> String {
-    crate::time::duration(crate::time::elapsed(span.start_time, span.end_time))
+pub(crate) fn span_duration(span: &crate::SpanData) -> DurationText {
+    let elapsed = crate::time::elapsed(span.start_time, span.end_time);
+    let (buf, skip) = crate::time::duration_bytes(elapsed);
+    DurationText { buf, skip }
+}
+
+/// An envelope's `time`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, kept inline (no
+/// allocation per item).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    /// The text (ASCII digits and separators: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        // `iso8601_bytes` only writes ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A `duration`, `D.HH:MM:SS.ffffff`, kept inline (no allocation per
+/// item): `buf[skip..]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurationText {
+    buf: [u8; 19],
+    skip: usize,
+}
+
+impl DurationText {
+    /// The text (ASCII digits and separators: nothing to escape in JSON).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.skip..).unwrap_or_default()
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        // `duration_bytes` only writes ASCII.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DurationText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// `s` cut to at most `max_chars` characters on a char boundary, without
@@ -239,6 +319,9 @@ pub(crate) struct EnvelopeContext {
     sdk_version: String,
     application_version: Option<String>,
     sample_rate: f64,
+    /// `,"iKey":"…","tags":{` and the process-wide tags, as JSON; whether
+    /// there is any such tag ([`json::context_head`]).
+    head_json: (Vec<u8>, bool),
 }
 
 /// The SDK name and version sent as `ai.internal.sdkVersion`:
@@ -269,7 +352,7 @@ impl EnvelopeContext {
             .map(str::to_owned)
             .unwrap_or_else(host_name);
         let version = non_empty(settings.application_version.as_deref());
-        EnvelopeContext {
+        let mut ctx = EnvelopeContext {
             ikey: ikey.to_owned(),
             cloud_role: truncate_str(&role, tags::MAX_CLOUD_ROLE).to_owned(),
             cloud_role_instance: truncate_str(&instance, tags::MAX_CLOUD_ROLE_INSTANCE).to_owned(),
@@ -277,7 +360,16 @@ impl EnvelopeContext {
             application_version: version
                 .map(|v| truncate_str(v, tags::MAX_APPLICATION_VER).to_owned()),
             sample_rate: sample_rate(sample_ratio),
-        }
+            head_json: (Vec::new(), false),
+        };
+        ctx.head_json = json::context_head(&ctx.ikey, &ctx.base_tags());
+        ctx
+    }
+
+    /// `,"iKey":"…","tags":{` and the process-wide tags, as the JSON
+    /// writer writes them, and whether there is any such tag.
+    pub(crate) fn head_json(&self) -> (&[u8], bool) {
+        (&self.head_json.0, self.head_json.1)
     }
 
     /// The instrumentation key.

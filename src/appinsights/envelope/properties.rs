@@ -64,12 +64,20 @@ impl Serialize for PropValue<'_> {
 /// insertion order. Keys are distinct: they come from a record's
 /// attributes, which are distinct, plus names the mapping reserves.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Properties<'a>(Vec<(&'a str, PropValue<'a>)>);
+pub(crate) struct Properties<'a> {
+    entries: Vec<(&'a str, PropValue<'a>)>,
+    /// Room to make on the first push (then as a `Vec` grows).
+    hint: usize,
+}
 
 impl<'a> Properties<'a> {
-    /// Empty, with room for `n` entries.
+    /// Empty, with room for `n` entries made on the first push: a span
+    /// whose every field goes to a dedicated member allocates nothing.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Properties(Vec::with_capacity(n))
+        Properties {
+            entries: Vec::new(),
+            hint: n,
+        }
     }
 
     /// Adds an attribute as a property, unless its key is over
@@ -81,7 +89,10 @@ impl<'a> Properties<'a> {
     /// Adds a property, unless its key is over [`MAX_KEY_CHARS`].
     pub(crate) fn push(&mut self, key: &'a str, value: PropValue<'a>) {
         if key_fits(key) {
-            self.0.push((key, value));
+            if self.entries.capacity() == 0 {
+                self.entries.reserve_exact(self.hint.max(1));
+            }
+            self.entries.push((key, value));
         }
     }
 
@@ -107,24 +118,24 @@ impl<'a> Properties<'a> {
 
     /// Whether there is no property (the member is then not sent).
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 
     /// How many properties there are.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     /// The entries, in order.
     pub(crate) fn entries(&self) -> &[(&'a str, PropValue<'a>)] {
-        &self.0
+        &self.entries
     }
 
     /// Keeps the entries for which `keep` says so.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
         let mut i = 0;
-        self.0.retain(|_| {
+        self.entries.retain(|_| {
             i += 1;
             keep(i - 1)
         });
@@ -132,7 +143,7 @@ impl<'a> Properties<'a> {
 
     /// Removes every entry.
     pub(crate) fn clear(&mut self) {
-        self.0.clear();
+        self.entries.clear();
     }
 }
 
@@ -143,8 +154,8 @@ fn key_fits(key: &str) -> bool {
 
 impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in &self.0 {
+        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
+        for (key, value) in &self.entries {
             map.serialize_entry(key, value)?;
         }
         map.end()

@@ -8,7 +8,7 @@ use crate::record::SpanData;
 
 use super::properties::Properties;
 use super::semconv::{text, Semantic};
-use super::{cut, SchemaVersion, SpanHex};
+use super::{cut, DurationText, SchemaVersion, SpanHex};
 
 /// `name`: max 1024.
 pub(crate) const MAX_NAME: usize = 1024;
@@ -38,7 +38,7 @@ pub(crate) struct RequestData<'a> {
     /// name. Max 1024.
     pub(crate) name: Cow<'a, str>,
     /// Request duration in format `D.HH:MM:SS.ffffff`, less than 1000 days.
-    pub(crate) duration: String,
+    pub(crate) duration: DurationText,
     /// Indication of successful or unsuccessful call.
     pub(crate) success: bool,
     /// Result of a request execution: the HTTP status code, else `"0"`.

@@ -95,7 +95,10 @@ impl<'a> Semantic<'a> {
             "net.peer.port" => (&mut self.peer_port, true),
             "peer.service" => (&mut self.peer_service, true),
             // Tags are text: a value of another type stays a property.
-            _ if v.as_str().is_none() => return self.absorb_db(key, v),
+            // (Matched, not `as_str`: that would check the text's UTF-8.)
+            _ if !matches!(v, AttributeValue::Str(_) | AttributeValue::Debug(_)) => {
+                return self.absorb_db(key, v)
+            }
             "enduser.id" => (&mut self.enduser_id, true),
             "client.address" if request => (&mut self.client_ip, true),
             "http.client_ip" if request => (&mut self.client_ip, false),
@@ -162,7 +165,7 @@ impl<'a> Semantic<'a> {
     /// `"METHOD route"` when both are present.
     pub(crate) fn method_and_route(&self) -> Option<String> {
         let (method, route) = (self.method?, self.route?);
-        Some(format!("{method} {route}"))
+        Some(joined(&text(method), &text(route)))
     }
 
     /// `"METHOD path"` for an HTTP span (the path without its query; `/`
@@ -171,7 +174,7 @@ impl<'a> Semantic<'a> {
         let method = self.method?;
         let path = self.http_path();
         let path = if path.is_empty() { "/" } else { &path };
-        Some(format!("{method} {path}"))
+        Some(joined(&text(method), path))
     }
 
     /// The request path: `url.path`, else `http.target` without its query,
@@ -300,8 +303,69 @@ pub(crate) fn text(v: &AttributeValue) -> Cow<'_, str> {
     match v {
         AttributeValue::Str(s) | AttributeValue::Debug(s) => Cow::Borrowed(s),
         AttributeValue::Error(e) => Cow::Borrowed(&e.message),
+        // Status codes and ports: `Display`'s digits, without a formatter
+        // (and, for an HTTP status, without allocating).
+        AttributeValue::U64(n) => {
+            three_digits(*n).map_or_else(|| Cow::Owned(decimal(false, *n)), Cow::Borrowed)
+        }
+        AttributeValue::I64(n) => match u64::try_from(*n).ok().and_then(three_digits) {
+            Some(digits) => Cow::Borrowed(digits),
+            None => Cow::Owned(decimal(*n < 0, n.unsigned_abs())),
+        },
         other => Cow::Owned(other.to_string()),
     }
+}
+
+/// The digits of 100 to 999, back to back: `"100101102…999"`.
+static THREE_DIGITS: [u8; 2700] = {
+    let mut digits = [0u8; 2700];
+    let mut n = 100;
+    while n < 1000 {
+        let at = (n - 100) * 3;
+        digits[at] = b'0' + (n / 100) as u8;
+        digits[at + 1] = b'0' + (n / 10 % 10) as u8;
+        digits[at + 2] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    digits
+};
+
+/// `n` as text when it has three digits (every HTTP status), borrowed from
+/// [`THREE_DIGITS`].
+fn three_digits(n: u64) -> Option<&'static str> {
+    if !(100..1000).contains(&n) {
+        return None;
+    }
+    let at = (n as usize - 100) * 3;
+    std::str::from_utf8(THREE_DIGITS.get(at..at + 3)?).ok()
+}
+
+/// `n` in decimal, after a `-` when `negative`: what `Display` prints.
+fn decimal(negative: bool, mut n: u64) -> String {
+    let mut buf = [0u8; 21];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    buf[i..].iter().map(|&b| char::from(b)).collect()
+}
+
+/// `a b`: two texts joined by a space (`format!` without its formatter).
+fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + 1 + b.len());
+    out.push_str(a);
+    out.push(' ');
+    out.push_str(b);
+    out
 }
 
 /// A port number from an integer or a numeric string.
@@ -421,6 +485,20 @@ fn split_port(host_port: &str) -> (&str, Option<u16>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integers_are_their_display_text() {
+        use crate::record::AttributeValue;
+        for v in [0, 7, 99, 100, 200, 999, 1000, u64::MAX] {
+            assert_eq!(super::text(&AttributeValue::U64(v)), v.to_string());
+        }
+        for v in (0..1100).chain([u64::MAX - 1]) {
+            assert_eq!(super::text(&AttributeValue::U64(v)), v.to_string());
+        }
+        for v in [0, -1, -100, -404, 100, 404, 999, 1000, i64::MIN, i64::MAX] {
+            assert_eq!(super::text(&AttributeValue::I64(v)), v.to_string());
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -10,12 +10,12 @@
 //!    cut on a char boundary, just enough, and again with the next largest;
 //! 3. a [`TRUNCATED_KEY`] property says what was dropped and cut.
 //!
-//! Items that fit (nearly all) are serialized once, straight into the
-//! output buffer.
+//! Items that fit (nearly all) are written once, by the hand-written
+//! writer ([`json::write`]), straight into the request body being built.
 
 use std::borrow::Cow;
-use std::io;
 
+use super::json;
 use super::properties::{PropValue, Properties};
 use super::{Data, Envelope};
 
@@ -34,24 +34,22 @@ const NOTE_BUDGET: usize = 1024;
 const MAX_CUTS: usize = 32;
 
 /// Appends the JSON of one item to `out`, at most [`MAX_ITEM_BYTES`] bytes
-/// (besides an absurd iKey, the only field never cut).
-///
-/// Serializing these types cannot fail; if `serde_json` ever reported an
-/// error, the partial output would be removed and nothing written.
+/// (besides an absurd iKey, the only field never cut). Written by the
+/// hand-written writer ([`json::write`]), byte for byte what `serde_json`
+/// would write; never fails.
 pub(crate) fn write_envelope(env: &Envelope<'_>, out: &mut Vec<u8>) {
     let start = out.len();
-    if serde_json::to_writer(&mut *out, env).is_ok() && out.len() - start <= MAX_ITEM_BYTES {
+    json::write(env, out);
+    if out.len() - start <= MAX_ITEM_BYTES {
         return;
     }
     out.truncate(start);
     let small = shrink(env.clone());
-    if serde_json::to_writer(&mut *out, &small).is_err() {
-        out.truncate(start);
-    }
+    json::write(&small, out);
 }
 
 /// `env` made to fit [`MAX_ITEM_BYTES`].
-fn shrink(mut env: Envelope<'_>) -> Envelope<'_> {
+pub(super) fn shrink(mut env: Envelope<'_>) -> Envelope<'_> {
     let limit = MAX_ITEM_BYTES - NOTE_BUDGET;
     let mut note = Note::default();
     let mut len = json_len(&env);
@@ -264,27 +262,12 @@ fn prefix_within(s: &str, budget: usize) -> &str {
     s
 }
 
-/// The length of `env`'s JSON, without keeping it.
+/// The length of `env`'s JSON, without keeping it (shrinking only: an
+/// oversize item is rare).
 fn json_len(env: &Envelope<'_>) -> usize {
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, env) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// An `io::Write` that only counts.
-struct Counter(usize);
-
-impl io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    let mut buf = Vec::new();
+    json::write(env, &mut buf);
+    buf.len()
 }
 
 #[cfg(test)]
