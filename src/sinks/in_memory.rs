@@ -101,6 +101,11 @@ impl InMemoryExporter {
 
     /// Takes the records it keeps out of `batch`; with a capacity of 0 it
     /// keeps nothing and leaves them to be recycled.
+    /// How many spans (and events) it keeps at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.lock().capacity
+    }
+
     pub(crate) fn export(&self, batch: &mut Vec<Record>) {
         let mut inner = self.lock();
         let capacity = inner.capacity;

@@ -16,6 +16,11 @@ pub(crate) use stdout::StdoutSink;
 /// Takes a batch and is done with it (what it keeps, it takes out).
 pub(crate) trait Consume: Send + 'static {
     fn consume(&mut self, batch: &mut Vec<Record>);
+
+    /// Whether it keeps and shows nothing (then nothing is assembled for it).
+    fn discards(&self) -> bool {
+        false
+    }
 }
 
 impl Consume for StdoutSink {
@@ -27,6 +32,10 @@ impl Consume for StdoutSink {
 impl Consume for InMemoryExporter {
     fn consume(&mut self, batch: &mut Vec<Record>) {
         self.export(batch);
+    }
+
+    fn discards(&self) -> bool {
+        self.capacity() == 0
     }
 }
 
@@ -57,7 +66,11 @@ impl<C: Consume> Immediate<C> {
 
 impl<C: Consume> Sink for Immediate<C> {
     fn accept(&mut self, batch: &mut Vec<Record>) {
-        let items = self.assembler.assemble(batch);
+        let items = if self.consumer.discards() {
+            batch.iter().map(crate::pipeline::items_of).sum()
+        } else {
+            self.assembler.assemble(batch)
+        };
         self.consume(batch, items);
     }
 
