@@ -705,7 +705,7 @@ mod tests {
                 if ours.len() <= super::super::MAX_ITEM_BYTES {
                     assert_eq!(written, ours);
                 } else {
-                    let small = super::super::write::shrink(env.clone());
+                    let small = super::super::shrink(env.clone());
                     let mut shrunk = Vec::new();
                     write(&small, &mut shrunk);
                     assert_eq!(shrunk, serde_json::to_vec(&small).unwrap());

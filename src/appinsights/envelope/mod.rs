@@ -46,6 +46,9 @@ mod write;
 
 #[cfg(test)]
 mod tests;
+/// For the JSON writer's tests, which check what `shrink` makes.
+#[cfg(test)]
+use write::shrink;
 
 pub(crate) use dependency::RemoteDependencyData;
 pub(crate) use exception::ExceptionData;
