@@ -1,5 +1,5 @@
-//! [`SpanState`]: what a sampled span carries in its registry extensions
-//! while it is open, and how it becomes a record when it closes.
+//! [`SpanState`]: what a sampled span keeps while it is open (in the
+//! layer's span table), and how it becomes a record when it closes.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -10,7 +10,9 @@ use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::Text;
 use crate::record::{AttributeValue, SpanData, SpanKind, TraceOptions};
 
-/// The in-flight state of a sampled span, kept in its extensions.
+/// The in-flight state of a sampled span, kept in the layer's
+/// [`SpanTable`](super::table::SpanTable) (in its registry extensions when
+/// the table's bucket is full).
 ///
 /// The record is boxed from the start and filled in place, so closing the
 /// span moves one pointer into the queue, not the whole record.
