@@ -252,9 +252,8 @@ mod tests {
         assert!(table.overflowing());
         // An id never inserted is now only "maybe".
         assert!(table.may_hold(&id(u64::MAX)));
-        for &n in &overflowed {
+        for _ in &overflowed {
             table.removed_overflow();
-            let _ = n;
         }
         for &n in &same_bucket[..SLOTS_PER_BUCKET] {
             assert_eq!(table.remove(&id(n)).map(|s| s.events), Some(n as u32));

@@ -29,7 +29,9 @@ pub(crate) struct RecordPool {
 }
 
 impl RecordPool {
-    /// At most this many records are kept (about 4 MiB at the worst: deep enough for the records in flight when the worker lags behind a burst).
+    /// At most this many records are kept (about 4 MiB at the worst): deep
+    /// enough for the records in flight while the worker catches up with a
+    /// burst.
     pub(crate) const CAPACITY: usize = 4096;
 
     /// How many records (and attribute vectors) a thread takes from the
@@ -50,8 +52,8 @@ impl RecordPool {
         take_stashed(&self.events, |stash| &mut stash.events)
     }
 
-    /// Keeps the spans and attribute vectors of an exported batch for reuse,
-    /// up to the capacity.
+    /// Keeps the span and event records of an exported batch for reuse, up
+    /// to the capacity.
     pub(crate) fn give(&self, batch: &mut Vec<Record>) {
         let mut spans = Vec::with_capacity(batch.len());
         let mut events = Vec::new();

@@ -103,18 +103,15 @@ impl Assembler {
         let Some(span_id) = event.span.as_ref().map(|s| s.span_id) else {
             return;
         };
-        let full = self
-            .open
-            .get(&span_id)
-            .map(|h| h.events.len() >= MAX_ANNOTATIONS);
-        if full == Some(true) {
-            // OpenCensus' bounded list: the oldest goes.
-            let held = self.open.get_mut(&span_id).expect("checked above");
-            held.events.pop_front();
-            held.events.push_back(event);
-            held.dropped = held.dropped.saturating_add(1);
-            add(&self.ledger.dropped_annotations, 1);
-            return;
+        if let Some(held) = self.open.get_mut(&span_id) {
+            if held.events.len() >= MAX_ANNOTATIONS {
+                // OpenCensus' bounded list: the oldest goes.
+                held.events.pop_front();
+                held.events.push_back(event);
+                held.dropped = held.dropped.saturating_add(1);
+                add(&self.ledger.dropped_annotations, 1);
+                return;
+            }
         }
         while self.held >= MAX_HELD_EVENTS && self.release_oldest() {}
         let seq = self.next_seq;

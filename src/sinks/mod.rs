@@ -17,7 +17,8 @@ pub(crate) use stdout::StdoutSink;
 pub(crate) trait Consume: Send + 'static {
     fn consume(&mut self, batch: &mut Vec<Record>);
 
-    /// Whether it keeps and shows nothing (then nothing is assembled for it).
+    /// Whether it keeps and shows nothing (then nothing is assembled for
+    /// it); asked once, when the sink is built.
     fn discards(&self) -> bool {
         false
     }
@@ -43,15 +44,17 @@ impl Consume for InMemoryExporter {
 /// and every item handed to the consumer is exported.
 pub(crate) struct Immediate<C> {
     consumer: C,
-    assembler: assemble::Assembler,
+    /// `None` for a consumer that keeps and shows nothing.
+    assembler: Option<assemble::Assembler>,
     ledger: Ledger,
 }
 
 impl<C: Consume> Immediate<C> {
     pub(crate) fn new(consumer: C, ledger: Ledger) -> Self {
+        let assembler = (!consumer.discards()).then(|| assemble::Assembler::new(ledger.clone()));
         Immediate {
             consumer,
-            assembler: assemble::Assembler::new(ledger.clone()),
+            assembler,
             ledger,
         }
     }
@@ -66,10 +69,9 @@ impl<C: Consume> Immediate<C> {
 
 impl<C: Consume> Sink for Immediate<C> {
     fn accept(&mut self, batch: &mut Vec<Record>) {
-        let items = if self.consumer.discards() {
-            batch.iter().map(crate::pipeline::items_of).sum()
-        } else {
-            self.assembler.assemble(batch)
+        let items = match &mut self.assembler {
+            Some(assembler) => assembler.assemble(batch),
+            None => batch.iter().map(crate::pipeline::items_of).sum(),
         };
         self.consume(batch, items);
     }
@@ -77,8 +79,10 @@ impl<C: Consume> Sink for Immediate<C> {
     /// The events of spans still open are shown on their own, and later
     /// ones as they come.
     fn stop(&mut self) {
-        let mut batch = Vec::new();
-        let items = self.assembler.stop(&mut batch);
-        self.consume(&mut batch, items);
+        if let Some(assembler) = &mut self.assembler {
+            let mut batch = Vec::new();
+            let items = assembler.stop(&mut batch);
+            self.consume(&mut batch, items);
+        }
     }
 }
