@@ -40,7 +40,7 @@ use std::time::SystemTime;
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
 use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 mod clock;
@@ -277,11 +277,17 @@ where
         let Err(state) = self.table.insert(id, state) else {
             return;
         };
-        add(&self.queue.counters.table_overflows, 1);
         match ctx.span(id) {
-            Some(span) => span.extensions_mut().insert(state),
+            Some(span) => self.overflow_into(&mut span.extensions_mut(), state),
             None => self.table.removed_overflow(),
         }
+    }
+
+    /// Keeps a state the table had no room for in the span's extensions
+    /// (already counted as overflowing by the table), and counts it.
+    fn overflow_into(&self, ext: &mut ExtensionsMut<'_>, state: SpanState) {
+        add(&self.queue.counters.table_overflows, 1);
+        ext.insert(state);
     }
 
     /// Takes the state of a closing span out, wherever it is.
@@ -292,7 +298,13 @@ where
         if !self.table.overflowing() {
             return None;
         }
-        let state = ctx.span(id)?.extensions_mut().remove::<SpanState>();
+        self.take_overflowed(&mut ctx.span(id)?.extensions_mut())
+    }
+
+    /// Takes a state kept in the extensions (it had overflowed) out of
+    /// them, and uncounts it.
+    fn take_overflowed(&self, ext: &mut ExtensionsMut<'_>) -> Option<SpanState> {
+        let state = ext.remove::<SpanState>();
         if state.is_some() {
             self.table.removed_overflow();
         }

@@ -151,14 +151,7 @@ where
 
     /// Takes the span's state out, its extensions locked by the caller.
     fn take_locked(&self, id: &Id, ext: &mut ExtensionsMut<'_>) -> Option<SpanState> {
-        if let Some(state) = self.table.remove(id) {
-            return Some(state);
-        }
-        let state = ext.remove::<SpanState>();
-        if state.is_some() {
-            self.table.removed_overflow();
-        }
-        state
+        self.table.remove(id).or_else(|| self.take_overflowed(ext))
     }
 
     /// Makes an unsampled span sampled, as a child of `remote`. Its fields
@@ -174,8 +167,7 @@ where
         state.refresh_operation_name();
         ext.remove::<UnsampledRemote>();
         if let Err(state) = self.table.insert(&span.id(), state) {
-            crate::pipeline::add(&self.queue.counters.table_overflows, 1);
-            ext.insert(state);
+            self.overflow_into(ext, state);
         }
     }
 }
