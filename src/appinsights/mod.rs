@@ -109,8 +109,9 @@ pub(crate) struct AppInsightsSink {
     fresh_items: u64,
     health: Health,
     redirects: Redirects,
-    /// Whether stored blobs are read back (not once stopping).
-    reading: bool,
+    /// Set when the exporter shuts down: from then on stored blobs are read
+    /// back only while the endpoint is healthy, never as a probe.
+    stopping: bool,
     warned: diagnostics::Warned,
     ledger: Ledger,
     clock: Clock,
@@ -160,7 +161,7 @@ impl AppInsightsSink {
             fresh_items: 0,
             health: Health::default(),
             redirects: Redirects::default(),
-            reading: true,
+            stopping: false,
             warned: diagnostics::Warned::default(),
             ledger,
             clock,
@@ -489,11 +490,6 @@ impl AppInsightsSink {
         let pending = |p: &Payload| p.is_fresh() && p.seq < mark;
         !self.waiting.values().any(pending) && !self.in_flight.values().any(pending)
     }
-
-    /// Reads nothing more back from storage.
-    fn stop_reading(&mut self) {
-        self.reading = false;
-    }
 }
 
 impl Sink for AppInsightsSink {
@@ -527,7 +523,7 @@ impl Sink for AppInsightsSink {
     }
 
     fn stop(&mut self) {
-        self.stop_reading();
+        self.stopping = true;
     }
 
     fn abandon(&mut self) {

@@ -40,18 +40,19 @@ impl AppInsightsSink {
         Some(storage.next_look().unwrap_or_else(|| self.clock.now()))
     }
 
-    /// Whether a blob may be read back now: reading is on, memory has
-    /// room, and the endpoint is healthy or nothing else is pending (the
-    /// blob is then the probe that finds out whether the endpoint is back;
-    /// a pause still applies). Fresh data goes first: while some is
-    /// pending, one blob at a time is in flight; otherwise as many as
-    /// requests may be.
+    /// Whether a blob may be read back now: memory has room, and the
+    /// endpoint is healthy or nothing else is pending (the blob is then
+    /// the probe that finds out whether the endpoint is back; a pause
+    /// still applies). Fresh data goes first: while some is pending, one
+    /// blob at a time is in flight; otherwise as many as requests may be.
+    /// During the shutdown, blobs go out only while the endpoint is healthy:
+    /// the time left drains what earlier runs stored, and nothing probes.
     pub(super) fn may_read_back(&self) -> bool {
         let reading = self.in_flight.values().filter(|p| !p.is_fresh()).count();
         let fresh_pending = !self.waiting.is_empty() || self.in_flight.len() > reading;
-        self.reading
-            && (self.health.is_healthy() || !fresh_pending && reading == 0)
-            && (reading == 0 || !fresh_pending && self.health.is_healthy())
+        let healthy = self.health.is_healthy();
+        (healthy || !self.stopping && !fresh_pending && reading == 0)
+            && (reading == 0 || !fresh_pending && healthy)
             && self.memory < self.policy.max_memory / 2
     }
 

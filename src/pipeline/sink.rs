@@ -51,8 +51,10 @@ pub(crate) trait Sink: Send + 'static {
     /// (for a retry), without the network, if the sink can.
     fn settle_now(&mut self, _mark: u64) {}
 
-    /// The exporter is stopping: take on no new background work (such as
-    /// reading back stored data).
+    /// The exporter is stopping: take on only the background work that the
+    /// shutdown's time left is worth (the Application Insights sink goes on
+    /// sending stored data while the endpoint is healthy, and stops at the
+    /// first failure).
     fn stop(&mut self) {}
 
     /// The shutdown's time is up: settle everything now, abandoning what is

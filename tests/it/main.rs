@@ -11,7 +11,8 @@
 //!   (a golden request in `tests/it/snapshots`);
 //! - delivery: [`delivery`] (status codes, retries, outages, bounds),
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
-//!   directories, limits), [`worker`] (flush, shutdown, queue);
+//!   directories, limits), [`worker`] (flush, shutdown, queue),
+//!   [`shutdown_bounds`] (a resolver or a sink that never answers);
 //! - configuration: [`connection_env`];
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
@@ -47,6 +48,7 @@ mod readme;
 mod remote_parent;
 mod sampling;
 mod schema;
+mod shutdown_bounds;
 #[cfg(feature = "tower")]
 mod tower_layers;
 mod worker;

@@ -321,3 +321,25 @@ fn expired_and_corrupt_blobs_are_deleted_and_counted() {
     guard.shutdown(Duration::from_secs(5)).unwrap();
     assert_exactly_once(&names(&server.envelopes()), "keep", 5);
 }
+
+#[test]
+fn a_restart_drains_its_backlog_before_a_quick_shutdown() {
+    let dir = TempDir::new("backlog");
+    store(&dir, "backlog", 2_000, 50);
+
+    // A few spans and an immediate shutdown with time to spare: the
+    // endpoint is healthy, so the time left goes into the backlog.
+    let server = FakeIngestion::start();
+    let out = run(&args(
+        &server.endpoint(),
+        &dir,
+        &["--spans=5", "--prefix=fresh", "--shutdown-ms=30000"],
+    ));
+    assert_eq!(counter(&out, "read_back"), 2_000, "{out:?}");
+    assert_eq!(counter(&out, "exported"), 2_005, "{out:?}");
+    assert_eq!(value(&out, "balances"), "true", "{out:?}");
+    let names = names(&server.envelopes());
+    assert_exactly_once(&names, "backlog", 2_000);
+    assert_exactly_once(&names, "fresh", 5);
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
+}
