@@ -25,7 +25,7 @@ use self::encode::Encoder;
 use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
 use self::response::SendOutcome;
-use self::response::{DropReason, Outcome};
+use self::response::{DropReason, Outcome, RetryReason};
 use self::retry::{Backoff, Health, Redirects};
 use self::storage::Storage;
 use self::transport::{Transport, TransportConfig, TransportError};
@@ -88,9 +88,14 @@ pub(crate) struct SinkConfig {
 
 /// Sends batches to the ingestion endpoint. See the module docs.
 pub(crate) struct AppInsightsSink {
+    /// Where requests go now: the configured endpoint, or a redirect's.
     transport: Arc<Transport>,
-    /// The transport's settings, to build one for a redirect's host.
+    /// The settings of `transport`, to build one for a redirect's host.
     transport_config: TransportConfig,
+    /// The configured endpoint's transport, to go back to after a redirect.
+    configured: Arc<Transport>,
+    /// Its settings.
+    configured_config: TransportConfig,
     encoder: Encoder,
     policy: Policy,
     storage: Option<Storage>,
@@ -146,8 +151,11 @@ impl AppInsightsSink {
             context,
             policy,
         } = config;
+        let transport = Arc::new(Transport::new(transport_config.clone())?);
         Ok(AppInsightsSink {
-            transport: Arc::new(Transport::new(transport_config.clone())?),
+            configured: Arc::clone(&transport),
+            configured_config: transport_config.clone(),
+            transport,
             transport_config,
             encoder: Encoder::new(context),
             policy,
@@ -193,6 +201,7 @@ impl AppInsightsSink {
             self.hold(&payload);
             self.waiting.insert((now, payload.seq), payload);
         }
+        self.park_for_pause();
         self.enforce_memory();
         self.publish();
     }
@@ -203,6 +212,9 @@ impl AppInsightsSink {
     /// blobs read back from storage while the endpoint is healthy.
     fn pump(&mut self) {
         let now = self.clock.now();
+        if let Some(why) = self.redirects.fall_back(now) {
+            self.end_redirect(why);
+        }
         loop {
             if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
                 break;
@@ -338,15 +350,23 @@ impl AppInsightsSink {
                 }
             }
             Outcome::RetryAll { after, reason } => {
+                let now = self.clock.now();
                 self.health.on_failure(
                     &reason,
                     after,
-                    self.clock.now(),
+                    now,
                     &self.policy.backoff,
                     crate::record::ids::next_u64(),
                 );
+                self.redirects.on_failure();
                 self.report_retry(&reason, after, n);
+                // Over the quota the payload waits out the whole pause.
+                let after = match reason {
+                    RetryReason::Quota(..) => self.health.paused_until().map(|u| u - now),
+                    _ => after,
+                };
                 self.retry_later(payload, after);
+                self.park_for_pause();
             }
             Outcome::Drop(reason) => {
                 self.endpoint_answered();
@@ -364,7 +384,7 @@ impl AppInsightsSink {
     fn endpoint_answered(&mut self) {
         let was_failing = !self.health.is_healthy();
         self.health.on_success();
-        self.redirects.reset();
+        self.redirects.on_success();
         if !was_failing {
             return;
         }
@@ -388,8 +408,10 @@ impl AppInsightsSink {
         }
     }
 
-    /// Follows a redirect: later sends go to `endpoint`; the payload is
-    /// resent at once. The tenth in a row drops it.
+    /// Follows a redirect: later sends go to `endpoint` (for at most
+    /// [`retry::REDIRECT_LIFETIME`]); the payload is resent at once. The
+    /// tenth in a row drops it. A redirect from `https` to plain `http` is
+    /// not followed: the payload is retried where it was sent.
     fn redirect(&mut self, payload: Payload, endpoint: String) {
         let n = payload.len();
         if !self.redirects.follow() {
@@ -403,37 +425,56 @@ impl AppInsightsSink {
             self.settle(payload, 0, n);
             return;
         }
-        let downgrade =
-            self.transport_config.endpoint.starts_with("https:") && endpoint.starts_with("http:");
+        if let Err(why) = retry::may_redirect(&self.configured_config.endpoint, &endpoint) {
+            let reason = RetryReason::RefusedRedirect(format!("{why}, to {endpoint}"));
+            self.health.on_failure(
+                &reason,
+                None,
+                self.clock.now(),
+                &self.policy.backoff,
+                crate::record::ids::next_u64(),
+            );
+            self.report_retry(&reason, None, n);
+            self.retry_later(payload, None);
+            return;
+        }
         let config = TransportConfig {
             endpoint: endpoint.clone(),
             ..self.transport_config.clone()
         };
-        match (downgrade, Transport::new(config.clone())) {
-            (false, Ok(transport)) => {
+        match Transport::new(config.clone()) {
+            Ok(transport) => {
                 tracing::info!(
                     target: TARGET,
                     from = %self.transport_config.endpoint,
                     to = %endpoint,
-                    "Exporter.Redirected: the ingestion service redirected us; later requests go \
-                     to the new endpoint"
+                    "Exporter.Redirected: the ingestion service redirected us; requests go \
+                     to the new endpoint for up to 10 minutes"
                 );
                 self.transport = Arc::new(transport);
                 self.transport_config = config;
+                self.redirects.followed(self.clock.now());
                 self.hold(&payload);
                 self.waiting
                     .insert((self.clock.now(), payload.seq), payload);
             }
-            (downgrade, result) => {
-                let why = if downgrade {
-                    "from https to plain http".to_owned()
-                } else {
-                    result.err().map(|e| e.to_string()).unwrap_or_default()
-                };
-                self.report_drop(&DropReason::BadRedirect(format!("{endpoint}: {why}")), n);
+            Err(err) => {
+                self.report_drop(&DropReason::BadRedirect(format!("{endpoint}: {err}")), n);
                 self.settle(payload, 0, n);
             }
         }
+    }
+
+    /// Requests go to the configured endpoint again.
+    fn end_redirect(&mut self, why: &str) {
+        tracing::info!(
+            target: TARGET,
+            from = %self.transport_config.endpoint,
+            to = %self.configured_config.endpoint,
+            "Exporter.RedirectEnded: {why}; requests go to the configured endpoint again"
+        );
+        self.transport = Arc::clone(&self.configured);
+        self.transport_config = self.configured_config.clone();
     }
 
     /// Counts a payload's items as accepted or rejected and, for a blob,
@@ -455,10 +496,16 @@ impl AppInsightsSink {
     /// The backoff step is the endpoint's failures in a row, not the
     /// payload's: a batch unlucky enough to meet a few of a healthy
     /// endpoint's occasional 503s in a row is not parked for long, while
-    /// an endpoint that keeps failing is waited for longer and longer.
+    /// an endpoint that keeps failing is waited for longer and longer. A
+    /// payload that partial answers keep sending back (per-item 500s from
+    /// an endpoint that answers) backs off by its own count.
     fn retry_later(&mut self, mut payload: Payload, after: Option<Duration>) {
         let backoff = self.policy.backoff;
-        let step = self.health.failures_in_row().max(1);
+        let step = self
+            .health
+            .failures_in_row()
+            .max(payload.partial_retries)
+            .max(1);
         let delay = backoff.next_delay(step, after, crate::record::ids::next_u64());
         let now = self.clock.now();
         let due = now + delay;

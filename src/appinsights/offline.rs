@@ -145,6 +145,27 @@ impl AppInsightsSink {
     /// unwritable) stays in memory and goes on being retried: a flush never
     /// drops what could still be delivered.
     pub(super) fn spill(&mut self, mark: u64) {
+        self.store_waiting(mark, None);
+    }
+
+    /// While the endpoint is paused for longer than a payload may wait in
+    /// memory (over its quota, or a long `Retry-After`), what waits goes to
+    /// storage, leased until the pause ends, instead of holding memory.
+    /// Without storage it stays in memory (bounded: past the bound, dropped
+    /// and counted).
+    pub(super) fn park_for_pause(&mut self) {
+        let Some(until) = self.health.paused_until() else {
+            return;
+        };
+        if self.storage.is_some() && until > self.clock.now() + self.policy.backoff.max_elapsed {
+            self.store_waiting(u64::MAX, Some(until));
+        }
+    }
+
+    /// Stores the waiting fresh payloads below `mark`, each leased until
+    /// its retry is due or `until`, whichever is later; what storage cannot
+    /// take stays.
+    fn store_waiting(&mut self, mark: u64, until: Option<Instant>) {
         let keys: Vec<(Instant, u64)> = self
             .waiting
             .iter()
@@ -154,7 +175,7 @@ impl AppInsightsSink {
         for key in keys {
             if let Some(payload) = self.waiting.remove(&key) {
                 self.unhold(&payload);
-                let lease = self.clock.wall_of(key.0);
+                let lease = self.clock.wall_of(until.map_or(key.0, |u| u.max(key.0)));
                 if let Some(payload) = self.try_store(payload, lease) {
                     self.hold(&payload);
                     self.waiting.insert(key, payload);

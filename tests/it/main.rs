@@ -10,6 +10,7 @@
 //! - the envelopes on the wire: [`export`], [`schema`], [`http_requests`]
 //!   (a golden request in `tests/it/snapshots`);
 //! - delivery: [`delivery`] (status codes, retries, outages, bounds),
+//!   [`endpoint_trouble`] (quotas, redirects, partial answers),
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
@@ -37,6 +38,7 @@ mod delivery;
 mod delivery_diagnostics;
 #[cfg(feature = "tower")]
 mod distributed;
+mod endpoint_trouble;
 mod events;
 mod export;
 mod http_requests;
