@@ -21,6 +21,7 @@ pub(super) struct Warned {
     pub(super) corrupt: diag::Once,
     pub(super) oversize: diag::Once,
     pub(super) quota: diag::Once,
+    pub(super) slow: diag::Once,
     pub(super) redirect: diag::Once,
 }
 

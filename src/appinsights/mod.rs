@@ -26,7 +26,7 @@ use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
 use self::response::SendOutcome;
 use self::response::{DropReason, Outcome, RetryReason};
-use self::retry::{Backoff, Health, Redirects};
+use self::retry::{Backoff, Concurrency, Health, Redirects};
 use self::storage::Storage;
 use self::transport::{Transport, TransportConfig, TransportError};
 use crate::diag::TARGET;
@@ -54,7 +54,9 @@ const MIN_STORED_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Policy {
     /// Delays between attempts, and how long a batch is retried in memory.
     pub(crate) backoff: Backoff,
-    /// Requests in flight at once while the endpoint is healthy.
+    /// Requests in flight at once while the endpoint is healthy, at first:
+    /// it grows up to [`retry::MAX_IN_FLIGHT`] while payloads wait for a
+    /// slot of a slow endpoint.
     pub(crate) max_in_flight: usize,
     /// Bytes of request bodies held in memory, in flight or waiting; past
     /// it, waiting payloads are gzipped, then the one whose retry is
@@ -113,6 +115,8 @@ pub(crate) struct AppInsightsSink {
     /// Items of fresh payloads in `waiting` and `in_flight`.
     fresh_items: u64,
     health: Health,
+    /// Requests in flight at once while healthy, adapting to latency.
+    concurrency: Concurrency,
     redirects: Redirects,
     /// Set when the exporter shuts down: from then on stored blobs are read
     /// back only while the endpoint is healthy, never as a probe.
@@ -153,6 +157,7 @@ impl AppInsightsSink {
         } = config;
         let transport = Arc::new(Transport::new(transport_config.clone())?);
         Ok(AppInsightsSink {
+            concurrency: Concurrency::new(policy.max_in_flight),
             configured: Arc::clone(&transport),
             configured_config: transport_config.clone(),
             transport,
@@ -216,7 +221,7 @@ impl AppInsightsSink {
             self.end_redirect(why);
         }
         loop {
-            if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+            if self.in_flight.len() >= self.max_in_flight() {
                 break;
             }
             if self.health.paused_until().is_some_and(|until| until > now) {
@@ -299,7 +304,7 @@ impl AppInsightsSink {
     /// When [`pump`](Self::pump) will next have something to start (a
     /// finished send wakes the worker anyway).
     fn next_due(&self) -> Option<Instant> {
-        if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+        if self.in_flight.len() >= self.max_in_flight() {
             return None;
         }
         let retry = self.waiting.keys().next().map(|(due, _)| *due);
@@ -359,6 +364,7 @@ impl AppInsightsSink {
                     crate::record::ids::next_u64(),
                 );
                 self.redirects.on_failure();
+                self.concurrency.on_failure();
                 self.report_retry(&reason, after, n);
                 // Over the quota the payload waits out the whole pause.
                 let after = match reason {
@@ -385,6 +391,7 @@ impl AppInsightsSink {
         let was_failing = !self.health.is_healthy();
         self.health.on_success();
         self.redirects.on_success();
+        self.concurrency.on_success(self.unsent(1) > 0);
         if !was_failing {
             return;
         }
@@ -530,6 +537,45 @@ impl AppInsightsSink {
         }
     }
 
+    /// Requests that may be in flight now.
+    fn max_in_flight(&self) -> usize {
+        self.health.max_in_flight(self.concurrency.limit())
+    }
+
+    /// Fresh payloads that wait for their first send, counted up to `up_to`.
+    fn unsent(&self, up_to: usize) -> usize {
+        self.waiting
+            .values()
+            .filter(|p| !p.sent && p.is_fresh())
+            .take(up_to)
+            .count()
+    }
+
+    /// Whether to take another batch: always while the endpoint fails
+    /// (what waits goes to storage; the queue must not fill in an outage);
+    /// while it is healthy, only when fewer payloads wait for their first
+    /// send than twice the requests that may be in flight, and they hold
+    /// less than half the memory bound. A healthy
+    /// endpoint slower than the application then holds the records in the
+    /// queue (dropped past it, counted as `dropped_queue_full`), said once,
+    /// instead of having them encoded, stored or dropped here.
+    fn has_room(&self) -> bool {
+        if !self.health.is_healthy() {
+            return true;
+        }
+        let bound = 2 * self.max_in_flight();
+        if self.unsent(bound) < bound && self.memory < self.policy.max_memory / 2 {
+            return true;
+        }
+        self.warned.slow.warn(format_args!(
+            "Exporter.EndpointSlow: the ingestion endpoint takes items more slowly than the \
+             application produces them ({} requests in flight, each answered); records wait in \
+             the export queue, and past its bound are dropped (ExporterStats::dropped_queue_full)",
+            self.in_flight.len()
+        ));
+        false
+    }
+
     // === flush and shutdown ===
 
     /// Whether no fresh payload below `mark` is waiting or in flight.
@@ -579,6 +625,10 @@ impl Sink for AppInsightsSink {
 
     fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+
+    fn has_room(&self) -> bool {
+        AppInsightsSink::has_room(self)
     }
 }
 

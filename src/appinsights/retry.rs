@@ -166,6 +166,49 @@ impl Redirects {
     }
 }
 
+// === concurrency ===
+
+/// The most requests in flight at once, however slow a healthy endpoint
+/// answers.
+pub(crate) const MAX_IN_FLIGHT: usize = 16;
+
+/// How many requests may be in flight while the endpoint is healthy: from
+/// the configured number up to [`MAX_IN_FLIGHT`], one more after each
+/// success while payloads waited for a slot (the endpoint is slow, not
+/// failing: more at once carries more), halved on a failure.
+#[derive(Debug)]
+pub(crate) struct Concurrency {
+    floor: usize,
+    limit: usize,
+}
+
+impl Concurrency {
+    /// Starting from (and never below) `floor`.
+    pub(crate) fn new(floor: usize) -> Self {
+        let floor = floor.clamp(1, MAX_IN_FLIGHT);
+        Concurrency {
+            floor,
+            limit: floor,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A success; `backlogged` when payloads were waiting for a slot.
+    pub(crate) fn on_success(&mut self, backlogged: bool) {
+        if backlogged {
+            self.limit = (self.limit + 1).min(MAX_IN_FLIGHT);
+        }
+    }
+
+    /// A retryable failure.
+    pub(crate) fn on_failure(&mut self) {
+        self.limit = (self.limit / 2).max(self.floor);
+    }
+}
+
 // === endpoint health ===
 
 /// After this many throttling answers in a row (429, or any retryable
@@ -384,6 +427,23 @@ mod tests {
             r.on_failure();
         }
         assert!(r.fall_back(now).is_some());
+    }
+
+    #[test]
+    fn concurrency_grows_while_backlogged_and_halves_on_failure() {
+        let mut c = Concurrency::new(4);
+        c.on_success(false);
+        assert_eq!(c.limit(), 4, "no backlog: no growth");
+        for _ in 0..100 {
+            c.on_success(true);
+        }
+        assert_eq!(c.limit(), MAX_IN_FLIGHT);
+        c.on_failure();
+        assert_eq!(c.limit(), MAX_IN_FLIGHT / 2);
+        for _ in 0..10 {
+            c.on_failure();
+        }
+        assert_eq!(c.limit(), 4, "never below the configured number");
     }
 
     #[test]

@@ -61,6 +61,14 @@ pub(crate) trait Sink: Send + 'static {
     /// in flight (stored or dropped, counted).
     fn abandon(&mut self) {}
 
+    /// Whether the sink takes another batch now. While it says no, the
+    /// records wait in the queue (and past its bound are dropped, counted
+    /// as `dropped_queue_full`), instead of being encoded only to be
+    /// thrown away; flush and shutdown hand over everything regardless.
+    fn has_room(&self) -> bool {
+        true
+    }
+
     /// Whether nothing is in flight or waiting.
     fn is_idle(&self) -> bool {
         true

@@ -217,18 +217,16 @@ impl Worker {
                 let period = self.config.export_interval;
                 self.begin_shutdown(None, now, period);
             }
-            Wake::Queue => {
-                while self.fill() {
-                    self.hand_over();
-                }
-            }
+            // Full batches, as long as the sink has room (a send that
+            // finished may have made some).
+            Wake::Queue | Wake::Sink => self.take_while_room(false),
             Wake::Tick => {
                 // Missed ticks are not caught up: the next is a period on.
                 *next_tick = now + self.config.export_interval;
-                self.drain();
+                self.take_while_room(true);
                 self.sink.housekeep();
             }
-            Wake::Sink | Wake::Timer => {}
+            Wake::Timer => {}
         }
         self.sink.start_due();
         self.answer_flushes();
@@ -264,8 +262,23 @@ impl Worker {
         self.batch.clear();
     }
 
+    /// Hands full batches (and a last partial one when `partial`) to the
+    /// sink while it has room ([`Sink::has_room`]): when it has none, the
+    /// records wait in the queue.
+    fn take_while_room(&mut self, partial: bool) {
+        while self.sink.has_room() {
+            let full = self.fill();
+            if full || partial {
+                self.hand_over();
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
     /// Hands everything queued now to the sink, in full batches and a last
-    /// partial one.
+    /// partial one, room or not (a flush, the shutdown).
     fn drain(&mut self) {
         loop {
             let full = self.fill();

@@ -259,3 +259,52 @@ fn repeated_partial_500s_grow_the_backoff() {
     assert!(stats.balances(), "{stats:?}");
     guard.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Before, every batch was taken off the queue and encoded while the
+/// requests of a slow (but healthy) endpoint were under way: past the
+/// memory bound, the waiting ones went to disk, or were dropped as if
+/// storage had failed. Now the records wait in the queue, and what does
+/// not fit there is counted as `dropped_queue_full`: the application
+/// produces faster than the endpoint takes. More requests go out at once
+/// while the endpoint keeps answering.
+#[test]
+fn a_slow_healthy_endpoint_is_overload_not_a_storage_failure() {
+    let server = FakeIngestion::start();
+    // Every answer a success, half a second late.
+    server.script(std::iter::repeat_n(
+        ScriptedResponse::ok().with_delay(Duration::from_millis(500)),
+        100_000,
+    ));
+    let dir = TempDir::new("slow-healthy");
+    let (dispatch, guard) = start(
+        builder(&server.endpoint(), dir.path())
+            .with_max_batch_size(50)
+            .with_max_queue_size(1_000)
+            .with_max_retry_memory(256 * 1024)
+            .with_request_timeout(Duration::from_secs(30))
+            .with_export_interval(Duration::from_millis(50)),
+    );
+    emit(&dispatch, "o", 0..50_000);
+    guard.flush(Duration::from_secs(120)).unwrap();
+    let stats = guard.stats();
+    assert_eq!(
+        (
+            stats.stored,
+            stats.dropped_storage_full,
+            stats.dropped_rejected
+        ),
+        (0, 0, 0),
+        "nothing goes to disk or is dropped past the queue: {stats:?}"
+    );
+    assert_eq!(
+        stats.exported + stats.dropped_queue_full,
+        50_000,
+        "{stats:?}"
+    );
+    assert!(stats.balances(), "{stats:?}");
+    assert_eq!(stats.exported as usize, server.envelopes().len());
+    // More than the four requests at once of the start, at most sixteen.
+    let connections = server.connections_accepted();
+    assert!((5..=16).contains(&connections), "{connections} connections");
+    guard.shutdown(Duration::from_secs(30)).unwrap();
+}
