@@ -266,7 +266,11 @@ mod tests {
     fn utf16_truncation_at_the_boundaries() {
         let emoji = "😀".repeat(512); // 1024 units, 2048 bytes
         assert_eq!(truncate_utf16(&emoji, 1024), emoji, "exactly at the limit");
-        assert_eq!(truncate_utf16(&emoji, 1023), "😀".repeat(511), "never half a pair");
+        assert_eq!(
+            truncate_utf16(&emoji, 1023),
+            "😀".repeat(511),
+            "never half a pair"
+        );
         assert_eq!(truncate_utf16(&emoji, 1025), emoji);
         // 1,023 emoji: 2,046 units, cut to 512 of them.
         let over = "😀".repeat(1023);

@@ -43,7 +43,10 @@ pub(crate) fn map_record<'a>(
             let tags = Tags {
                 operation_id: Some(TraceHex::trace(span.trace_id)),
                 operation_parent_id: Some(SpanHex::span(span.span_id)),
-                operation_name: Some(truncate_utf16(&span.operation_name, tags::MAX_OPERATION_NAME)),
+                operation_name: Some(truncate_utf16(
+                    &span.operation_name,
+                    tags::MAX_OPERATION_NAME,
+                )),
                 ..ctx.base_tags()
             };
             let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
@@ -118,7 +121,10 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
     Tags {
         operation_id: Some(TraceHex::trace(span.context.trace_id)),
         operation_parent_id: span.parent_span_id.map(SpanHex::span),
-        operation_name: Some(truncate_utf16(&span.operation_name, tags::MAX_OPERATION_NAME)),
+        operation_name: Some(truncate_utf16(
+            &span.operation_name,
+            tags::MAX_OPERATION_NAME,
+        )),
         user_id: tag_text(sem.enduser_id, tags::MAX_USER_ID),
         location_ip: tag_text(sem.client_ip, tags::MAX_LOCATION_IP),
         user_agent: tag_text(sem.user_agent, tags::MAX_USER_AGENT),

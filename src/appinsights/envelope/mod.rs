@@ -359,7 +359,8 @@ impl EnvelopeContext {
         let mut ctx = EnvelopeContext {
             ikey: ikey.to_owned(),
             cloud_role: truncate_utf16(&role, tags::MAX_CLOUD_ROLE).to_owned(),
-            cloud_role_instance: truncate_utf16(&instance, tags::MAX_CLOUD_ROLE_INSTANCE).to_owned(),
+            cloud_role_instance: truncate_utf16(&instance, tags::MAX_CLOUD_ROLE_INSTANCE)
+                .to_owned(),
             sdk_version: truncate_utf16(SDK_VERSION, tags::MAX_SDK_VERSION).to_owned(),
             application_version: version
                 .map(|v| truncate_utf16(v, tags::MAX_APPLICATION_VER).to_owned()),

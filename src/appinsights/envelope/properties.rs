@@ -131,10 +131,12 @@ impl<'a> Properties<'a> {
     /// scalars, nor the text the mapping built (the links' JSON would no
     /// longer parse).
     pub(crate) fn texts_mut(&mut self) -> impl Iterator<Item = (&'a str, &mut &'a str)> {
-        self.entries.iter_mut().filter_map(|(key, value)| match value {
-            PropValue::Str(s) => Some((*key, s)),
-            PropValue::Scalar(_) | PropValue::Owned(_) => None,
-        })
+        self.entries
+            .iter_mut()
+            .filter_map(|(key, value)| match value {
+                PropValue::Str(s) => Some((*key, s)),
+                PropValue::Scalar(_) | PropValue::Owned(_) => None,
+            })
     }
 
     /// Keeps the entries for which `keep` says so.

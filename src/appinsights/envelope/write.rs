@@ -113,15 +113,20 @@ fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>
         .map(|(i, (key, value))| (i, entry_len(key, value)))
         .collect();
     let mut fields = text_fields(env);
-    let sizes: Vec<usize> = (fields.iter())
-        .map(|f| escaped_len(f.slot.get()))
+    let mut pieces: Vec<Piece> = (fields.iter())
+        .map(|f| Piece {
+            size: escaped_len(f.slot.get()),
+            cut: true,
+        })
         .collect();
-    let pieces: Vec<Piece> = (sizes.iter().map(|&size| Piece { size, cut: true }))
-        .chain(droppable.iter().map(|&(_, size)| Piece { size, cut: false }))
-        .collect();
+    pieces.extend(
+        droppable
+            .iter()
+            .map(|&(_, size)| Piece { size, cut: false }),
+    );
     let cap = level(&pieces, excess);
-    for (field, size) in fields.iter_mut().zip(sizes) {
-        if size > cap {
+    for (field, piece) in fields.iter_mut().zip(&pieces) {
+        if piece.size > cap {
             field.slot.cut(cap);
             match field.name {
                 Name::Field(name) => note.cut.push(name),
@@ -129,7 +134,6 @@ fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>
             }
         }
     }
-    drop(fields);
     let props = env.data.properties_mut();
     let mut keep = vec![true; props.entries().len()];
     for (i, size) in droppable {
@@ -346,6 +350,7 @@ mod tests {
     use crate::appinsights::envelope::tests::{annotation, attrs, items, s, span};
     use crate::record::text::Text;
     use crate::record::{AttributeValue, EventData, Record, SpanKind};
+    use proptest::prelude::*;
     use serde_json::Value;
     use tracing_core::Level;
 
@@ -385,7 +390,10 @@ mod tests {
         let props = item["data"]["baseData"]["properties"].as_object().unwrap();
         assert_eq!(props["small"], "kept");
         let note = props[TRUNCATED_KEY].as_str().unwrap();
-        assert!(note.starts_with("over 64 KB; cut properties: key"), "{note}");
+        assert!(
+            note.starts_with("over 64 KB; cut properties: key"),
+            "{note}"
+        );
         assert!(!note.contains("dropped"), "{note}");
         let cut: Vec<&str> = (props.iter())
             .filter(|(k, _)| k.starts_with("key"))
@@ -514,6 +522,46 @@ mod tests {
             crate::appinsights::envelope::tests::TRACE
         );
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the sizes and characters: the item fits, the small
+        /// property stays whole, what is cut is a prefix.
+        #[test]
+        fn any_oversize_item_fits_and_keeps_small_properties(
+            message in (0..UNITS.len(), 0..40_000_usize),
+            props in prop::collection::vec((0..UNITS.len(), 0..9000_usize), 0..31),
+        ) {
+            let text = |(unit, n): (usize, usize)| UNITS[unit].repeat(n);
+            let values: Vec<String> = props.into_iter().map(text).collect();
+            let mut fields: Vec<_> = (keys().into_iter().zip(&values))
+                .map(|(k, v)| (k, s(v)))
+                .collect();
+            fields.push(("case", s("c-17")));
+            let message = text(message);
+            let event = EventData {
+                timestamp: crate::appinsights::envelope::tests::start(),
+                level: Level::INFO,
+                target: "t",
+                message: Text::from(message.as_str()),
+                attributes: attrs(&fields),
+                span: None,
+            };
+            let item = &items(&Record::Event(Box::new(event)))[0];
+            prop_assert!(size(item) <= MAX_ITEM_BYTES, "{}", size(item));
+            let data = &item["data"]["baseData"];
+            prop_assert_eq!(&data["properties"]["case"], "c-17");
+            prop_assert!(message.starts_with(data["message"].as_str().unwrap()));
+            for (key, value) in keys().into_iter().zip(&values) {
+                let sent = data["properties"][key].as_str().unwrap();
+                prop_assert!(value.starts_with(sent), "{key}");
+            }
+        }
+    }
+
+    /// Characters of every width, in UTF-8, UTF-16 and escaped JSON.
+    const UNITS: [&str; 6] = ["a", "é", "€", "😀", "\u{1}", "\""];
 
     #[test]
     fn escaped_lengths_match_serde_json() {
