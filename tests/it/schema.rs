@@ -206,7 +206,7 @@ fn shrinking_keeps_small_properties() {
     let astral = "😀\u{1}".repeat(20_000);
     let envelopes = export(|| {
         tracing::info!(case = "c-17", n = 3_u64, "{}", huge);
-        let _s = info_span!("work", case = "c-18", n = 4_u64).entered();
+        let _s = info_span!("work").entered();
         tracing::error!(
             case = "c-19",
             n = 5_u64,

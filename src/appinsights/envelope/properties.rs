@@ -3,9 +3,9 @@
 //!
 //! Service limits (Application Insights' documented limits, in UTF-16 code
 //! units as the service counts): property names at most 150 (longer keys
-//! are dropped), values at most 8192 (cut on a char boundary). Values are always strings: numbers
-//! and booleans are stringified, unlike `opencensus-ext-azure`'s raw JSON
-//! values.
+//! are dropped), values at most 8192 (cut on a char boundary). Values are
+//! always strings: numbers and booleans are stringified, unlike
+//! `opencensus-ext-azure`'s raw JSON values.
 
 use std::fmt::Write as _;
 

@@ -5,13 +5,13 @@
 //! 768 KB, a 32768-unit message of control characters escapes to 192 KB.
 //! An item over [`MAX_ITEM_BYTES`] is shrunk until it fits:
 //!
-//! 1. the largest text fields (message, stack, data, URL, name, tags, …)
-//!    and property values are cut on a char boundary, all to one size, the
-//!    largest that frees enough: anything smaller (a `case` or `n`
-//!    property, a correlation key) is kept whole;
-//! 2. only if that is not enough (long keys, numbers, many links), the
-//!    largest properties are dropped, just enough;
-//! 3. a [`TRUNCATED_KEY`] property says what was cut and dropped.
+//! 1. the text fields (message, stack, data, URL, name, tags, …) and
+//!    property values larger than one common size are cut to it, on a char
+//!    boundary; the properties that cannot be cut (numbers, the links'
+//!    JSON) and are larger are dropped. The size is the largest that frees
+//!    enough, so anything smaller (a `case` or `n` property, a correlation
+//!    key) is kept whole;
+//! 2. a [`TRUNCATED_KEY`] property says what was cut and dropped.
 //!
 //! Items that fit (nearly all) are written once, by the hand-written
 //! writer ([`json::write`]), straight into the request body being built.
@@ -530,7 +530,7 @@ mod tests {
         /// property stays whole, what is cut is a prefix.
         #[test]
         fn any_oversize_item_fits_and_keeps_small_properties(
-            message in (0..UNITS.len(), 0..40_000_usize),
+            message in (0..UNITS.len(), 1..40_000_usize),
             props in prop::collection::vec((0..UNITS.len(), 0..9000_usize), 0..31),
         ) {
             let text = |(unit, n): (usize, usize)| UNITS[unit].repeat(n);
