@@ -99,12 +99,17 @@
 //!   memory); `Retry-After` (seconds or an HTTP date, capped at 5 minutes)
 //!   is waited out. Of a partial answer (206), only the items with a
 //!   retryable status are resent. 307/308 redirects are followed to the
-//!   `Location` host, at most 10 in a row. Other answers (400, 402, 404,
-//!   413, 439, …) drop the batch. Throttling or failing answers in a row
-//!   pause all sending, so a struggling endpoint is probed, not hammered.
-//! * **Never blocking.** Sends run in the background while the worker keeps
-//!   draining the queue, so a failing endpoint never stops spans from being
-//!   accepted. Memory is bounded: the queue by
+//!   `Location` host (only to `https`, never with user information), at
+//!   most 10 in a row and for at most 10 minutes. A daily cap (402, 439)
+//!   pauses sending for 5 minutes (or its `Retry-After`) and stores what
+//!   waits. Other answers (400, 404, 413, …) drop the batch. Throttling or
+//!   failing answers in a row pause all sending, so a struggling endpoint
+//!   is probed, not hammered.
+//! * **Never blocking.** Sends run in the background (4 to 16 at once)
+//!   while the worker keeps draining the queue, so a failing endpoint never
+//!   stops spans from being accepted; an endpoint that answers but more
+//!   slowly than the application produces leaves the records in the queue
+//!   (counted as `dropped_queue_full` past it). Memory is bounded: the queue by
 //!   [`Builder::with_max_queue_size`], request bodies waiting for a retry by
 //!   [`Builder::with_max_retry_memory`] (32 MiB).
 //! * **Offline storage**, on by default: what cannot be sent in time (its
