@@ -38,17 +38,18 @@ impl Note {
         }
     }
 
-    /// Logs it now if the calling thread has a subscriber; else gives it
-    /// back, for later.
-    pub(crate) fn emit_if_heard(self) -> Option<Note> {
+    /// Logs `notes` now if the calling thread has a subscriber; else gives
+    /// them back, for later.
+    pub(crate) fn emit_if_heard(notes: Vec<Note>) -> Vec<Note> {
         let heard =
             tracing::dispatcher::get_default(|d| !d.is::<tracing_core::subscriber::NoSubscriber>());
-        if heard {
-            self.emit();
-            None
-        } else {
-            Some(self)
+        if !heard {
+            return notes;
         }
+        for note in &notes {
+            note.emit();
+        }
+        Vec::new()
     }
 }
 

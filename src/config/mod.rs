@@ -15,6 +15,8 @@ use crate::sinks::InMemoryExporter;
 use connection_string::{Authorization, ConnectionString};
 
 pub(crate) mod connection_string;
+mod environment;
+pub(crate) use environment::Defaults as EnvironmentDefaults;
 mod wiring;
 #[cfg(test)]
 pub(crate) use wiring::Made;
@@ -37,9 +39,9 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`Self::DEFAULT_SHUTDOWN_TIMEOUT`]) |
 /// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
 /// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
-/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, else the executable's name |
-/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | the host name |
-/// | [`with_application_version`](Self::with_application_version) | none |
+/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, `service.namespace` + `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, `WEBSITE_SITE_NAME`, `CONTAINER_APP_NAME`, else the executable's name |
+/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | `service.instance.id`, `WEBSITE_INSTANCE_ID`, `CONTAINER_APP_REPLICA_NAME`, the Kubernetes pod, else the host name |
+/// | [`with_application_version`](Self::with_application_version) | `service.version` of `OTEL_RESOURCE_ATTRIBUTES`, else none |
 /// | [`with_gzip`](Self::with_gzip) | `true` |
 /// | [`with_request_timeout`](Self::with_request_timeout) | 10 s ([`Self::DEFAULT_REQUEST_TIMEOUT`]) |
 /// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`Self::DEFAULT_CONNECT_TIMEOUT`]) |
@@ -169,21 +171,26 @@ impl Builder {
         self
     }
 
-    /// `ai.cloud.role`: the service's name on the application map (default
-    /// `OTEL_SERVICE_NAME`, else the executable's name).
+    /// `ai.cloud.role`: the service's name on the application map. Beats
+    /// the environment (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+    /// then the Azure host's variables; the README's environment table);
+    /// without either, the executable's name.
     pub fn with_cloud_role(mut self, role: impl Into<String>) -> Self {
         self.telemetry.cloud_role = Some(role.into());
         self
     }
 
-    /// `ai.cloud.roleInstance`: this instance of the service (default the
-    /// host name).
+    /// `ai.cloud.roleInstance`: this instance of the service. Beats the
+    /// environment (`service.instance.id`, `WEBSITE_INSTANCE_ID`,
+    /// `CONTAINER_APP_REPLICA_NAME`, the Kubernetes pod); without either,
+    /// the host name.
     pub fn with_cloud_role_instance(mut self, instance: impl Into<String>) -> Self {
         self.telemetry.cloud_role_instance = Some(instance.into());
         self
     }
 
-    /// `ai.application.ver`: the application's version (default none).
+    /// `ai.application.ver`: the application's version. Beats
+    /// `service.version` of `OTEL_RESOURCE_ATTRIBUTES`; without either, none.
     pub fn with_application_version(mut self, version: impl Into<String>) -> Self {
         self.telemetry.application_version = Some(version.into());
         self

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::environment::{process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
 use crate::appinsights::storage::{Storage, StorageConfig};
@@ -45,12 +46,12 @@ impl Builder {
         let sampler = self.validate()?;
         let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
-        let (sink, note) = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
+        let (sink, notes) = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
         let config = WorkerConfig {
             max_batch_size: self.max_batch_size,
             export_interval: self.export_interval,
             clock: self.clock.clone(),
-            startup: note.and_then(Note::emit_if_heard),
+            startup: Note::emit_if_heard(notes),
         };
         let (control, thread) =
             spawn_worker(Arc::clone(&queue), sink, config).map_err(BuildError::Spawn)?;
@@ -67,7 +68,10 @@ impl Builder {
     /// The sink the settings ask for, and what to say about it.
     fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Made, BuildError> {
         if let Some(exporter) = &self.in_memory {
-            return Ok((Box::new(Immediate::new(exporter.clone(), ledger)), None));
+            return Ok((
+                Box::new(Immediate::new(exporter.clone(), ledger)),
+                Vec::new(),
+            ));
         }
         let Some(connection) = self.resolve_connection_string()? else {
             let note = Note {
@@ -79,9 +83,13 @@ impl Builder {
             };
             return Ok((
                 Box::new(Immediate::new(StdoutSink::default(), ledger)),
-                Some(note),
+                vec![note],
             ));
         };
+        let mut notes = Vec::new();
+        let telemetry = self
+            .telemetry
+            .or_defaults(Defaults::from_env(&process_env, &mut notes));
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -92,7 +100,7 @@ impl Builder {
             },
             context: EnvelopeContext::new(
                 connection.instrumentation_key(),
-                &self.telemetry,
+                &telemetry,
                 sampler.ratio(),
             ),
             policy: Policy::new(self.request_timeout, self.max_retry_memory),
@@ -128,12 +136,14 @@ impl Builder {
                     reason: e.to_string(),
                 }
             })?;
-        Ok((Box::new(sink), Some(note)))
+        notes.insert(0, note);
+        Ok((Box::new(sink), notes))
     }
 }
 
-/// A sink, and the line to say about where its data goes.
-pub(crate) type Made = (Box<dyn Sink>, Option<Note>);
+/// A sink, and the lines to say about it (where its data goes, what in
+/// the environment was ignored).
+pub(crate) type Made = (Box<dyn Sink>, Vec<Note>);
 
 /// `scheme://host[:port]` of an endpoint, without any path or user
 /// information, for a log line.

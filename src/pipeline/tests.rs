@@ -130,5 +130,5 @@ fn callback(
     f: impl FnMut(&[Record]) + Send + 'static,
 ) -> impl FnOnce(&Builder, crate::Sampler, Ledger) -> Result<crate::config::Made, crate::BuildError>
 {
-    move |_, _, ledger| Ok((Box::new(Callback { f, ledger }), None))
+    move |_, _, ledger| Ok((Box::new(Callback { f, ledger }), Vec::new()))
 }

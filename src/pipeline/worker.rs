@@ -43,9 +43,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_batch_size: usize,
     pub(crate) export_interval: Duration,
     pub(crate) clock: Clock,
-    /// Where the data goes, to say with the first batch when `build()`
-    /// had no subscriber to say it to.
-    pub(crate) startup: Option<crate::diag::Note>,
+    /// Where the data goes (and what in the settings was ignored), to say
+    /// with the first batch when `build()` had no subscriber to say it to.
+    pub(crate) startup: Vec<crate::diag::Note>,
 }
 
 /// The worker thread, as the guard holds it.
@@ -255,7 +255,7 @@ impl Worker {
         if self.batch.is_empty() {
             return;
         }
-        if let Some(note) = self.config.startup.take() {
+        for note in std::mem::take(&mut self.config.startup) {
             note.emit();
         }
         let counters: &Counters = &self.queue.counters;

@@ -54,7 +54,9 @@ fn build_says_where_the_data_goes() {
     assert!(line.contains("offline storage off"), "{line}");
     assert!(!line.contains(key), "never the key in full: {line}");
 
-    // With a subscriber there, `build` says it at once.
+    // With a subscriber there, `build` says it at once, and what in the
+    // environment it ignored.
+    std::env::set_var("OTEL_RESOURCE_ATTRIBUTES", "service.name=ok,no-equals-sign");
     let (_layer, _second) = Builder::new()
         .with_connection_string(&connection)
         .with_sampler(Sampler::probability(0.5))
@@ -64,6 +66,11 @@ fn build_says_where_the_data_goes() {
     assert_eq!(said.len(), 2, "{said:?}");
     assert!(said[1].1.contains("sampler probability(0.5)"), "{said:?}");
     assert!(said[1].1.contains("offline storage on"), "{said:?}");
+    let malformed = diagnostics.with("Config.Malformed: OTEL_RESOURCE_ATTRIBUTES");
+    assert_eq!(malformed.len(), 1, "{malformed:?}");
+    assert_eq!(malformed[0].0, Level::WARN);
+    assert!(malformed[0].1.contains("no-equals-sign"), "{malformed:?}");
+    std::env::remove_var("OTEL_RESOURCE_ATTRIBUTES");
 
     // No connection string: a warning that records go to stdout.
     let (_layer, _third) = Builder::new()
