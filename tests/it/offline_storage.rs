@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::child;
 use crate::support::delivery::{
-    assert_exactly_once, builder, dead_addr, emit, names, start, TempDir,
+    assert_exactly_once, builder, emit, names, start, storage_dir, Outage, TempDir,
 };
 use crate::support::FakeIngestion;
 
@@ -113,8 +113,11 @@ impl Restart {
     }
 }
 
-/// Whether the storage directory holds a blob (leased or not).
-fn has_blobs(dir: &Path) -> bool {
+/// Whether the storage directory in `base` holds a blob (leased or not).
+fn has_blobs(base: &Path) -> bool {
+    let Some(dir) = storage_dir(base) else {
+        return false;
+    };
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.filter_map(Result::ok).any(|e| {
             let name = e.file_name();
@@ -165,12 +168,11 @@ fn offline_restart_child() {
     );
 }
 
-/// A first run against an endpoint that refuses connections: everything
-/// ends up in `dir`, one blob per batch.
-fn store(dir: &TempDir, prefix: &str, spans: usize, batch: usize) {
-    let dead = format!("http://{}", dead_addr());
+/// A first run while `endpoint` is down: everything ends up in `dir`, one
+/// blob per batch.
+fn store(endpoint: &Outage, dir: &TempDir, prefix: &str, spans: usize, batch: usize) {
     let out = run(&args(
-        &dead,
+        &endpoint.endpoint(),
         dir,
         &[
             &format!("--spans={spans}"),
@@ -189,11 +191,13 @@ fn store(dir: &TempDir, prefix: &str, spans: usize, batch: usize) {
 #[test]
 fn a_restarted_process_delivers_what_the_last_one_stored_once() {
     let dir = TempDir::new("restart");
-    store(&dir, "restart", 300, 50);
+    let endpoint = Outage::new();
+    store(&endpoint, &dir, "restart", 300, 50);
 
     let server = FakeIngestion::start();
+    let _up = endpoint.end(&server);
     let out = run(&args(
-        &server.endpoint(),
+        &endpoint.endpoint(),
         &dir,
         &["--spans=0", "--drain-secs=20"],
     ));
@@ -207,10 +211,16 @@ fn a_restarted_process_delivers_what_the_last_one_stored_once() {
 #[test]
 fn two_processes_sharing_a_directory_deliver_each_blob_once() {
     let dir = TempDir::new("shared");
-    store(&dir, "shared", 400, 10);
+    let endpoint = Outage::new();
+    store(&endpoint, &dir, "shared", 400, 10);
 
     let server = FakeIngestion::start();
-    let drain = args(&server.endpoint(), &dir, &["--spans=0", "--drain-secs=20"]);
+    let _up = endpoint.end(&server);
+    let drain = args(
+        &endpoint.endpoint(),
+        &dir,
+        &["--spans=0", "--drain-secs=20"],
+    );
     let spawn = || {
         restart_command(&drain)
             .stdout(std::process::Stdio::piped())
@@ -239,14 +249,17 @@ fn two_processes_sharing_a_directory_deliver_each_blob_once() {
 #[test]
 fn a_full_storage_drops_new_data_and_keeps_old() {
     let dir = TempDir::new("full");
-    let dead = format!("http://{}", dead_addr());
+    let endpoint = Outage::new();
+    let dead = endpoint.endpoint();
     // A first exporter stores ten spans; its blob's size sets the bound.
     let (dispatch, guard) = start(builder(&dead, dir.path()));
     emit(&dispatch, "old", 0..10);
     guard.shutdown(Duration::from_secs(1)).unwrap();
     let files = dir.files();
     assert_eq!(files.len(), 1);
-    let size = std::fs::metadata(dir.path().join(&files[0])).unwrap().len();
+    let size = std::fs::metadata(dir.storage().unwrap().join(&files[0]))
+        .unwrap()
+        .len();
 
     // Room for one and a half of those: the next ten do not fit.
     let (dispatch, guard) =
@@ -268,7 +281,8 @@ fn a_full_storage_drops_new_data_and_keeps_old() {
 
     // The old data is still delivered.
     let server = FakeIngestion::start();
-    let (_dispatch, guard) = start(builder(&server.endpoint(), dir.path()));
+    let _up = endpoint.end(&server);
+    let (_dispatch, guard) = start(builder(&dead, dir.path()));
     assert!(dir.wait_empty(Duration::from_secs(20)).is_empty());
     guard.shutdown(Duration::from_secs(5)).unwrap();
     assert_exactly_once(&names(&server.envelopes()), "old", 10);
@@ -277,28 +291,30 @@ fn a_full_storage_drops_new_data_and_keeps_old() {
 #[test]
 fn expired_and_corrupt_blobs_are_deleted_and_counted() {
     let dir = TempDir::new("expired");
-    let dead = format!("http://{}", dead_addr());
-    let (dispatch, guard) = start(builder(&dead, dir.path()));
+    let endpoint = Outage::new();
+    let (dispatch, guard) = start(builder(&endpoint.endpoint(), dir.path()));
     emit(&dispatch, "keep", 0..5);
     guard.shutdown(Duration::from_secs(1)).unwrap();
+    let storage = dir.storage().unwrap();
     let good = dir.files().pop().unwrap();
-    let lines = std::fs::read(dir.path().join(&good)).unwrap();
+    let lines = std::fs::read(storage.join(&good)).unwrap();
     // The same five items, stored in the year 2000: past any retention.
     std::fs::write(
-        dir.path().join("2000-01-01T000000.000000-0000000a.blob"),
+        storage.join("2000-01-01T000000.000000-0000000a.blob"),
         &lines,
     )
     .unwrap();
     // Two lines that are not envelopes, in a blob from the future.
     std::fs::write(
-        dir.path().join("2999-01-01T000000.000000-0000000b.blob"),
+        storage.join("2999-01-01T000000.000000-0000000b.blob"),
         b"garbage\n{\"unterminated\":\n",
     )
     .unwrap();
 
     let server = FakeIngestion::start();
+    let _up = endpoint.end(&server);
     let (_dispatch, guard) = start(
-        builder(&server.endpoint(), dir.path()).with_storage_retention(Duration::from_secs(3600)),
+        builder(&endpoint.endpoint(), dir.path()).with_storage_retention(Duration::from_secs(3600)),
     );
     assert!(
         dir.wait_empty(Duration::from_secs(20)).is_empty(),

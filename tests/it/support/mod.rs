@@ -8,6 +8,7 @@
 //! - [`delivery`]: storage directories, endpoints that refuse connections, a
 //!   forwarder that brings one up, and spans with checkable names;
 //! - [`child`]: a test of this binary run in a child process of its own;
+//! - [`diagnostics`]: the crate's own diagnostics, captured;
 //! - [`tower`] (feature `tower`): tower services served over loopback.
 //!
 //! This module adds the test connection strings, the envelope helpers of
@@ -16,6 +17,7 @@
 pub mod capture;
 pub mod child;
 pub mod delivery;
+pub mod diagnostics;
 pub mod ingestion;
 pub mod schema;
 #[cfg(feature = "tower")]
