@@ -76,8 +76,8 @@ pub struct Builder {
     export_interval: Duration,
     shutdown_timeout: Duration,
     in_memory: Option<InMemoryExporter>,
-    connection_string: Option<String>,
-    instrumentation_key: Option<String>,
+    connection_string: Option<Secret>,
+    instrumentation_key: Option<Secret>,
     telemetry: TelemetrySettings,
     gzip: bool,
     request_timeout: Duration,
@@ -155,7 +155,7 @@ impl Builder {
     /// It is checked by [`build`](Self::build), whose error names the
     /// segment at fault (never the key itself).
     pub fn with_connection_string(mut self, connection_string: impl Into<String>) -> Self {
-        self.connection_string = Some(connection_string.into());
+        self.connection_string = Some(Secret(connection_string.into()));
         self
     }
 
@@ -163,7 +163,7 @@ impl Builder {
     /// endpoint. Beats both environment variables, but not
     /// [`with_connection_string`](Self::with_connection_string).
     pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
-        self.instrumentation_key = Some(key.into());
+        self.instrumentation_key = Some(Secret(key.into()));
         self
     }
 
@@ -374,9 +374,9 @@ impl Builder {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
-        let (text, origin) = if let Some(cs) = &self.connection_string {
+        let (text, origin) = if let Some(Secret(cs)) = &self.connection_string {
             (cs.clone(), "with_connection_string")
-        } else if let Some(key) = &self.instrumentation_key {
+        } else if let Some(Secret(key)) = &self.instrumentation_key {
             (
                 key_only(key, "with_instrumentation_key")?,
                 "with_instrumentation_key",
@@ -398,6 +398,17 @@ impl Builder {
             return Err(BuildError::AadNeedsTokenProvider { origin });
         }
         Ok(Some(parsed))
+    }
+}
+
+/// A connection string or key as given: kept whole, shown shortened, so
+/// that a `Builder` printed with `{:?}` does not show the key.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", connection_string::shorten(&self.0))
     }
 }
 
