@@ -43,7 +43,7 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`Self::DEFAULT_CONNECT_TIMEOUT`]) |
 /// | [`with_max_retry_memory`](Self::with_max_retry_memory) | 32 MiB ([`Self::DEFAULT_MAX_RETRY_MEMORY`]) |
 /// | [`with_offline_storage`](Self::with_offline_storage) | `true` |
-/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-<instrumentation key>` in [`std::env::temp_dir`] |
+/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-uid-<user id>` in [`std::env::temp_dir`] (one per user) |
 /// | [`with_storage_max_size`](Self::with_storage_max_size) | 50 MiB ([`Self::DEFAULT_STORAGE_MAX_SIZE`]) |
 /// | [`with_storage_retention`](Self::with_storage_retention) | 48 h ([`Self::DEFAULT_STORAGE_RETENTION`]) |
 /// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
@@ -212,7 +212,7 @@ impl Builder {
     /// gzipped in memory, and if that is not enough, the batch whose retry
     /// is furthest away goes to offline storage (or, without storage, is
     /// dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)).
     /// With the queue bound, this bounds the exporter's memory during an
     /// outage.
     pub fn with_max_retry_memory(mut self, bytes: usize) -> Self {
@@ -223,17 +223,33 @@ impl Builder {
     /// Whether telemetry that cannot be delivered now is kept on disk and
     /// sent later, by this process or the next one (default `true`, as in
     /// the Python exporters). Without it, telemetry whose retries run out,
-    /// or that is unsent at shutdown, is dropped and counted.
+    /// or that is unsent at shutdown, is dropped and counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable).
     pub fn with_offline_storage(mut self, enabled: bool) -> Self {
         self.offline_storage = enabled;
         self
     }
 
-    /// The offline storage directory (default `tracing-appinsights-<ikey>`
-    /// in the system's temporary directory). It is created with mode 0700
-    /// and must belong to the user the application runs as. Processes
-    /// sharing it never send the same data twice; give each application
-    /// (each instrumentation key) its own.
+    /// The directory offline storage keeps its own directory in (default
+    /// `tracing-appinsights-uid-<user id>` in the system's temporary
+    /// directory, created mode 0700; on Windows `tracing-appinsights`).
+    ///
+    /// `dir` may be shared with anything else, even be `/tmp`: the exporter
+    /// creates one directory in it, `tracing-appinsights-<16 hex digits>`
+    /// (a hash of the instrumentation key and the ingestion endpoint, so
+    /// the key appears in no path), and never creates, reads, changes or
+    /// deletes anything else there, nor changes `dir`'s mode. `dir` is
+    /// created (mode 0700) if missing. Its own directory is created mode
+    /// 0700; one that exists already must be a real directory (not a
+    /// symbolic link) belonging to the user the application runs as, and
+    /// not writable by other users, or storage is unavailable (reported as
+    /// `Storage.Unavailable`, counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)):
+    /// it is refused, never repaired. Inside it, only files named by the
+    /// exporter's own scheme (see `docs/delivery.md`) are touched.
+    ///
+    /// Processes with the same key and endpoint and the same `dir` share
+    /// that directory and never send the same data twice.
     pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage_dir = Some(dir.into());
         self

@@ -153,7 +153,8 @@ impl ExporterGuard {
     /// sink stuck on the worker thread; it is left to finish in the
     /// background). Without storage (turned off or unwritable), what could
     /// not be sent in time is dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`]: check [`stats`](Self::stats).
+    /// [`ExporterStats::dropped_storage_unavailable`] (with storage full, in
+    /// [`ExporterStats::dropped_storage_full`]): check [`stats`](Self::stats).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         if self.is_shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
