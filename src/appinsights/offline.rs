@@ -61,7 +61,7 @@ impl AppInsightsSink {
     /// drops it, counted by why: full, or unavailable (off, or its
     /// directory cannot be used).
     pub(super) fn store(&mut self, payload: Payload, lease_until: Option<SystemTime>) {
-        let Err((payload, why)) = self.try_store(payload, lease_until) else {
+        let Some((payload, why)) = self.try_store(payload, lease_until) else {
             return;
         };
         let n = payload.len() as u64;
@@ -86,17 +86,17 @@ impl AppInsightsSink {
         &mut self,
         payload: Payload,
         lease_until: Option<SystemTime>,
-    ) -> Result<(), (Payload, Option<PutError>)> {
+    ) -> Option<(Payload, Option<PutError>)> {
         let Some(storage) = &mut self.storage else {
-            return Err((payload, None));
+            return Some((payload, None));
         };
         let raw = payload.body.raw();
         match storage.put(payload.item_slices(&raw), lease_until) {
             Ok(()) => {
                 add(&self.ledger.stored, payload.len() as u64);
-                Ok(())
+                None
             }
-            Err(why) => Err((payload, Some(why))),
+            Err(why) => Some((payload, Some(why))),
         }
     }
 
@@ -162,7 +162,7 @@ impl AppInsightsSink {
             if let Some(payload) = self.waiting.remove(&key) {
                 self.unhold(&payload);
                 let lease = self.clock.wall_of(key.0);
-                if let Err((payload, _)) = self.try_store(payload, lease) {
+                if let Some((payload, _)) = self.try_store(payload, lease) {
                     self.hold(&payload);
                     self.waiting.insert(key, payload);
                 }
