@@ -50,7 +50,7 @@
 //! | event inside a sampled span | `Message` (`severityLevel` from the level) | `ai.operation.parentId` = the span's id |
 //! | event with an `error` (`&dyn Error`, or `#[instrument(err)]`) or `exception.*` fields | `Exception` | `typeName`, `message`, `stack` = the source chain |
 //! | event outside any span | `Message` / `Exception` | no operation |
-//! | other span and event fields | `properties` | values as text; keys over 150 characters dropped, values cut at 8192 characters |
+//! | other span and event fields | `properties` | values as text; keys over 150 UTF-16 code units dropped, values cut at 8192 |
 //! | `follows_from` | `properties["_MS.links"]` | `[{"operation_Id", "id"}]` |
 //!
 //! Every item of an operation carries `ai.operation.id` (the trace id),
@@ -59,8 +59,9 @@
 //! ([`Builder::with_cloud_role`], else `OTEL_SERVICE_NAME`, else the
 //! executable's name), `ai.cloud.roleInstance` (else the host name),
 //! `ai.internal.sdkVersion` and `sampleRate = 100 * p`. Every schema length
-//! limit is applied on a char boundary and every item is kept under the
-//! service's 64 KB limit.
+//! limit is applied in UTF-16 code units, as the service counts (an emoji
+//! is two), on a char boundary, and every item is kept under the service's
+//! 64 KB limit (the largest fields cut first).
 //!
 //! # Sampling
 //!
@@ -98,12 +99,17 @@
 //!   memory); `Retry-After` (seconds or an HTTP date, capped at 5 minutes)
 //!   is waited out. Of a partial answer (206), only the items with a
 //!   retryable status are resent. 307/308 redirects are followed to the
-//!   `Location` host, at most 10 in a row. Other answers (400, 402, 404,
-//!   413, 439, …) drop the batch. Throttling or failing answers in a row
-//!   pause all sending, so a struggling endpoint is probed, not hammered.
-//! * **Never blocking.** Sends run in the background while the worker keeps
-//!   draining the queue, so a failing endpoint never stops spans from being
-//!   accepted. Memory is bounded: the queue by
+//!   `Location` host (only to `https`, never with user information), at
+//!   most 10 in a row and for at most 10 minutes. A daily cap (402, 439)
+//!   pauses sending for 5 minutes (or its `Retry-After`) and stores what
+//!   waits. Other answers (400, 404, 413, …) drop the batch. Throttling or
+//!   failing answers in a row pause all sending, so a struggling endpoint
+//!   is probed, not hammered.
+//! * **Never blocking.** Sends run in the background (4 to 16 at once)
+//!   while the worker keeps draining the queue, so a failing endpoint never
+//!   stops spans from being accepted; an endpoint that answers but more
+//!   slowly than the application produces leaves the records in the queue
+//!   (counted as `dropped_queue_full` past it). Memory is bounded: the queue by
 //!   [`Builder::with_max_queue_size`], request bodies waiting for a retry by
 //!   [`Builder::with_max_retry_memory`] (32 MiB).
 //! * **Offline storage**, on by default: what cannot be sent in time (its
@@ -173,7 +179,9 @@
 //! | `sampled_remotely` | the trace was recorded on a remote caller's sampled flag |
 //!
 //! String values are kept up to 8192 characters and event messages up to
-//! 32768 (the service's limits), cut on a char boundary.
+//! 32768, cut on a char boundary; Application Insights items cut them
+//! further where needed, to the same limits counted in UTF-16 code units as
+//! the service counts them (`docs/mapping.md`).
 //!
 //! Every bound the layer and its sinks apply, and where what passes it is
 //! counted:
@@ -187,6 +195,8 @@
 //! | events held for open spans (stdout, in memory) | 65,536 | the oldest span's events shown on their own, as `EventData` | nothing lost |
 //! | sampled spans alive in one table bucket | 8 (8,192 in all) | state kept in the registry's extensions | [`ExporterStats::table_overflows`] (nothing lost) |
 //! | records in the queue | [`Builder::with_max_queue_size`] (8,192) | dropped | [`ExporterStats::dropped_queue_full`] |
+//! | text of an Application Insights item (names, tags, properties, messages, …) | the schema's, in UTF-16 code units (`docs/mapping.md`) | cut on a char boundary (a property key: dropped) | nothing |
+//! | an Application Insights item's JSON | 64,000 bytes | the largest text fields and property values cut to one size, just enough (larger properties that cannot be cut dropped) | the item's `tai.truncated` property |
 //!
 //! # Distributed tracing
 //!

@@ -20,6 +20,17 @@ pub(super) struct Warned {
     pub(super) too_old: diag::Once,
     pub(super) corrupt: diag::Once,
     pub(super) oversize: diag::Once,
+    pub(super) quota: diag::Once,
+    pub(super) slow: diag::Once,
+    pub(super) redirect: diag::Once,
+}
+
+/// `5 minutes`, `42 s`: a duration for a log line.
+fn humantime(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 impl AppInsightsSink {
@@ -33,6 +44,19 @@ impl AppInsightsSink {
             RetryReason::Connect(error) => (
                 &self.warned.network,
                 format!("could not reach the ingestion endpoint ({error})"),
+            ),
+            RetryReason::Quota(status, message) => (
+                &self.warned.quota,
+                format!(
+                    "the ingestion service answered {status} ({message}): the resource is over \
+                     its daily cap or throttled; nothing is sent until its Retry-After, or for \
+                     {} without one, and what waits goes to offline storage (if on)",
+                    humantime(super::retry::QUOTA_PROBE_INTERVAL)
+                ),
+            ),
+            RetryReason::RefusedRedirect(why) => (
+                &self.warned.redirect,
+                format!("a redirect was not followed: {why}"),
             ),
         };
         let after = after.map_or(String::new(), |a| format!(" (Retry-After {a:?})"));

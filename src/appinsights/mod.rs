@@ -25,8 +25,8 @@ use self::encode::Encoder;
 use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
 use self::response::SendOutcome;
-use self::response::{DropReason, Outcome};
-use self::retry::{Backoff, Health, Redirects};
+use self::response::{DropReason, Outcome, RetryReason};
+use self::retry::{Backoff, Concurrency, Health, Redirects};
 use self::storage::Storage;
 use self::transport::{Transport, TransportConfig, TransportError};
 use crate::diag::TARGET;
@@ -54,7 +54,9 @@ const MIN_STORED_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Policy {
     /// Delays between attempts, and how long a batch is retried in memory.
     pub(crate) backoff: Backoff,
-    /// Requests in flight at once while the endpoint is healthy.
+    /// Requests in flight at once while the endpoint is healthy, at first:
+    /// it grows up to [`retry::MAX_IN_FLIGHT`] while payloads wait for a
+    /// slot of a slow endpoint.
     pub(crate) max_in_flight: usize,
     /// Bytes of request bodies held in memory, in flight or waiting; past
     /// it, waiting payloads are gzipped, then the one whose retry is
@@ -79,13 +81,16 @@ impl Policy {
 
     /// The longest lease this sink takes on a stored blob: while it is
     /// sent ([`lease`](Self::lease)), or until its retry is due (a backoff
-    /// delay, at most [`Backoff::cap`], or a `Retry-After`, at most
-    /// [`response::MAX_RETRY_AFTER`]; never less than [`MIN_STORED_RETRY`]).
-    /// Storage takes none longer and honours none for longer.
+    /// delay, at most [`Backoff::cap`]; a `Retry-After`, at most
+    /// [`response::MAX_RETRY_AFTER`]; the pause over a quota, at most
+    /// [`retry::QUOTA_PROBE_INTERVAL`] without one; never less than
+    /// [`MIN_STORED_RETRY`]). Storage takes none longer and honours none
+    /// for longer.
     pub(crate) fn max_lease(&self) -> Duration {
         self.lease
             .max(self.backoff.cap)
             .max(response::MAX_RETRY_AFTER)
+            .max(retry::QUOTA_PROBE_INTERVAL)
             .max(MIN_STORED_RETRY)
     }
 }
@@ -100,9 +105,14 @@ pub(crate) struct SinkConfig {
 
 /// Sends batches to the ingestion endpoint. See the module docs.
 pub(crate) struct AppInsightsSink {
+    /// Where requests go now: the configured endpoint, or a redirect's.
     transport: Arc<Transport>,
-    /// The transport's settings, to build one for a redirect's host.
+    /// The settings of `transport`, to build one for a redirect's host.
     transport_config: TransportConfig,
+    /// The configured endpoint's transport, to go back to after a redirect.
+    configured: Arc<Transport>,
+    /// Its settings.
+    configured_config: TransportConfig,
     encoder: Encoder,
     policy: Policy,
     storage: Option<Storage>,
@@ -120,9 +130,12 @@ pub(crate) struct AppInsightsSink {
     /// Items of fresh payloads in `waiting` and `in_flight`.
     fresh_items: u64,
     health: Health,
+    /// Requests in flight at once while healthy, adapting to latency.
+    concurrency: Concurrency,
     redirects: Redirects,
-    /// Whether stored blobs are read back (not once stopping).
-    reading: bool,
+    /// Set when the exporter shuts down: from then on stored blobs are read
+    /// back only while the endpoint is healthy, never as a probe.
+    stopping: bool,
     warned: diagnostics::Warned,
     ledger: Ledger,
     clock: Clock,
@@ -157,8 +170,12 @@ impl AppInsightsSink {
             context,
             policy,
         } = config;
+        let transport = Arc::new(Transport::new(transport_config.clone())?);
         Ok(AppInsightsSink {
-            transport: Arc::new(Transport::new(transport_config.clone())?),
+            concurrency: Concurrency::new(policy.max_in_flight),
+            configured: Arc::clone(&transport),
+            configured_config: transport_config.clone(),
+            transport,
             transport_config,
             encoder: Encoder::new(context),
             policy,
@@ -172,7 +189,7 @@ impl AppInsightsSink {
             fresh_items: 0,
             health: Health::default(),
             redirects: Redirects::default(),
-            reading: true,
+            stopping: false,
             warned: diagnostics::Warned::default(),
             ledger,
             clock,
@@ -204,6 +221,7 @@ impl AppInsightsSink {
             self.hold(&payload);
             self.waiting.insert((now, payload.seq), payload);
         }
+        self.park_for_pause();
         self.enforce_memory();
         self.publish();
     }
@@ -214,8 +232,11 @@ impl AppInsightsSink {
     /// blobs read back from storage while the endpoint is healthy.
     fn pump(&mut self) {
         let now = self.clock.now();
+        if let Some(why) = self.redirects.fall_back(now) {
+            self.end_redirect(why);
+        }
         loop {
-            if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+            if self.in_flight.len() >= self.max_in_flight() {
                 break;
             }
             if self.health.paused_until().is_some_and(|until| until > now) {
@@ -298,7 +319,7 @@ impl AppInsightsSink {
     /// When [`pump`](Self::pump) will next have something to start (a
     /// finished send wakes the worker anyway).
     fn next_due(&self) -> Option<Instant> {
-        if self.in_flight.len() >= self.health.max_in_flight(self.policy.max_in_flight) {
+        if self.in_flight.len() >= self.max_in_flight() {
             return None;
         }
         let retry = self.waiting.keys().next().map(|(due, _)| *due);
@@ -349,15 +370,24 @@ impl AppInsightsSink {
                 }
             }
             Outcome::RetryAll { after, reason } => {
+                let now = self.clock.now();
                 self.health.on_failure(
                     &reason,
                     after,
-                    self.clock.now(),
+                    now,
                     &self.policy.backoff,
                     crate::record::ids::next_u64(),
                 );
+                self.redirects.on_failure();
+                self.concurrency.on_failure();
                 self.report_retry(&reason, after, n);
+                // Over the quota the payload waits out the whole pause.
+                let after = match reason {
+                    RetryReason::Quota(..) => self.health.paused_until().map(|u| u - now),
+                    _ => after,
+                };
                 self.retry_later(payload, after);
+                self.park_for_pause();
             }
             Outcome::Drop(reason) => {
                 self.endpoint_answered();
@@ -375,7 +405,8 @@ impl AppInsightsSink {
     fn endpoint_answered(&mut self) {
         let was_failing = !self.health.is_healthy();
         self.health.on_success();
-        self.redirects.reset();
+        self.redirects.on_success();
+        self.concurrency.on_success(self.unsent(1) > 0);
         if !was_failing {
             return;
         }
@@ -399,8 +430,10 @@ impl AppInsightsSink {
         }
     }
 
-    /// Follows a redirect: later sends go to `endpoint`; the payload is
-    /// resent at once. The tenth in a row drops it.
+    /// Follows a redirect: later sends go to `endpoint` (for at most
+    /// [`retry::REDIRECT_LIFETIME`]); the payload is resent at once. The
+    /// tenth in a row drops it. A redirect from `https` to plain `http` is
+    /// not followed: the payload is retried where it was sent.
     fn redirect(&mut self, payload: Payload, endpoint: String) {
         let n = payload.len();
         if !self.redirects.follow() {
@@ -414,37 +447,56 @@ impl AppInsightsSink {
             self.settle(payload, 0, n);
             return;
         }
-        let downgrade =
-            self.transport_config.endpoint.starts_with("https:") && endpoint.starts_with("http:");
+        if let Err(why) = retry::may_redirect(&self.configured_config.endpoint, &endpoint) {
+            let reason = RetryReason::RefusedRedirect(format!("{why}, to {endpoint}"));
+            self.health.on_failure(
+                &reason,
+                None,
+                self.clock.now(),
+                &self.policy.backoff,
+                crate::record::ids::next_u64(),
+            );
+            self.report_retry(&reason, None, n);
+            self.retry_later(payload, None);
+            return;
+        }
         let config = TransportConfig {
             endpoint: endpoint.clone(),
             ..self.transport_config.clone()
         };
-        match (downgrade, Transport::new(config.clone())) {
-            (false, Ok(transport)) => {
+        match Transport::new(config.clone()) {
+            Ok(transport) => {
                 tracing::info!(
                     target: TARGET,
                     from = %self.transport_config.endpoint,
                     to = %endpoint,
-                    "Exporter.Redirected: the ingestion service redirected us; later requests go \
-                     to the new endpoint"
+                    "Exporter.Redirected: the ingestion service redirected us; requests go \
+                     to the new endpoint for up to 10 minutes"
                 );
                 self.transport = Arc::new(transport);
                 self.transport_config = config;
+                self.redirects.followed(self.clock.now());
                 self.hold(&payload);
                 self.waiting
                     .insert((self.clock.now(), payload.seq), payload);
             }
-            (downgrade, result) => {
-                let why = if downgrade {
-                    "from https to plain http".to_owned()
-                } else {
-                    result.err().map(|e| e.to_string()).unwrap_or_default()
-                };
-                self.report_drop(&DropReason::BadRedirect(format!("{endpoint}: {why}")), n);
+            Err(err) => {
+                self.report_drop(&DropReason::BadRedirect(format!("{endpoint}: {err}")), n);
                 self.settle(payload, 0, n);
             }
         }
+    }
+
+    /// Requests go to the configured endpoint again.
+    fn end_redirect(&mut self, why: &str) {
+        tracing::info!(
+            target: TARGET,
+            from = %self.transport_config.endpoint,
+            to = %self.configured_config.endpoint,
+            "Exporter.RedirectEnded: {why}; requests go to the configured endpoint again"
+        );
+        self.transport = Arc::clone(&self.configured);
+        self.transport_config = self.configured_config.clone();
     }
 
     /// Counts a payload's items as accepted or rejected and, for a blob,
@@ -466,10 +518,16 @@ impl AppInsightsSink {
     /// The backoff step is the endpoint's failures in a row, not the
     /// payload's: a batch unlucky enough to meet a few of a healthy
     /// endpoint's occasional 503s in a row is not parked for long, while
-    /// an endpoint that keeps failing is waited for longer and longer.
+    /// an endpoint that keeps failing is waited for longer and longer. A
+    /// payload that partial answers keep sending back (per-item 500s from
+    /// an endpoint that answers) backs off by its own count.
     fn retry_later(&mut self, mut payload: Payload, after: Option<Duration>) {
         let backoff = self.policy.backoff;
-        let step = self.health.failures_in_row().max(1);
+        let step = self
+            .health
+            .failures_in_row()
+            .max(payload.partial_retries)
+            .max(1);
         let delay = backoff.next_delay(step, after, crate::record::ids::next_u64());
         let now = self.clock.now();
         let due = now + delay;
@@ -494,17 +552,51 @@ impl AppInsightsSink {
         }
     }
 
+    /// Requests that may be in flight now.
+    fn max_in_flight(&self) -> usize {
+        self.health.max_in_flight(self.concurrency.limit())
+    }
+
+    /// Fresh payloads that wait for their first send, counted up to `up_to`.
+    fn unsent(&self, up_to: usize) -> usize {
+        self.waiting
+            .values()
+            .filter(|p| !p.sent && p.is_fresh())
+            .take(up_to)
+            .count()
+    }
+
+    /// Whether to take another batch: always while the endpoint fails
+    /// (what waits goes to storage; the queue must not fill in an outage);
+    /// while it is healthy, only when fewer payloads wait for their first
+    /// send than twice the requests that may be in flight, and they hold
+    /// less than half the memory bound. A healthy
+    /// endpoint slower than the application then holds the records in the
+    /// queue (dropped past it, counted as `dropped_queue_full`), said once,
+    /// instead of having them encoded, stored or dropped here.
+    fn has_room(&self) -> bool {
+        if !self.health.is_healthy() {
+            return true;
+        }
+        let bound = 2 * self.max_in_flight();
+        if self.unsent(bound) < bound && self.memory < self.policy.max_memory / 2 {
+            return true;
+        }
+        self.warned.slow.warn(format_args!(
+            "Exporter.EndpointSlow: the ingestion endpoint takes items more slowly than the \
+             application produces them ({} requests in flight, each answered); records wait in \
+             the export queue, and past its bound are dropped (ExporterStats::dropped_queue_full)",
+            self.in_flight.len()
+        ));
+        false
+    }
+
     // === flush and shutdown ===
 
     /// Whether no fresh payload below `mark` is waiting or in flight.
     fn settled(&self, mark: u64) -> bool {
         let pending = |p: &Payload| p.is_fresh() && p.seq < mark;
         !self.waiting.values().any(pending) && !self.in_flight.values().any(pending)
-    }
-
-    /// Reads nothing more back from storage.
-    fn stop_reading(&mut self) {
-        self.reading = false;
     }
 }
 
@@ -539,7 +631,7 @@ impl Sink for AppInsightsSink {
     }
 
     fn stop(&mut self) {
-        self.stop_reading();
+        self.stopping = true;
     }
 
     fn abandon(&mut self) {
@@ -548,6 +640,10 @@ impl Sink for AppInsightsSink {
 
     fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+
+    fn has_room(&self) -> bool {
+        AppInsightsSink::has_room(self)
     }
 }
 

@@ -41,18 +41,19 @@ impl AppInsightsSink {
         Some(storage.next_look().unwrap_or_else(|| self.clock.now()))
     }
 
-    /// Whether a blob may be read back now: reading is on, memory has
-    /// room, and the endpoint is healthy or nothing else is pending (the
-    /// blob is then the probe that finds out whether the endpoint is back;
-    /// a pause still applies). Fresh data goes first: while some is
-    /// pending, one blob at a time is in flight; otherwise as many as
-    /// requests may be.
+    /// Whether a blob may be read back now: memory has room, and the
+    /// endpoint is healthy or nothing else is pending (the blob is then
+    /// the probe that finds out whether the endpoint is back; a pause
+    /// still applies). Fresh data goes first: while some is pending, one
+    /// blob at a time is in flight; otherwise as many as requests may be.
+    /// During the shutdown, blobs go out only while the endpoint is healthy:
+    /// the time left drains what earlier runs stored, and nothing probes.
     pub(super) fn may_read_back(&self) -> bool {
         let reading = self.in_flight.values().filter(|p| !p.is_fresh()).count();
         let fresh_pending = !self.waiting.is_empty() || self.in_flight.len() > reading;
-        self.reading
-            && (self.health.is_healthy() || !fresh_pending && reading == 0)
-            && (reading == 0 || !fresh_pending && self.health.is_healthy())
+        let healthy = self.health.is_healthy();
+        (healthy || !self.stopping && !fresh_pending && reading == 0)
+            && (reading == 0 || !fresh_pending && healthy)
             && self.memory < self.policy.max_memory / 2
     }
 
@@ -152,6 +153,27 @@ impl AppInsightsSink {
     /// unwritable) stays in memory and goes on being retried: a flush never
     /// drops what could still be delivered.
     pub(super) fn spill(&mut self, mark: u64) {
+        self.store_waiting(mark, None);
+    }
+
+    /// While the endpoint is paused for longer than a payload may wait in
+    /// memory (over its quota, or a long `Retry-After`), what waits goes to
+    /// storage, leased until the pause ends, instead of holding memory.
+    /// Without storage it stays in memory (bounded: past the bound, dropped
+    /// and counted).
+    pub(super) fn park_for_pause(&mut self) {
+        let Some(until) = self.health.paused_until() else {
+            return;
+        };
+        if self.storage.is_some() && until > self.clock.now() + self.policy.backoff.max_elapsed {
+            self.store_waiting(u64::MAX, Some(until));
+        }
+    }
+
+    /// Stores the waiting fresh payloads below `mark`, each leased until
+    /// its retry is due or `until`, whichever is later; what storage cannot
+    /// take stays.
+    fn store_waiting(&mut self, mark: u64, until: Option<Instant>) {
         let keys: Vec<(Instant, u64)> = self
             .waiting
             .iter()
@@ -161,7 +183,7 @@ impl AppInsightsSink {
         for key in keys {
             if let Some(payload) = self.waiting.remove(&key) {
                 self.unhold(&payload);
-                let lease = self.clock.wall_of(key.0);
+                let lease = self.clock.wall_of(until.map_or(key.0, |u| u.max(key.0)));
                 if let Some((payload, _)) = self.try_store(payload, lease) {
                     self.hold(&payload);
                     self.waiting.insert(key, payload);

@@ -30,6 +30,10 @@ pub(super) struct Payload {
     pub(super) first_attempt: Option<Instant>,
     /// The service's `Retry-After`: no attempt before this.
     pub(super) not_before: Option<Instant>,
+    /// Partial answers in a row that sent some of its items back: the
+    /// backoff step of its next attempt is at least this (the endpoint
+    /// answers, so its own failure count stays at zero).
+    pub(super) partial_retries: u32,
 }
 
 /// Where a payload's items are counted while it is being sent.
@@ -143,6 +147,7 @@ impl Payload {
         );
         rest.sent = true;
         rest.first_attempt = self.first_attempt;
+        rest.partial_retries = self.partial_retries + 1;
         rest
     }
 }
@@ -239,6 +244,7 @@ impl PayloadBuilder {
             sent: false,
             first_attempt: None,
             not_before: None,
+            partial_retries: 0,
         }
     }
 }

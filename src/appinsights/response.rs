@@ -13,8 +13,9 @@
 //! | 200 | accepted (with per-item `errors`: as 206) |
 //! | 206 | partial: resend only the items whose per-item status is retryable |
 //! | 401, 403, 408, 429, 500, 502, 503, 504, timeout, connection error | retry the whole batch, after `Retry-After` when given |
-//! | 307, 308 | redirect to the `Location` host, at most [`MAX_REDIRECTS`](super::retry::MAX_REDIRECTS) in a row |
-//! | 400, 402, 404, 413, 439, anything else | drop, counted |
+//! | 402, 439 (daily quota, throttled over a long time) | retry the whole batch; the endpoint is left alone until `Retry-After` or [`QUOTA_PROBE_INTERVAL`](super::retry::QUOTA_PROBE_INTERVAL) |
+//! | 307, 308 | redirect to the `Location` host, at most [`MAX_REDIRECTS`](super::retry::MAX_REDIRECTS) in a row (a `Location` with user information is refused: retried where it was sent) |
+//! | 400, 404, 413, anything else | drop, counted |
 
 use std::time::{Duration, SystemTime};
 
@@ -97,6 +98,12 @@ pub(crate) enum RetryReason {
     Timeout,
     /// No answer at all: refused, reset, DNS or TLS failure.
     Connect(String),
+    /// The resource's daily cap (402) or long-term throttling (439), with
+    /// the service's message: nothing is sent until the pause ends.
+    Quota(u16, String),
+    /// A redirect that is not followed (to plain `http` from `https`, or
+    /// a `Location` with user information): why, without secrets.
+    RefusedRedirect(String),
 }
 
 /// Why a batch is dropped.
@@ -159,15 +166,26 @@ pub(crate) fn classify_response(
             Some(response) if !response.errors.is_empty() => partial(&response.errors, items),
             _ => Outcome::Drop(DropReason::UnreadablePartial),
         },
-        307 | 308 => match location.and_then(redirect_endpoint) {
-            Some(endpoint) => Outcome::Redirect { endpoint },
-            None => Outcome::Drop(DropReason::BadRedirect(
+        307 | 308 => match location.map(redirect_endpoint) {
+            Some(Ok(endpoint)) => Outcome::Redirect { endpoint },
+            Some(Err(Refused::UserInfo(host))) => Outcome::RetryAll {
+                after: None,
+                reason: RetryReason::RefusedRedirect(format!(
+                    "a Location with user information (host {host})"
+                )),
+            },
+            Some(Err(Refused::Unusable)) | None => Outcome::Drop(DropReason::BadRedirect(
                 location
+                    .map(|l| l.split('@').next_back().unwrap_or_default())
                     .unwrap_or("no Location header")
                     .chars()
                     .take(256)
                     .collect(),
             )),
+        },
+        402 | 439 => Outcome::RetryAll {
+            after: retry_after.and_then(|v| parse_retry_after(v, now)),
+            reason: RetryReason::Quota(status, service_message(body)),
         },
         s if is_retryable(s) => Outcome::RetryAll {
             after: retry_after.and_then(|v| parse_retry_after(v, now)),
@@ -228,19 +246,34 @@ pub(crate) fn service_message(body: &[u8]) -> String {
     text.trim().to_owned()
 }
 
+/// Why a `Location` is not followed.
+enum Refused {
+    /// It names user information (`user:password@host`): the host, for
+    /// the diagnostic, without it.
+    UserInfo(String),
+    /// Not an absolute `http(s)` URL with a host.
+    Unusable,
+}
+
 /// `scheme://host[:port]` of an absolute `http(s)` `Location`; the path is
 /// discarded, as the Python exporters do (the track path is ours to add).
-fn redirect_endpoint(location: &str) -> Option<String> {
-    let uri: http::Uri = location.trim().parse().ok()?;
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+fn redirect_endpoint(location: &str) -> Result<String, Refused> {
+    let uri: http::Uri = location.trim().parse().map_err(|_| Refused::Unusable)?;
+    let scheme = uri
+        .scheme_str()
+        .ok_or(Refused::Unusable)?
+        .to_ascii_lowercase();
     if scheme != "https" && scheme != "http" {
-        return None;
+        return Err(Refused::Unusable);
     }
-    let authority = uri.authority()?;
-    if authority.host().is_empty() || authority.as_str().contains('@') {
-        return None;
+    let authority = uri.authority().ok_or(Refused::Unusable)?;
+    if authority.host().is_empty() {
+        return Err(Refused::Unusable);
     }
-    Some(format!("{scheme}://{authority}"))
+    if authority.as_str().contains('@') {
+        return Err(Refused::UserInfo(authority.host().to_owned()));
+    }
+    Ok(format!("{scheme}://{authority}"))
 }
 
 // === Retry-After ===

@@ -72,10 +72,43 @@ impl Backoff {
 
 // === redirects ===
 
-/// Counts redirects in a row; any other answer resets the count.
+/// How long a redirect is followed: after this, requests go to the
+/// configured endpoint again (which may redirect again). A redirect is the
+/// service moving a resource; it must not outlive a mistake or an attack.
+pub(crate) const REDIRECT_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// After this many retryable failures in a row at a redirected endpoint,
+/// requests go back to the configured one.
+pub(crate) const REDIRECT_FAILURES_BEFORE_FALLBACK: u32 = 3;
+
+/// With neither `Retry-After` nor a success, a resource over its daily
+/// cap (402, 439) is probed with one request this often.
+pub(crate) const QUOTA_PROBE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Whether a redirect from the configured endpoint's scheme to `target`
+/// may be followed: to `https` always, to plain `http` only when the
+/// configured endpoint is `http` itself (a test or a local emulator).
+pub(crate) fn may_redirect(configured: &str, target: &str) -> Result<(), &'static str> {
+    let plain = |url: &str| {
+        url.get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http:"))
+    };
+    if plain(target) && !plain(configured) {
+        return Err("from https to plain http");
+    }
+    Ok(())
+}
+
+/// Counts redirects in a row (any other answer resets the count), and
+/// whether requests go to a redirected endpoint, since when, and how it
+/// has been failing.
 #[derive(Debug, Default)]
 pub(crate) struct Redirects {
     in_a_row: u32,
+    /// When requests started going to a redirected endpoint.
+    since: Option<std::time::Instant>,
+    /// Retryable failures in a row at the redirected endpoint.
+    failures: u32,
 }
 
 impl Redirects {
@@ -94,6 +127,85 @@ impl Redirects {
     /// Any answer but a redirect.
     pub(crate) fn reset(&mut self) {
         self.in_a_row = 0;
+    }
+
+    /// Requests now go to a redirected endpoint, from `now`.
+    pub(crate) fn followed(&mut self, now: std::time::Instant) {
+        self.since = Some(now);
+        self.failures = 0;
+    }
+
+    /// A success at the current endpoint.
+    pub(crate) fn on_success(&mut self) {
+        self.reset();
+        self.failures = 0;
+    }
+
+    /// A retryable failure at the current endpoint.
+    pub(crate) fn on_failure(&mut self) {
+        if self.since.is_some() {
+            self.failures += 1;
+        }
+    }
+
+    /// Why requests should go back to the configured endpoint now, if
+    /// they should: the redirect is older than [`REDIRECT_LIFETIME`], or
+    /// failed [`REDIRECT_FAILURES_BEFORE_FALLBACK`] times in a row.
+    pub(crate) fn fall_back(&mut self, now: std::time::Instant) -> Option<&'static str> {
+        let since = self.since?;
+        let why = if now.saturating_duration_since(since) >= REDIRECT_LIFETIME {
+            "the redirect's lifetime (10 minutes) is over"
+        } else if self.failures >= REDIRECT_FAILURES_BEFORE_FALLBACK {
+            "the redirected endpoint failed 3 times in a row"
+        } else {
+            return None;
+        };
+        self.since = None;
+        self.failures = 0;
+        Some(why)
+    }
+}
+
+// === concurrency ===
+
+/// The most requests in flight at once, however slow a healthy endpoint
+/// answers.
+pub(crate) const MAX_IN_FLIGHT: usize = 16;
+
+/// How many requests may be in flight while the endpoint is healthy: from
+/// the configured number up to [`MAX_IN_FLIGHT`], one more after each
+/// success while payloads waited for a slot (the endpoint is slow, not
+/// failing: more at once carries more), halved on a failure.
+#[derive(Debug)]
+pub(crate) struct Concurrency {
+    floor: usize,
+    limit: usize,
+}
+
+impl Concurrency {
+    /// Starting from (and never below) `floor`.
+    pub(crate) fn new(floor: usize) -> Self {
+        let floor = floor.clamp(1, MAX_IN_FLIGHT);
+        Concurrency {
+            floor,
+            limit: floor,
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A success; `backlogged` when payloads were waiting for a slot.
+    pub(crate) fn on_success(&mut self, backlogged: bool) {
+        if backlogged {
+            self.limit = (self.limit + 1).min(MAX_IN_FLIGHT);
+        }
+    }
+
+    /// A retryable failure.
+    pub(crate) fn on_failure(&mut self) {
+        self.limit = (self.limit / 2).max(self.floor);
     }
 }
 
@@ -142,7 +254,8 @@ impl Health {
         random: u64,
     ) {
         self.failures_in_row += 1;
-        let throttle = matches!(reason, RetryReason::Status(429)) || after.is_some();
+        let throttle =
+            matches!(reason, RetryReason::Status(429) | RetryReason::Quota(..)) || after.is_some();
         if throttle {
             self.throttles_in_row += 1;
         } else {
@@ -150,8 +263,10 @@ impl Health {
         }
         let unreachable = matches!(reason, RetryReason::Timeout | RetryReason::Connect(_));
         // Pauses start from the backoff's first step and grow with each
-        // further failure in a row.
-        let pause = if throttle && self.throttles_in_row >= THROTTLES_BEFORE_PAUSE {
+        // further failure in a row; over the quota, at once and long.
+        let pause = if let RetryReason::Quota(..) = reason {
+            Some(after.unwrap_or(QUOTA_PROBE_INTERVAL))
+        } else if throttle && self.throttles_in_row >= THROTTLES_BEFORE_PAUSE {
             let step = self.throttles_in_row - THROTTLES_BEFORE_PAUSE + 1;
             Some(after.unwrap_or_else(|| backoff.delay(step, random)))
         } else if unreachable {
@@ -262,6 +377,73 @@ mod tests {
         for _ in 0..MAX_REDIRECTS - 1 {
             assert!(r.follow());
         }
+    }
+
+    #[test]
+    fn a_quota_pauses_at_once_until_retry_after_or_the_probe_interval() {
+        let b = Backoff::default();
+        let now = Instant::now();
+        let mut h = Health::default();
+        h.on_failure(&RetryReason::Quota(402, String::new()), None, now, &b, 0);
+        assert_eq!(h.paused_until(), Some(now + QUOTA_PROBE_INTERVAL));
+        assert_eq!(h.max_in_flight(4), 1, "then one probe");
+        let mut h = Health::default();
+        let after = Some(Duration::from_secs(42));
+        h.on_failure(&RetryReason::Quota(439, String::new()), after, now, &b, 0);
+        assert_eq!(h.paused_until(), Some(now + Duration::from_secs(42)));
+    }
+
+    #[test]
+    fn redirects_are_followed_to_https_or_from_http_only() {
+        assert!(may_redirect("https://a.example", "https://b.example").is_ok());
+        assert!(may_redirect("https://a.example", "http://b.example").is_err());
+        assert!(may_redirect("https://a.example", "HTTP://b.example").is_err());
+        assert!(may_redirect("http://127.0.0.1:1", "http://127.0.0.1:2").is_ok());
+        assert!(may_redirect("http://127.0.0.1:1", "https://b.example").is_ok());
+    }
+
+    #[test]
+    fn a_redirect_ends_after_its_lifetime_or_failures_in_a_row() {
+        let now = Instant::now();
+        let mut r = Redirects::default();
+        assert_eq!(
+            r.fall_back(now + REDIRECT_LIFETIME * 2),
+            None,
+            "none followed"
+        );
+        r.followed(now);
+        assert_eq!(r.fall_back(now + REDIRECT_LIFETIME / 2), None);
+        assert!(r.fall_back(now + REDIRECT_LIFETIME).is_some());
+        assert_eq!(r.fall_back(now + REDIRECT_LIFETIME), None, "once");
+        r.followed(now);
+        for _ in 1..REDIRECT_FAILURES_BEFORE_FALLBACK {
+            r.on_failure();
+        }
+        assert_eq!(r.fall_back(now), None);
+        r.on_success();
+        r.on_failure();
+        assert_eq!(r.fall_back(now), None, "a success starts the count again");
+        for _ in 1..REDIRECT_FAILURES_BEFORE_FALLBACK {
+            r.on_failure();
+        }
+        assert!(r.fall_back(now).is_some());
+    }
+
+    #[test]
+    fn concurrency_grows_while_backlogged_and_halves_on_failure() {
+        let mut c = Concurrency::new(4);
+        c.on_success(false);
+        assert_eq!(c.limit(), 4, "no backlog: no growth");
+        for _ in 0..100 {
+            c.on_success(true);
+        }
+        assert_eq!(c.limit(), MAX_IN_FLIGHT);
+        c.on_failure();
+        assert_eq!(c.limit(), MAX_IN_FLIGHT / 2);
+        for _ in 0..10 {
+            c.on_failure();
+        }
+        assert_eq!(c.limit(), 4, "never below the configured number");
     }
 
     #[test]

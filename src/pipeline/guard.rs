@@ -4,12 +4,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::stats::ExporterStats;
+use super::worker::WorkerThread;
 use super::{Clock, Queue};
 use crate::error::{FlushError, ShutdownError};
+
+/// How long [`ExporterGuard::shutdown`] waits past its timeout for the
+/// worker thread to end after it replied (it ends at once unless dropping
+/// what it holds hangs).
+const EXIT_MARGIN: Duration = Duration::from_millis(100);
 
 /// Commands from the guard to the worker. The reply says whether
 /// everything concerned was settled (accepted, stored or dropped) in time.
@@ -65,7 +70,7 @@ pub(crate) enum Control {
 pub struct ExporterGuard {
     queue: Arc<Queue>,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    thread: std::sync::Mutex<Option<WorkerThread>>,
     shutdown_timeout: Duration,
     is_shut_down: AtomicBool,
     /// The exporter's clock, on which deadlines are counted.
@@ -86,7 +91,7 @@ impl ExporterGuard {
     pub(crate) fn new(
         queue: Arc<Queue>,
         control: tokio::sync::mpsc::UnboundedSender<Control>,
-        thread: JoinHandle<()>,
+        thread: WorkerThread,
         shutdown_timeout: Duration,
         clock: Clock,
     ) -> Self {
@@ -142,23 +147,29 @@ impl ExporterGuard {
     /// The queue is drained and sent with the time left; what is still
     /// unsent near the end of `timeout` (waiting for a retry, or in flight)
     /// is written to offline storage, from where the next run sends it.
-    /// With the endpoint down it still returns within `timeout`. Records
-    /// produced afterwards are dropped and counted in
-    /// [`ExporterStats::dropped_after_shutdown`].
+    /// With a healthy endpoint, the time left also goes into sending what
+    /// earlier runs stored. It returns within `timeout` (plus 100 ms for
+    /// the thread to end) whatever the network, the
+    /// name resolver or the disk does. Records produced afterwards are
+    /// dropped and counted in [`ExporterStats::dropped_after_shutdown`].
+    /// When it returns, [`stats`](Self::stats) balances and no longer
+    /// changes (but for records produced afterwards).
     ///
     /// # Errors
     ///
     /// [`ShutdownError::AlreadyShutDown`] on a second call;
     /// [`ShutdownError::Timeout`] when the worker did not finish in time (a
-    /// sink stuck on the worker thread; it is left to finish in the
-    /// background). Without storage (turned off or unwritable), what could
-    /// not be sent in time is dropped and counted in
+    /// disk or a sink that does not answer): what it still held is counted
+    /// as lost in [`ExporterStats::dropped_at_shutdown`], and the thread is
+    /// left to end in the background. Without storage (turned off or
+    /// unwritable), what could not be sent in time is dropped and counted in
     /// [`ExporterStats::dropped_storage_unavailable`] (with storage full, in
     /// [`ExporterStats::dropped_storage_full`]): check [`stats`](Self::stats).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         if self.is_shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
         }
+        let deadline = Instant::now() + timeout;
         let (reply, done) = std_mpsc::sync_channel(1);
         if self
             .control
@@ -169,23 +180,29 @@ impl ExporterGuard {
             })
             .is_err()
         {
+            self.queue.give_up();
             return Err(ShutdownError::WorkerGone);
         }
-        match done.recv_timeout(timeout) {
-            Ok(settled) => {
-                let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-                if let Some(thread) = thread {
-                    // The worker replied as its last act: this join is short.
-                    let _ = thread.join();
-                }
-                if settled {
-                    Ok(())
-                } else {
-                    Err(ShutdownError::Timeout(timeout))
-                }
+        let answer = done.recv_timeout(timeout);
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            // The worker replies as its last step: the thread ends at once,
+            // unless dropping what it holds hangs (it is then left alone).
+            let wait = deadline.saturating_duration_since(Instant::now()) + EXIT_MARGIN;
+            if let Err(std_mpsc::RecvTimeoutError::Disconnected) = thread.exited.recv_timeout(wait)
+            {
+                let _ = thread.handle.join();
             }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(ShutdownError::Timeout(timeout)),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(ShutdownError::WorkerGone),
+        }
+        match answer {
+            Ok(_) => Ok(()),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                self.queue.give_up();
+                Err(ShutdownError::Timeout(timeout))
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                self.queue.give_up();
+                Err(ShutdownError::WorkerGone)
+            }
         }
     }
 

@@ -123,12 +123,27 @@ impl Queue {
         self.drain_closed();
     }
 
+    /// The shutdown ran out of time: sends from now on are dropped
+    /// (counted after shutdown), and the counters freeze with what the
+    /// queue and the worker still hold counted as lost
+    /// ([`Counters::give_up`]).
+    pub(crate) fn give_up(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.counters.give_up();
+        self.drain_closed();
+    }
+
     /// Drops what a closed queue holds: counted as dropped after shutdown
-    /// instead of queued.
+    /// instead of queued (or not at all once the counters froze: they
+    /// count it as lost).
     #[cold]
     fn drain_closed(&self) {
+        let frozen = self.counters.is_frozen();
         while let Some(record) = self.ring.pop() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
+            if frozen {
+                continue;
+            }
             let items = items_of(&record);
             self.counters.queued.fetch_sub(items, Ordering::Relaxed);
             add(&self.counters.dropped_after_shutdown, items);

@@ -51,13 +51,23 @@ pub(crate) trait Sink: Send + 'static {
     /// (for a retry), without the network, if the sink can.
     fn settle_now(&mut self, _mark: u64) {}
 
-    /// The exporter is stopping: take on no new background work (such as
-    /// reading back stored data).
+    /// The exporter is stopping: take on only the background work that the
+    /// shutdown's time left is worth (the Application Insights sink goes on
+    /// sending stored data while the endpoint is healthy, and stops at the
+    /// first failure).
     fn stop(&mut self) {}
 
     /// The shutdown's time is up: settle everything now, abandoning what is
     /// in flight (stored or dropped, counted).
     fn abandon(&mut self) {}
+
+    /// Whether the sink takes another batch now. While it says no, the
+    /// records wait in the queue (and past its bound are dropped, counted
+    /// as `dropped_queue_full`), instead of being encoded only to be
+    /// thrown away; flush and shutdown hand over everything regardless.
+    fn has_room(&self) -> bool {
+        true
+    }
 
     /// Whether nothing is in flight or waiting.
     fn is_idle(&self) -> bool {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::Queue;
 use crate::record::Record;
@@ -48,6 +48,10 @@ pub(crate) struct Counters {
     pub(crate) dropped_storage_unavailable: AtomicU64,
     pub(crate) dropped_corrupt: AtomicU64,
     pub(crate) dropped_annotations: AtomicU64,
+    pub(crate) dropped_at_shutdown: AtomicU64,
+    /// The counters as the shutdown left them when its time ran out (see
+    /// [`Counters::give_up`]); the worker's later work is not counted.
+    frozen: OnceLock<ExporterStats>,
     pub(crate) dropped_attributes: AtomicU64,
     pub(crate) dropped_links: AtomicU64,
     pub(crate) dropped_message_events: AtomicU64,
@@ -79,6 +83,13 @@ impl Counters {
     /// last reading is returned as it is.
     pub(crate) fn snapshot(&self) -> ExporterStats {
         const TRIES: u32 = 10_000;
+        if let Some(frozen) = self.frozen.get() {
+            // Only records sent after the shutdown still count.
+            return ExporterStats {
+                dropped_after_shutdown: self.dropped_after_shutdown.load(Ordering::Relaxed),
+                ..*frozen
+            };
+        }
         let mut stats = self.read();
         for _ in 0..TRIES {
             let before = self.epoch.load(Ordering::Acquire);
@@ -96,26 +107,42 @@ impl Counters {
     }
 
     fn read(&self) -> ExporterStats {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Where items end up is read before where they come from (each item
+        // is counted at its source before its destination), so that a
+        // reading taken in the middle of a step never shows more settled
+        // than came in (see `give_up`).
+        let load = |a: &AtomicU64| a.load(Ordering::Acquire);
+        let in_memory = load(&self.in_memory);
+        let exported = load(&self.exported);
+        let stored = load(&self.stored);
+        let dropped_rejected = load(&self.dropped_rejected);
+        let dropped_too_old = load(&self.dropped_too_old);
+        let dropped_storage_full = load(&self.dropped_storage_full);
+        let dropped_storage_unavailable = load(&self.dropped_storage_unavailable);
+        let dropped_corrupt = load(&self.dropped_corrupt);
+        let dropped_annotations = load(&self.dropped_annotations);
+        let dropped_at_shutdown = load(&self.dropped_at_shutdown);
+        let read_back = load(&self.read_back);
         // Taken before queued: `in_queue` never goes negative.
         let taken = load(&self.taken);
         let queued = load(&self.queued);
         ExporterStats {
             queued,
             in_queue: queued.saturating_sub(taken),
-            in_memory: load(&self.in_memory),
-            exported: load(&self.exported),
+            in_memory,
+            exported,
             retried: load(&self.retried),
-            stored: load(&self.stored),
-            read_back: load(&self.read_back),
+            stored,
+            read_back,
             dropped_queue_full: load(&self.dropped_queue_full),
             dropped_after_shutdown: load(&self.dropped_after_shutdown),
-            dropped_rejected: load(&self.dropped_rejected),
-            dropped_too_old: load(&self.dropped_too_old),
-            dropped_storage_full: load(&self.dropped_storage_full),
-            dropped_storage_unavailable: load(&self.dropped_storage_unavailable),
-            dropped_corrupt: load(&self.dropped_corrupt),
-            dropped_annotations: load(&self.dropped_annotations),
+            dropped_rejected,
+            dropped_too_old,
+            dropped_storage_full,
+            dropped_storage_unavailable,
+            dropped_corrupt,
+            dropped_annotations,
+            dropped_at_shutdown,
             dropped_attributes: load(&self.dropped_attributes),
             dropped_links: load(&self.dropped_links),
             dropped_message_events: load(&self.dropped_message_events),
@@ -124,6 +151,34 @@ impl Counters {
             requests: load(&self.requests),
             timeouts: load(&self.timeouts),
         }
+    }
+
+    /// The shutdown's time ran out with the worker still at work (a disk,
+    /// a resolver or a sink that does not answer): from now on
+    /// [`snapshot`](Self::snapshot) shows the counters as they are now,
+    /// with everything not yet exported, stored or dropped counted as
+    /// [`ExporterStats::dropped_at_shutdown`], so they balance whatever the
+    /// worker still does in the background.
+    pub(crate) fn give_up(&self) {
+        // A reading between two steps when there is one; else the last,
+        // which is consistent where it matters: nothing settled uncounted.
+        let mut stats = self.snapshot();
+        let settled = stats.exported + stats.stored + stats.dropped();
+        let lost = (stats.queued + stats.read_back).saturating_sub(settled);
+        stats.dropped_at_shutdown += lost;
+        stats.in_queue = 0;
+        stats.in_memory = 0;
+        // A record the worker took and settled before its sender counted
+        // it as queued (that thread was in `Queue::send` just now) was
+        // queued all the same.
+        let settled = stats.exported + stats.stored + stats.dropped();
+        stats.queued = stats.queued.max(settled.saturating_sub(stats.read_back));
+        let _ = self.frozen.set(stats);
+    }
+
+    /// Whether [`give_up`](Self::give_up) froze the counters.
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.frozen.get().is_some()
     }
 }
 
@@ -229,7 +284,8 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///   [`dropped_storage_full`](Self::dropped_storage_full),
 ///   [`dropped_storage_unavailable`](Self::dropped_storage_unavailable),
 ///   [`dropped_corrupt`](Self::dropped_corrupt),
-///   [`dropped_annotations`](Self::dropped_annotations).
+///   [`dropped_annotations`](Self::dropped_annotations),
+///   [`dropped_at_shutdown`](Self::dropped_at_shutdown).
 ///
 /// Items read back from storage (written by this run or an earlier one,
 /// or by another process sharing the directory) come back in through
@@ -243,6 +299,7 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///                       + dropped_rejected + dropped_too_old
 ///                       + dropped_storage_full + dropped_storage_unavailable
 ///                       + dropped_corrupt + dropped_annotations
+///                       + dropped_at_shutdown
 /// ```
 ///
 /// and `stored - read_back` is what this exporter left in storage, when it
@@ -328,6 +385,12 @@ pub struct ExporterStats {
     /// (the oldest go, as `SpanData::dropped_annotations` says). Always 0
     /// with Application Insights, where every event is an item of its own.
     pub dropped_annotations: u64,
+    /// Items still in the queue, in memory or being written when
+    /// [`ExporterGuard::shutdown`](crate::ExporterGuard::shutdown) (or the
+    /// guard's drop) ran out of time: lost. From then on the counters no
+    /// longer change, but for
+    /// [`dropped_after_shutdown`](Self::dropped_after_shutdown).
+    pub dropped_at_shutdown: u64,
     /// Attributes evicted past [`MAX_ATTRIBUTES`](crate::record::MAX_ATTRIBUTES)
     /// on spans and events (parts of items, outside the balance).
     pub dropped_attributes: u64,
@@ -354,8 +417,8 @@ pub struct ExporterStats {
 
 impl ExporterStats {
     /// The items the worker dropped: rejected, too old, storage full or
-    /// unavailable, corrupt and past a span's annotation bound (not those
-    /// dropped before the queue).
+    /// unavailable, corrupt, past a span's annotation bound, and lost at a
+    /// shutdown that ran out of time (not those dropped before the queue).
     pub fn dropped(&self) -> u64 {
         self.dropped_rejected
             + self.dropped_too_old
@@ -363,6 +426,7 @@ impl ExporterStats {
             + self.dropped_storage_unavailable
             + self.dropped_corrupt
             + self.dropped_annotations
+            + self.dropped_at_shutdown
     }
 
     /// Whether every item is accounted for: `queued + read_back` equals

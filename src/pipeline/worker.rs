@@ -19,7 +19,7 @@
 //! one.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,12 +45,20 @@ pub(crate) struct WorkerConfig {
     pub(crate) clock: Clock,
 }
 
+/// The worker thread, as the guard holds it.
+pub(crate) struct WorkerThread {
+    pub(crate) handle: JoinHandle<()>,
+    /// Disconnected when the thread has ended (whatever ended it): the
+    /// guard waits on it with a timeout, which a join cannot do.
+    pub(crate) exited: Receiver<()>,
+}
+
 /// Starts the worker thread.
 pub(crate) fn spawn_worker(
     queue: Arc<Queue>,
     sink: Box<dyn Sink>,
     config: WorkerConfig,
-) -> std::io::Result<(UnboundedSender<Control>, JoinHandle<()>)> {
+) -> std::io::Result<(UnboundedSender<Control>, WorkerThread)> {
     let (control_tx, control_rx) = unbounded_channel();
     // The first interval counts from the build, not from when the thread
     // gets to run.
@@ -58,9 +66,12 @@ pub(crate) fn spawn_worker(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let thread = std::thread::Builder::new()
+    let (exiting, exited) = sync_channel(0);
+    let handle = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || {
+            // Dropped last, when everything else of the thread is gone.
+            let _exiting = exiting;
             super::mark_exporter_thread();
             // However the thread ends (a panic included), the queue closes:
             // what is sent after is counted as dropped, not left in it.
@@ -74,10 +85,13 @@ pub(crate) fn spawn_worker(
                 shutdown: None,
             };
             runtime.block_on(worker.run(control_rx, first_tick));
-            // Dropping the runtime cancels any send still in flight (its
-            // payload was stored by `spill_all`).
+            // Cancels any send still in flight (its payload was stored by
+            // `spill_all`) without waiting for the runtime's blocking
+            // threads: a name lookup (`getaddrinfo`) that does not answer
+            // must not hold the shutdown; it ends on its own, detached.
+            runtime.shutdown_background();
         })?;
-    Ok((control_tx, thread))
+    Ok((control_tx, WorkerThread { handle, exited }))
 }
 
 /// Closes the queue when the worker thread ends.
@@ -161,14 +175,19 @@ impl Worker {
             if ticked {
                 tick = clock.sleep_until(next_tick);
             }
-            if stop {
+            if let Some(reply) = stop {
+                // After the step: the guard reads settled counters.
+                if let Some(reply) = reply {
+                    let _ = reply.try_send(true);
+                }
                 return;
             }
         }
     }
 
-    /// Handles one wake-up; `true` when the shutdown is over.
-    fn step(&mut self, wake: Wake, next_tick: &mut Instant) -> bool {
+    /// Handles one wake-up; `Some` when the shutdown is over, with the
+    /// guard's reply (`None` when the guard went away without one).
+    fn step(&mut self, wake: Wake, next_tick: &mut Instant) -> Option<Option<SyncSender<bool>>> {
         let now = self.config.clock.now();
         match wake {
             Wake::Control(Some(Control::Flush {
@@ -198,18 +217,16 @@ impl Worker {
                 let period = self.config.export_interval;
                 self.begin_shutdown(None, now, period);
             }
-            Wake::Queue => {
-                while self.fill() {
-                    self.hand_over();
-                }
-            }
+            // Full batches, as long as the sink has room (a send that
+            // finished may have made some).
+            Wake::Queue | Wake::Sink => self.take_while_room(false),
             Wake::Tick => {
                 // Missed ticks are not caught up: the next is a period on.
                 *next_tick = now + self.config.export_interval;
-                self.drain();
+                self.take_while_room(true);
                 self.sink.housekeep();
             }
-            Wake::Sink | Wake::Timer => {}
+            Wake::Timer => {}
         }
         self.sink.start_due();
         self.answer_flushes();
@@ -245,8 +262,23 @@ impl Worker {
         self.batch.clear();
     }
 
+    /// Hands full batches (and a last partial one when `partial`) to the
+    /// sink while it has room ([`Sink::has_room`]): when it has none, the
+    /// records wait in the queue.
+    fn take_while_room(&mut self, partial: bool) {
+        while self.sink.has_room() {
+            let full = self.fill();
+            if full || partial {
+                self.hand_over();
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
     /// Hands everything queued now to the sink, in full batches and a last
-    /// partial one.
+    /// partial one, room or not (a flush, the shutdown).
     fn drain(&mut self) {
         loop {
             let full = self.fill();
@@ -289,8 +321,8 @@ impl Worker {
         });
     }
 
-    /// Starts the shutdown: everything queued goes to the sink; from now on
-    /// nothing is read back from storage.
+    /// Starts the shutdown: everything queued goes to the sink, which is
+    /// told to stop ([`Sink::stop`]).
     fn begin_shutdown(
         &mut self,
         reply: Option<SyncSender<bool>>,
@@ -305,18 +337,16 @@ impl Worker {
         });
     }
 
-    /// `true` when the shutdown is over: everything was sent, or the time
-    /// is up and what was left is stored. Replies to the guard (and to
-    /// flushes still waiting).
-    fn shutdown_done(&mut self) -> bool {
-        let Some(spill_at) = self.shutdown.as_ref().map(|s| s.spill_at) else {
-            return false;
-        };
+    /// `Some` when the shutdown is over: everything was sent, or the time
+    /// is up and what was left is stored. Replies to the flushes still
+    /// waiting, and gives back the guard's reply.
+    fn shutdown_done(&mut self) -> Option<Option<SyncSender<bool>>> {
+        let spill_at = self.shutdown.as_ref()?.spill_at;
         // Records the application produced meanwhile go too.
         self.drain();
         if !self.sink.is_idle() {
             if self.config.clock.now() < spill_at {
-                return false;
+                return None;
             }
             // Stored, or (storage off or unwritable) dropped and counted:
             // settled either way, and the stats say which.
@@ -325,10 +355,7 @@ impl Worker {
         for flush in self.flushes.drain(..) {
             let _ = flush.reply.try_send(true);
         }
-        if let Some(reply) = self.shutdown.take().and_then(|s| s.reply) {
-            let _ = reply.try_send(true);
-        }
-        true
+        self.shutdown.take().map(|s| s.reply)
     }
 }
 

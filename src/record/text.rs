@@ -68,6 +68,30 @@ pub(crate) fn truncate_str(s: &str, max_chars: usize) -> &str {
     }
 }
 
+/// `s` cut to at most `max_units` UTF-16 code units, on a char boundary: the
+/// length the ingestion service (.NET) counts, so the unit of every schema
+/// limit. A char of four UTF-8 bytes (outside the BMP) is two units, every
+/// other char one.
+pub(crate) fn truncate_utf16(s: &str, max_units: usize) -> &str {
+    // A char takes at least as many UTF-8 bytes as UTF-16 units, so a string
+    // of at most `max_units` bytes fits.
+    if s.len() <= max_units {
+        return s;
+    }
+    let mut units = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        // Each char starts with a byte that is not a continuation byte
+        // (`10xxxxxx`); a four-byte char starts with `11110xxx`.
+        if b & 0xc0 != 0x80 {
+            units += if b >= 0xf0 { 2 } else { 1 };
+            if units > max_units {
+                return &s[..i];
+            }
+        }
+    }
+    s
+}
+
 impl Default for Text {
     fn default() -> Self {
         Text::new()
@@ -231,6 +255,52 @@ mod tests {
             let t = truncate_str(s, n);
             assert_eq!(t.chars().count(), n.min(7));
             assert!(s.starts_with(t));
+        }
+    }
+
+    fn utf16_len(s: &str) -> usize {
+        s.encode_utf16().count()
+    }
+
+    #[test]
+    fn utf16_truncation_at_the_boundaries() {
+        let emoji = "😀".repeat(512); // 1024 units, 2048 bytes
+        assert_eq!(truncate_utf16(&emoji, 1024), emoji, "exactly at the limit");
+        assert_eq!(
+            truncate_utf16(&emoji, 1023),
+            "😀".repeat(511),
+            "never half a pair"
+        );
+        assert_eq!(truncate_utf16(&emoji, 1025), emoji);
+        // 1,023 emoji: 2,046 units, cut to 512 of them.
+        let over = "😀".repeat(1023);
+        assert_eq!(truncate_utf16(&over, 1024), emoji);
+        // An emoji straddling the limit goes whole.
+        assert_eq!(truncate_utf16("ab😀", 3), "ab");
+        assert_eq!(truncate_utf16("ab😀", 4), "ab😀");
+        assert_eq!(truncate_utf16("😀", 1), "");
+        assert_eq!(truncate_utf16("😀", 0), "");
+        assert_eq!(truncate_utf16("", 0), "");
+        // ASCII is cut at the byte count, whole strings are returned as is.
+        assert_eq!(truncate_utf16("abcdef", 4), "abcd");
+        assert_eq!(truncate_utf16("abcdef", 6), "abcdef");
+        // BMP chars of two and three bytes are one unit each.
+        assert_eq!(truncate_utf16("é€é€", 3), "é€é");
+        assert_eq!(truncate_utf16("é€é€", 4), "é€é€");
+    }
+
+    #[test]
+    fn utf16_truncation_of_mixed_text_at_every_limit() {
+        // ASCII, two- and three-byte BMP chars, astral chars, a control.
+        let s = "aé€😀\u{1}𝄞b😀é";
+        for max in 0..=utf16_len(s) + 2 {
+            let t = truncate_utf16(s, max);
+            assert!(s.starts_with(t), "a prefix");
+            assert!(utf16_len(t) <= max, "{max}: {t:?}");
+            // The longest such prefix: the next char would not fit.
+            if let Some(next) = s[t.len()..].chars().next() {
+                assert!(utf16_len(t) + next.len_utf16() > max, "{max}: {t:?}");
+            }
         }
     }
 

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use crate::support::child::own_process;
 use crate::support::delivery::{builder, emit, start, TempDir};
-use crate::support::diagnostics::Captured;
+use crate::support::diagnostics::Diagnostics;
 use crate::support::{FakeIngestion, ScriptedResponse};
 use tracing::Level;
-use tracing_subscriber::prelude::*;
 
 /// Emits spans carrying 2,000 random hex digits each: a batch of them
 /// gzips to about half its size (about 5.5 KiB for five), so memory bounds
@@ -42,11 +41,7 @@ fn trouble_is_reported_once_counted_and_survived() {
     ) else {
         return;
     };
-    let captured = Captured::default();
-    tracing_subscriber::registry()
-        .with(captured.clone())
-        .try_init()
-        .expect("the only global subscriber of this process");
+    let captured = Diagnostics::install();
 
     // A storage directory that cannot exist: its parent is a regular file
     // (permission bits would not stop root; this stops everyone).

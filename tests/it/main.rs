@@ -10,8 +10,10 @@
 //! - the envelopes on the wire: [`export`], [`schema`], [`http_requests`]
 //!   (a golden request in `tests/it/snapshots`);
 //! - delivery: [`delivery`] (status codes, retries, outages, bounds),
+//!   [`endpoint_trouble`] (quotas, redirects, partial answers),
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
-//!   directories, limits), [`worker`] (flush, shutdown, queue);
+//!   directories, limits), [`worker`] (flush, shutdown, queue),
+//!   [`shutdown_bounds`] (a resolver or a sink that never answers);
 //! - configuration: [`connection_env`];
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
@@ -36,6 +38,7 @@ mod delivery;
 mod delivery_diagnostics;
 #[cfg(feature = "tower")]
 mod distributed;
+mod endpoint_trouble;
 mod events;
 mod export;
 mod http_requests;
@@ -47,6 +50,7 @@ mod readme;
 mod remote_parent;
 mod sampling;
 mod schema;
+mod shutdown_bounds;
 #[cfg(feature = "tower")]
 mod tower_layers;
 mod worker;

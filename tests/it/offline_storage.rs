@@ -13,10 +13,9 @@ use crate::support::child::{self, own_process};
 use crate::support::delivery::{
     assert_exactly_once, builder, emit, names, start, storage_dir, Outage, TempDir,
 };
-use crate::support::diagnostics::Captured;
+use crate::support::diagnostics::Diagnostics;
 use crate::support::FakeIngestion;
 use tracing::Level;
-use tracing_subscriber::prelude::*;
 
 /// The role of [`offline_restart_child`].
 const ROLE: &str = "offline_restart";
@@ -341,6 +340,30 @@ fn expired_and_corrupt_blobs_are_deleted_and_counted() {
     assert_exactly_once(&names(&server.envelopes()), "keep", 5);
 }
 
+#[test]
+fn a_restart_drains_its_backlog_before_a_quick_shutdown() {
+    let dir = TempDir::new("backlog");
+    let endpoint = Outage::new();
+    store(&endpoint, &dir, "backlog", 2_000, 50);
+
+    // A few spans and an immediate shutdown with time to spare: the
+    // endpoint is healthy, so the time left goes into the backlog.
+    let server = FakeIngestion::start();
+    let _up = endpoint.end(&server);
+    let out = run(&args(
+        &endpoint.endpoint(),
+        &dir,
+        &["--spans=5", "--prefix=fresh", "--shutdown-ms=30000"],
+    ));
+    assert_eq!(counter(&out, "read_back"), 2_000, "{out:?}");
+    assert_eq!(counter(&out, "exported"), 2_005, "{out:?}");
+    assert_eq!(value(&out, "balances"), "true", "{out:?}");
+    let names = names(&server.envelopes());
+    assert_exactly_once(&names, "backlog", 2_000);
+    assert_exactly_once(&names, "fresh", 5);
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
+}
+
 /// Pointed at a directory others use too (here: mode 1777 like `/tmp`, with
 /// files of theirs that look like telemetry), the exporter makes a
 /// directory of its own in it, stores and delivers from there, and touches
@@ -522,11 +545,7 @@ fn storage_failure_is_reported_when_it_affects_items() {
     // The worker has started, and tried to read storage back.
     guard.flush(Duration::from_secs(1)).unwrap();
 
-    let captured = Captured::default();
-    tracing_subscriber::registry()
-        .with(captured.clone())
-        .try_init()
-        .expect("the only global subscriber of this process");
+    let captured = Diagnostics::install();
     assert!(captured.with("Storage.Unavailable").is_empty());
     emit(&dispatch, "kept-out", 0..5);
     // The flush cannot store them: they stay in memory (reported) ...
@@ -571,11 +590,7 @@ fn storage_logs_never_show_the_key() {
     let tmp = TempDir::new("tmpdir");
     std::fs::create_dir_all(tmp.path()).unwrap();
     std::env::set_var("TMPDIR", tmp.path());
-    let captured = Captured::default();
-    tracing_subscriber::registry()
-        .with(captured.clone())
-        .try_init()
-        .expect("the only global subscriber of this process");
+    let captured = Diagnostics::install();
     let endpoint = Outage::new();
     let exporter = |max_size: u64| {
         start(

@@ -5,7 +5,8 @@
 use std::error::Error;
 use std::time::Duration;
 
-use crate::support::{schema, FakeIngestion};
+use crate::support::schema::{self, utf16_len};
+use crate::support::FakeIngestion;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 
@@ -131,6 +132,138 @@ fn long_error_chains_and_many_events() {
     schema::assert_valid(&envelopes);
 }
 
+/// The first item of `base_type` (and `severity`, when given).
+fn item<'e>(
+    envelopes: &'e [serde_json::Value],
+    base_type: &str,
+    severity: Option<&str>,
+) -> &'e serde_json::Value {
+    envelopes
+        .iter()
+        .find(|e| {
+            e["data"]["baseType"] == base_type
+                && severity.is_none_or(|s| e["data"]["baseData"]["severityLevel"] == s)
+        })
+        .unwrap_or_else(|| panic!("no {base_type} item of severity {severity:?}"))
+}
+
+/// `s` is the longest prefix of `whole` within `max` UTF-16 units: cut on
+/// a char boundary, never half a surrogate pair.
+fn assert_cut_to(s: &str, whole: &str, max: usize) {
+    assert!(whole.starts_with(s), "a prefix");
+    assert!(utf16_len(s) <= max, "{} units, limit {max}", utf16_len(s));
+    let next = whole[s.len()..].chars().next().map_or(0, char::len_utf16);
+    assert!(
+        next == 0 || utf16_len(s) + next > max,
+        "cut short: {} units",
+        utf16_len(s)
+    );
+}
+
+#[test]
+fn limits_are_counted_in_utf16_units() {
+    // 1,023 emoji are 1,023 characters but 2,046 UTF-16 units, the length
+    // the service counts (.NET strings): over the 1,024 limit.
+    let name = "😀".repeat(1023);
+    let value = "a".to_owned() + &"😀".repeat(8192);
+    // 36,000 units in 60 KB: cut to its limit, the item fits in 64 KB.
+    let message = "a😀".repeat(12_000);
+    let user = "é😀".repeat(100);
+    let envelopes = export(|| {
+        let span = info_span!(
+            "emoji",
+            otel.kind = "server",
+            otel.name = name.as_str(),
+            http.request.method = "GET",
+            url.full = value.as_str(),
+            enduser.id = user.as_str(),
+            v = value.as_str(),
+        );
+        span.in_scope(|| tracing::info!("{}", message));
+    });
+    schema::assert_valid(&envelopes);
+    let request = item(&envelopes, "RequestData", None);
+    let data = &request["data"]["baseData"];
+    assert_cut_to(data["name"].as_str().unwrap(), &name, 1024);
+    assert_eq!(data["name"], "😀".repeat(512));
+    assert_cut_to(data["url"].as_str().unwrap(), &value, 2048);
+    assert_cut_to(data["properties"]["v"].as_str().unwrap(), &value, 8192);
+    let tags = &request["tags"];
+    assert_cut_to(tags["ai.operation.name"].as_str().unwrap(), &name, 1024);
+    assert_cut_to(tags["ai.user.id"].as_str().unwrap(), &user, 128);
+    let trace = item(&envelopes, "MessageData", None);
+    let data = &trace["data"]["baseData"];
+    assert_cut_to(data["message"].as_str().unwrap(), &message, 32768);
+    assert!(data.get("properties").is_none(), "not shrunk");
+}
+
+#[test]
+fn shrinking_keeps_small_properties() {
+    // Over 64 KB however the fields are cut to their limits: a 100 KB
+    // message (32,768 three-byte characters are 96 KB), a huge message and
+    // stack, many huge properties; the small `case` and `n` stay whole.
+    let huge = "€".repeat(34_000);
+    let astral = "😀\u{1}".repeat(20_000);
+    let envelopes = export(|| {
+        tracing::info!(case = "c-17", n = 3_u64, "{}", huge);
+        let _s = info_span!("work").entered();
+        tracing::error!(
+            case = "c-19",
+            n = 5_u64,
+            exception.message = huge.as_str(),
+            exception.stacktrace = astral.as_str(),
+            a = huge.as_str(),
+            b = astral.as_str(),
+            c = huge.as_str(),
+            d = astral.as_str(),
+            "failed"
+        );
+        tracing::warn!(
+            case = "c-20",
+            n = 6_u64,
+            a = huge.as_str(),
+            b = astral.as_str(),
+            c = huge.as_str(),
+            d = astral.as_str(),
+            e = huge.as_str(),
+            f = astral.as_str(),
+            g = huge.as_str(),
+            h = astral.as_str(),
+            i = huge.as_str(),
+            j = astral.as_str(),
+            "{}",
+            astral
+        );
+    });
+    schema::assert_valid(&envelopes);
+    for e in &envelopes {
+        let size = serde_json::to_vec(e).unwrap().len();
+        assert!(size <= 64_000, "{size} bytes");
+    }
+    let plain = item(&envelopes, "MessageData", Some("Information"));
+    let props = &plain["data"]["baseData"]["properties"];
+    assert_eq!((&props["case"], &props["n"]), (&"c-17".into(), &"3".into()));
+    assert_eq!(props["tai.truncated"], "over 64 KB; cut: message");
+    let message = plain["data"]["baseData"]["message"].as_str().unwrap();
+    assert!(huge.starts_with(message) && message.len() > 60_000);
+
+    let failed = item(&envelopes, "ExceptionData", Some("Error"));
+    let props = &failed["data"]["baseData"]["properties"];
+    assert_eq!((&props["case"], &props["n"]), (&"c-19".into(), &"5".into()));
+    for key in ["a", "b", "c", "d"] {
+        assert!(props[key].as_str().is_some(), "{key} cut, not dropped");
+    }
+    let detail = &failed["data"]["baseData"]["exceptions"][0];
+    assert!(huge.starts_with(detail["message"].as_str().unwrap()));
+    assert!(astral.starts_with(detail["stack"].as_str().unwrap()));
+    assert_eq!(detail["hasFullStack"], false);
+
+    let many = item(&envelopes, "MessageData", Some("Warning"));
+    let props = &many["data"]["baseData"]["properties"];
+    assert_eq!((&props["case"], &props["n"]), (&"c-20".into(), &"6".into()));
+    assert!(!props["tai.truncated"].as_str().unwrap().contains("dropped"));
+}
+
 #[test]
 fn events_outside_spans_have_no_operation() {
     let envelopes = export(|| {
@@ -147,7 +280,11 @@ fn the_checker_catches_violations() {
         "name": "Microsoft.ApplicationInsights.Request",
         "time": "yesterday",
         "iKey": "k",
-        "tags": { "ai.operation.id": "x".repeat(129), "ai.made.up": "1" },
+        "tags": {
+            "ai.operation.id": "x".repeat(129),
+            "ai.user.id": "😀".repeat(65),
+            "ai.made.up": "1"
+        },
         "data": { "baseType": "RequestData", "baseData": {
             "ver": 2, "id": "1", "duration": "00:00:01", "success": "yes",
             "properties": { "k": 5, "y".repeat(151): "v" }, "extra": 1
@@ -156,13 +293,14 @@ fn the_checker_catches_violations() {
     let found = schema::violations(&bad).join("\n");
     for expected in [
         "time must be",
-        "tag ai.operation.id is 129 characters",
+        "tag ai.operation.id is 129 UTF-16 units",
+        "tag ai.user.id is 130 UTF-16 units",
         "unknown tag \"ai.made.up\"",
         "RequestData.responseCode is required",
         "RequestData.duration must be",
         "RequestData.success must be a boolean",
         "must be a string, got 5",
-        "a key of 151 characters",
+        "a key of 151 UTF-16 units",
         "unknown field \"extra\"",
     ] {
         assert!(

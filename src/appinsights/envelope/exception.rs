@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use crate::record::text::truncate_str;
+use crate::record::text::truncate_utf16;
 use crate::record::{AttributeValue, Attributes, ErrorValue};
 
 use super::event::{EventView, SeverityLevel};
@@ -102,7 +102,7 @@ impl<'a> ExceptionData<'a> {
             }
         }
         if !event.message.is_empty() && details.message != event.message {
-            let message = truncate_str(event.message, super::properties::MAX_VALUE_CHARS);
+            let message = truncate_utf16(event.message, super::properties::MAX_VALUE);
             properties.push(PROPERTY_MESSAGE, PropValue::Str(message));
         }
         ExceptionData {
@@ -166,9 +166,9 @@ fn chain(type_name: &str, error: &ErrorValue) -> Option<String> {
     Some(out)
 }
 
-/// Whether `s` has at most `max` characters.
+/// Whether `s` has at most `max` UTF-16 code units.
 fn fits(s: &str, max: usize) -> bool {
-    truncate_str(s, max).len() == s.len()
+    truncate_utf16(s, max).len() == s.len()
 }
 
 #[cfg(test)]

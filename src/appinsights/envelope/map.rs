@@ -3,7 +3,7 @@
 //! should a record built by hand carry any); an event gives one Message or
 //! Exception item, in its span's operation when it has one.
 
-use crate::record::text::truncate_str;
+use crate::record::text::truncate_utf16;
 use crate::record::{AttributeValue, Record, SpanData, SpanKind, Status};
 
 use super::event::EventView;
@@ -43,7 +43,10 @@ pub(crate) fn map_record<'a>(
             let tags = Tags {
                 operation_id: Some(TraceHex::trace(span.trace_id)),
                 operation_parent_id: Some(SpanHex::span(span.span_id)),
-                operation_name: Some(truncate_str(&span.operation_name, tags::MAX_OPERATION_NAME)),
+                operation_name: Some(truncate_utf16(
+                    &span.operation_name,
+                    tags::MAX_OPERATION_NAME,
+                )),
                 ..ctx.base_tags()
             };
             let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
@@ -108,7 +111,7 @@ fn event_data<'a>(event: &EventView<'a>) -> Data<'a> {
 /// `success: false` says it failed; this says why).
 fn push_status<'a>(props: &mut Properties<'a>, status: &'a Status) {
     if let (true, Some(message)) = (status.is_error(), &status.message) {
-        let message = truncate_str(message, super::properties::MAX_VALUE_CHARS);
+        let message = truncate_utf16(message, super::properties::MAX_VALUE);
         props.push(STATUS_DESCRIPTION_KEY, PropValue::Str(message));
     }
 }
@@ -118,7 +121,10 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
     Tags {
         operation_id: Some(TraceHex::trace(span.context.trace_id)),
         operation_parent_id: span.parent_span_id.map(SpanHex::span),
-        operation_name: Some(truncate_str(&span.operation_name, tags::MAX_OPERATION_NAME)),
+        operation_name: Some(truncate_utf16(
+            &span.operation_name,
+            tags::MAX_OPERATION_NAME,
+        )),
         user_id: tag_text(sem.enduser_id, tags::MAX_USER_ID),
         location_ip: tag_text(sem.client_ip, tags::MAX_LOCATION_IP),
         user_agent: tag_text(sem.user_agent, tags::MAX_USER_AGENT),
@@ -127,8 +133,8 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
 }
 
 /// A text attribute cut to a tag's limit.
-fn tag_text(value: Option<&AttributeValue>, max_chars: usize) -> Option<&str> {
-    value?.as_str().map(|s| truncate_str(s, max_chars))
+fn tag_text(value: Option<&AttributeValue>, max_units: usize) -> Option<&str> {
+    value?.as_str().map(|s| truncate_utf16(s, max_units))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::record::text::truncate_str;
+use crate::record::text::truncate_utf16;
 use crate::record::Attributes;
 
 use super::event::{EventView, SeverityLevel};
@@ -64,7 +64,7 @@ fn message_text<'a>(event: &EventView<'a>) -> Cow<'a, str> {
     Cow::Owned(fields_text(event.attributes))
 }
 
-/// `k1=v1 k2=v2`, at most [`MAX_MESSAGE`] characters.
+/// `k1=v1 k2=v2`, at most [`MAX_MESSAGE`] UTF-16 code units.
 fn fields_text(attributes: &Attributes) -> String {
     let mut out = String::new();
     for (key, value) in attributes.iter() {
@@ -76,7 +76,7 @@ fn fields_text(attributes: &Attributes) -> String {
             break;
         }
     }
-    let len = truncate_str(&out, MAX_MESSAGE).len();
+    let len = truncate_utf16(&out, MAX_MESSAGE).len();
     out.truncate(len);
     out
 }

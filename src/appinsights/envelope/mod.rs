@@ -14,7 +14,8 @@
 //!   kept inline; mapping a span allocates its properties list (when it
 //!   has any) and composed names (`"GET /orders/{id}"`), and nothing per
 //!   attribute.
-//! * Every schema length limit is applied on a char boundary while mapping;
+//! * Every schema length limit is applied while mapping, in UTF-16 code
+//!   units (as the service counts), cut on a char boundary;
 //!   [`write_envelope`] then keeps each item under the service's 64 KB.
 //! * The JSON is written by hand ([`json`]), byte for byte what
 //!   `serde_json` writes through the types' `Serialize` impls (which stay
@@ -30,7 +31,7 @@ use std::time::SystemTime;
 use serde::{Serialize, Serializer};
 
 use crate::record::ids::{SpanId, TraceId};
-use crate::record::text::truncate_str;
+use crate::record::text::truncate_utf16;
 
 mod dependency;
 mod event;
@@ -285,13 +286,13 @@ impl Serialize for DurationText {
     }
 }
 
-/// `s` cut to at most `max_chars` characters on a char boundary, without
-/// copying a borrowed string.
-pub(crate) fn cut(s: Cow<'_, str>, max_chars: usize) -> Cow<'_, str> {
+/// `s` cut to at most `max_units` UTF-16 code units on a char boundary,
+/// without copying a borrowed string.
+pub(crate) fn cut(s: Cow<'_, str>, max_units: usize) -> Cow<'_, str> {
     match s {
-        Cow::Borrowed(b) => Cow::Borrowed(truncate_str(b, max_chars)),
+        Cow::Borrowed(b) => Cow::Borrowed(truncate_utf16(b, max_units)),
         Cow::Owned(mut o) => {
-            let len = truncate_str(&o, max_chars).len();
+            let len = truncate_utf16(&o, max_units).len();
             o.truncate(len);
             Cow::Owned(o)
         }
@@ -357,11 +358,12 @@ impl EnvelopeContext {
         let version = non_empty(settings.application_version.as_deref());
         let mut ctx = EnvelopeContext {
             ikey: ikey.to_owned(),
-            cloud_role: truncate_str(&role, tags::MAX_CLOUD_ROLE).to_owned(),
-            cloud_role_instance: truncate_str(&instance, tags::MAX_CLOUD_ROLE_INSTANCE).to_owned(),
-            sdk_version: truncate_str(SDK_VERSION, tags::MAX_SDK_VERSION).to_owned(),
+            cloud_role: truncate_utf16(&role, tags::MAX_CLOUD_ROLE).to_owned(),
+            cloud_role_instance: truncate_utf16(&instance, tags::MAX_CLOUD_ROLE_INSTANCE)
+                .to_owned(),
+            sdk_version: truncate_utf16(SDK_VERSION, tags::MAX_SDK_VERSION).to_owned(),
             application_version: version
-                .map(|v| truncate_str(v, tags::MAX_APPLICATION_VER).to_owned()),
+                .map(|v| truncate_utf16(v, tags::MAX_APPLICATION_VER).to_owned()),
             sample_rate: sample_rate(sample_ratio),
             head_json: (Vec::new(), false),
         };

@@ -1,23 +1,24 @@
 //! Custom properties (`properties`: a map of string to string on every
 //! domain type), borrowed from the record's attributes where possible.
 //!
-//! Service limits (Application Insights' documented limits): property names
-//! at most 150 characters (longer keys are dropped), values at most 8192
-//! characters (cut on a char boundary). Values are always strings: numbers
-//! and booleans are stringified, unlike `opencensus-ext-azure`'s raw JSON
-//! values.
+//! Service limits (Application Insights' documented limits, in UTF-16 code
+//! units as the service counts): property names at most 150 (longer keys
+//! are dropped), values at most 8192 (cut on a char boundary). Values are
+//! always strings: numbers and booleans are stringified, unlike
+//! `opencensus-ext-azure`'s raw JSON values.
 
 use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::record::text::truncate_str;
+use crate::record::text::truncate_utf16;
 use crate::record::{AttributeValue, Link};
 
-/// Longest property name kept, in characters; longer keys are dropped.
-pub(crate) const MAX_KEY_CHARS: usize = 150;
-/// Longest property value, in characters.
-pub(crate) const MAX_VALUE_CHARS: usize = 8192;
+/// Longest property name kept, in UTF-16 code units; longer keys are
+/// dropped.
+pub(crate) const MAX_KEY: usize = 150;
+/// Longest property value, in UTF-16 code units.
+pub(crate) const MAX_VALUE: usize = 8192;
 /// The property carrying a span's links (`follows_from`), as the
 /// Application Insights SDKs name it.
 pub(crate) const LINKS_KEY: &str = "_MS.links";
@@ -26,7 +27,7 @@ pub(crate) const LINKS_KEY: &str = "_MS.links";
 /// text built by the mapping.
 #[derive(Clone, Debug)]
 pub(crate) enum PropValue<'a> {
-    /// Text, already cut to [`MAX_VALUE_CHARS`].
+    /// Text, already cut to [`MAX_VALUE`].
     Str(&'a str),
     /// A number or boolean, written with its `Display` form (short).
     Scalar(&'a AttributeValue),
@@ -39,9 +40,9 @@ impl<'a> PropValue<'a> {
     pub(crate) fn of(value: &'a AttributeValue) -> Self {
         match value {
             AttributeValue::Str(s) | AttributeValue::Debug(s) => {
-                PropValue::Str(truncate_str(s, MAX_VALUE_CHARS))
+                PropValue::Str(truncate_utf16(s, MAX_VALUE))
             }
-            AttributeValue::Error(e) => PropValue::Str(truncate_str(&e.message, MAX_VALUE_CHARS)),
+            AttributeValue::Error(e) => PropValue::Str(truncate_utf16(&e.message, MAX_VALUE)),
             AttributeValue::I64(_)
             | AttributeValue::U64(_)
             | AttributeValue::F64(_)
@@ -81,12 +82,12 @@ impl<'a> Properties<'a> {
     }
 
     /// Adds an attribute as a property, unless its key is over
-    /// [`MAX_KEY_CHARS`].
+    /// [`MAX_KEY`].
     pub(crate) fn push_attribute(&mut self, key: &'a str, value: &'a AttributeValue) {
         self.push(key, PropValue::of(value));
     }
 
-    /// Adds a property, unless its key is over [`MAX_KEY_CHARS`].
+    /// Adds a property, unless its key is over [`MAX_KEY`].
     pub(crate) fn push(&mut self, key: &'a str, value: PropValue<'a>) {
         if key_fits(key) {
             if self.entries.capacity() == 0 {
@@ -121,15 +122,21 @@ impl<'a> Properties<'a> {
         self.entries.is_empty()
     }
 
-    /// How many properties there are.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// The entries, in order.
     pub(crate) fn entries(&self) -> &[(&'a str, PropValue<'a>)] {
         &self.entries
+    }
+
+    /// The keys and text values that may be cut to fit an item: not the
+    /// scalars, nor the text the mapping built (the links' JSON would no
+    /// longer parse).
+    pub(crate) fn texts_mut(&mut self) -> impl Iterator<Item = (&'a str, &mut &'a str)> {
+        self.entries
+            .iter_mut()
+            .filter_map(|(key, value)| match value {
+                PropValue::Str(s) => Some((*key, s)),
+                PropValue::Scalar(_) | PropValue::Owned(_) => None,
+            })
     }
 
     /// Keeps the entries for which `keep` says so.
@@ -149,7 +156,7 @@ impl<'a> Properties<'a> {
 
 /// Whether a key is within the service's name limit.
 fn key_fits(key: &str) -> bool {
-    key.len() <= MAX_KEY_CHARS || key.chars().count() <= MAX_KEY_CHARS
+    truncate_utf16(key, MAX_KEY).len() == key.len()
 }
 
 impl Serialize for Properties<'_> {
@@ -196,24 +203,27 @@ mod tests {
     }
 
     #[test]
-    fn long_keys_are_dropped_multibyte_counted_as_chars() {
-        let ok = "é".repeat(150); // 300 bytes, 150 chars
+    fn long_keys_are_dropped_counted_in_utf16_units() {
+        let ok = "é".repeat(150); // 300 bytes, 150 units
+        let emoji = "😀".repeat(75); // 300 bytes, 150 units
         let long = "k".repeat(151);
+        let long_emoji = "😀".repeat(76); // 76 chars, 152 units
         let v = AttributeValue::Bool(false);
         let mut props = Properties::default();
-        props.push_attribute(&ok, &v);
-        props.push_attribute(&long, &v);
-        assert_eq!(props.len(), 1);
-        assert_eq!(props.entries()[0].0, ok);
+        for key in [&ok, &emoji, &long, &long_emoji] {
+            props.push_attribute(key, &v);
+        }
+        let keys: Vec<_> = props.entries().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [ok.as_str(), emoji.as_str()]);
     }
 
     #[test]
-    fn values_are_cut_to_8192_chars_on_a_char_boundary() {
+    fn values_are_cut_to_8192_utf16_units_on_a_char_boundary() {
         let v = AttributeValue::Str(Text::from("😀".repeat(9000)));
         let mut props = Properties::default();
         props.push_attribute("k", &v);
         let json = serde_json::to_value(&props).unwrap();
-        assert_eq!(json["k"].as_str().unwrap().chars().count(), 8192);
+        assert_eq!(json["k"], "😀".repeat(4096));
     }
 
     #[test]

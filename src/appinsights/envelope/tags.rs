@@ -1,8 +1,8 @@
 //! The envelope's context tags (`tags`: a map of `ai.*` keys to strings),
 //! as a struct of optional borrowed fields: absent tags are not sent.
 //!
-//! Maximum lengths (characters) are the Bond schema's for each context tag
-//! key; `docs/mapping.md` lists them.
+//! Maximum lengths (in UTF-16 code units, as the service counts) are the
+//! Bond schema's for each context tag key; `docs/mapping.md` lists them.
 
 use serde::Serialize;
 

@@ -247,7 +247,7 @@ fn context_defaults_and_limits() {
     };
     let ctx = EnvelopeContext::new(IKEY, &settings, 1.0);
     let tags = serde_json::to_value(ctx.base_tags()).unwrap();
-    assert_eq!(tags["ai.cloud.role"].as_str().unwrap().chars().count(), 256);
+    assert_eq!(tags["ai.cloud.role"], "😀".repeat(128), "256 UTF-16 units");
     assert!(!tags["ai.cloud.roleInstance"]
         .as_str()
         .unwrap()
@@ -273,14 +273,19 @@ fn every_field_is_cut_on_a_char_boundary() {
     );
     big.operation_name = Cow::Owned("é".repeat(2000));
     let item = one(big);
-    let chars = |v: &Value| v.as_str().unwrap().chars().count();
+    // In UTF-16 units, as the service counts: an emoji that would straddle
+    // the limit is left out whole.
+    let fits = |v: &Value, max: usize| {
+        let units = v.as_str().unwrap().encode_utf16().count();
+        assert!((max - 1..=max).contains(&units), "{units} for {max}");
+    };
     let data = base_data(&item);
-    assert_eq!(chars(&data["name"]), 1024);
-    assert_eq!(chars(&data["url"]), 2048);
-    assert_eq!(chars(&data["responseCode"]), 1024);
+    fits(&data["name"], 1024);
+    fits(&data["url"], 2048);
+    fits(&data["responseCode"], 1024);
     let tags = &item["tags"];
-    assert_eq!(chars(&tags["ai.operation.name"]), 1024);
-    assert_eq!(chars(&tags["ai.user.userAgent"]), 1024);
-    assert_eq!(chars(&tags["ai.location.ip"]), 46);
-    assert_eq!(chars(&tags["ai.user.id"]), 128);
+    assert_eq!(tags["ai.operation.name"], "é".repeat(1024));
+    fits(&tags["ai.user.userAgent"], 1024);
+    fits(&tags["ai.location.ip"], 46);
+    fits(&tags["ai.user.id"], 128);
 }

@@ -1,14 +1,17 @@
 //! Envelopes into JSON, each item under the service's 64 KB item limit.
 //!
 //! The mapping already applies every per-field limit, but those limits add
-//! up to more than 64 KB: 32 properties of 8192 four-byte characters are
-//! 1 MB, a 32768-character message of control characters escapes to 192 KB.
-//! An item over [`MAX_ITEM_BYTES`] is shrunk, in this order, until it fits:
+//! up to more than 64 KB: 32 properties of 8192 three-byte characters are
+//! 768 KB, a 32768-unit message of control characters escapes to 192 KB.
+//! An item over [`MAX_ITEM_BYTES`] is shrunk until it fits:
 //!
-//! 1. properties are dropped, largest first, just enough;
-//! 2. the largest text field (message, stack, data, URL, name, tags, …) is
-//!    cut on a char boundary, just enough, and again with the next largest;
-//! 3. a [`TRUNCATED_KEY`] property says what was dropped and cut.
+//! 1. the text fields (message, stack, data, URL, name, tags, …) and
+//!    property values larger than one common size are cut to it, on a char
+//!    boundary; the properties that cannot be cut (numbers, the links'
+//!    JSON) and are larger are dropped. The size is the largest that frees
+//!    enough, so anything smaller (a `case` or `n` property, a correlation
+//!    key) is kept whole;
+//! 2. a [`TRUNCATED_KEY`] property says what was cut and dropped.
 //!
 //! Items that fit (nearly all) are written once, by the hand-written
 //! writer ([`json::write`]), straight into the request body being built.
@@ -16,7 +19,7 @@
 use std::borrow::Cow;
 
 use super::json;
-use super::properties::{PropValue, Properties};
+use super::properties::PropValue;
 use super::{Data, Envelope};
 
 /// The largest item written, in bytes of JSON: the service rejects items
@@ -28,10 +31,6 @@ pub(crate) const TRUNCATED_KEY: &str = "tai.truncated";
 
 /// Room kept for the [`TRUNCATED_KEY`] property (its value is cut to fit).
 const NOTE_BUDGET: usize = 1024;
-
-/// Cuts tried before giving up on shrinking further (there are at most 17
-/// text fields; each cut either fits the item or empties a field).
-const MAX_CUTS: usize = 32;
 
 /// Appends the JSON of one item to `out`, at most [`MAX_ITEM_BYTES`] bytes
 /// (besides an absurd iKey, the only field never cut). Written by the
@@ -52,20 +51,9 @@ pub(crate) fn write_envelope(env: &Envelope<'_>, out: &mut Vec<u8>) {
 pub(super) fn shrink(mut env: Envelope<'_>) -> Envelope<'_> {
     let limit = MAX_ITEM_BYTES - NOTE_BUDGET;
     let mut note = Note::default();
-    let mut len = json_len(&env);
+    let len = json_len(&env);
     if len > limit {
-        note.dropped = drop_largest(env.data.properties_mut(), len - limit);
-        len = json_len(&env);
-    }
-    for _ in 0..MAX_CUTS {
-        if len <= limit {
-            break;
-        }
-        match cut_largest_text(&mut env, len - limit) {
-            Some(name) => note.cut.push(name),
-            None => break,
-        }
-        len = json_len(&env);
+        shrink_largest(&mut env, len - limit, &mut note);
     }
     if note.cut.contains(&"stack") {
         if let Data::ExceptionData(d) = &mut env.data {
@@ -84,16 +72,25 @@ pub(super) fn shrink(mut env: Envelope<'_>) -> Envelope<'_> {
 /// What shrinking did, for the [`TRUNCATED_KEY`] property.
 #[derive(Default)]
 struct Note<'a> {
-    dropped: Vec<&'a str>,
+    /// Text fields cut, by their JSON names.
     cut: Vec<&'static str>,
+    /// Properties whose value was cut, by key.
+    cut_properties: Vec<&'a str>,
+    /// Properties dropped, by key.
+    dropped: Vec<&'a str>,
 }
 
 impl Note<'_> {
-    /// `dropped: k1, k2; cut: message, stack`, at most [`NOTE_BUDGET`]
-    /// bytes of JSON.
+    /// `cut: message, stack; cut properties: k1; dropped: k2`, at most
+    /// [`NOTE_BUDGET`] bytes of JSON.
     fn into_value(self) -> PropValue<'static> {
         let mut s = String::from("over 64 KB");
-        for (label, names) in [("dropped", &self.dropped), ("cut", &self.cut)] {
+        let lists = [
+            ("cut", &self.cut[..]),
+            ("cut properties", &self.cut_properties[..]),
+            ("dropped", &self.dropped[..]),
+        ];
+        for (label, names) in lists {
             if !names.is_empty() {
                 s.push_str(&format!("; {label}: {}", names.join(", ")));
             }
@@ -104,28 +101,88 @@ impl Note<'_> {
     }
 }
 
-/// Drops the largest properties until about `excess` bytes are freed;
-/// returns their keys.
-fn drop_largest<'a>(props: &mut Properties<'a>, excess: usize) -> Vec<&'a str> {
-    let mut sizes: Vec<(usize, usize)> = (props.entries().iter().enumerate())
-        .map(|(i, (key, value))| (entry_len(key, value), i))
+/// Frees about `excess` bytes of JSON, largest pieces first: the text
+/// fields and property values over one common size are cut to it, the
+/// properties that cannot be cut (numbers, the links' JSON) and are larger
+/// are dropped; that size is the largest that frees enough, so everything
+/// smaller is kept whole. Notes what it cut and dropped.
+fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>) {
+    let droppable: Vec<(usize, usize)> = (env.data.properties_mut().entries().iter())
+        .enumerate()
+        .filter(|(_, (_, value))| !matches!(value, PropValue::Str(_)))
+        .map(|(i, (key, value))| (i, entry_len(key, value)))
         .collect();
-    sizes.sort_unstable_by(|a, b| b.cmp(a));
-    let mut drop = vec![false; sizes.len()];
-    let mut freed = 0;
-    for (size, i) in sizes {
-        if freed >= excess {
-            break;
+    let mut fields = text_fields(env);
+    let mut pieces: Vec<Piece> = (fields.iter())
+        .map(|f| Piece {
+            size: escaped_len(f.slot.get()),
+            cut: true,
+        })
+        .collect();
+    pieces.extend(
+        droppable
+            .iter()
+            .map(|&(_, size)| Piece { size, cut: false }),
+    );
+    let cap = level(&pieces, excess);
+    for (field, piece) in fields.iter_mut().zip(&pieces) {
+        if piece.size > cap {
+            field.slot.cut(cap);
+            match field.name {
+                Name::Field(name) => note.cut.push(name),
+                Name::Property(key) => note.cut_properties.push(key),
+            }
         }
-        drop[i] = true;
-        freed += size;
     }
-    let keys = (props.entries().iter().zip(&drop))
-        .filter(|(_, d)| **d)
-        .map(|((key, _), _)| *key)
-        .collect();
-    props.retain(|i| !drop[i]);
-    keys
+    let props = env.data.properties_mut();
+    let mut keep = vec![true; props.entries().len()];
+    for (i, size) in droppable {
+        if size > cap {
+            keep[i] = false;
+            note.dropped.push(props.entries()[i].0);
+        }
+    }
+    props.retain(|i| keep[i]);
+}
+
+/// A part of an item that shrinking may make smaller: its JSON size, and
+/// whether it can be cut (else only dropped).
+#[derive(Clone, Copy)]
+struct Piece {
+    size: usize,
+    cut: bool,
+}
+
+/// The bytes freed by cutting every piece over `cap` to `cap` and dropping
+/// the pieces over it that cannot be cut.
+fn freed(pieces: &[Piece], cap: usize) -> usize {
+    (pieces.iter().filter(|p| p.size > cap))
+        .map(|p| if p.cut { p.size - cap } else { p.size })
+        .sum()
+}
+
+/// The largest `cap` that frees at least `excess` (see [`freed`]); 0 when
+/// even that is not enough.
+fn level(pieces: &[Piece], excess: usize) -> usize {
+    // `freed` only grows as `cap` falls: the invariant is
+    // `freed(lo) >= excess > freed(hi)`.
+    let mut hi = pieces.iter().map(|p| p.size).max().unwrap_or(0);
+    let mut lo = 0;
+    if excess == 0 {
+        return hi;
+    }
+    if freed(pieces, 0) < excess {
+        return 0;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if freed(pieces, mid) >= excess {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The JSON size of one `"key":"value",` entry.
@@ -138,25 +195,18 @@ fn entry_len(key: &str, value: &PropValue<'_>) -> usize {
     escaped_len(key) + value + 6
 }
 
-/// Cuts the largest text field by about `excess` bytes of JSON (to empty
-/// if it is smaller); returns its name, `None` when every field is empty.
-fn cut_largest_text(env: &mut Envelope<'_>, excess: usize) -> Option<&'static str> {
-    let mut fields = text_fields(env);
-    let (i, size) = (fields.iter().enumerate())
-        .map(|(i, f)| (i, escaped_len(f.slot.get())))
-        .max_by_key(|(_, size)| *size)?;
-    if size == 0 {
-        return None;
-    }
-    let field = &mut fields[i];
-    field.slot.cut(size.saturating_sub(excess));
-    Some(field.name)
+/// A text field or property value that can be cut in place.
+struct TextField<'r, 'a> {
+    name: Name<'a>,
+    slot: Slot<'r, 'a>,
 }
 
-/// A text field that can be cut in place.
-struct TextField<'r, 'a> {
-    name: &'static str,
-    slot: Slot<'r, 'a>,
+/// What a [`TextField`] is, for the [`TRUNCATED_KEY`] note.
+enum Name<'a> {
+    /// A member of the item, by its JSON name.
+    Field(&'static str),
+    /// A property value, by its key.
+    Property(&'a str),
 }
 
 /// Where a text field lives.
@@ -164,6 +214,7 @@ enum Slot<'r, 'a> {
     Cow(&'r mut Cow<'a, str>),
     OptCow(&'r mut Option<Cow<'a, str>>),
     Tag(&'r mut Option<&'a str>),
+    Str(&'r mut &'a str),
 }
 
 impl Slot<'_, '_> {
@@ -172,6 +223,7 @@ impl Slot<'_, '_> {
             Slot::Cow(c) => c,
             Slot::OptCow(c) => c.as_deref().unwrap_or_default(),
             Slot::Tag(t) => t.unwrap_or_default(),
+            Slot::Str(s) => s,
         }
     }
 
@@ -182,6 +234,7 @@ impl Slot<'_, '_> {
             Slot::OptCow(Some(c)) => cut_cow(c, budget),
             Slot::OptCow(None) => {}
             Slot::Tag(t) => **t = t.map(|s| prefix_within(s, budget)),
+            Slot::Str(s) => **s = prefix_within(s, budget),
         }
     }
 }
@@ -196,35 +249,56 @@ fn cut_cow(c: &mut Cow<'_, str>, budget: usize) {
     }
 }
 
-/// Every text field of an item that may be cut.
+/// Every text field and property value of an item that may be cut.
 fn text_fields<'r, 'a>(env: &'r mut Envelope<'a>) -> Vec<TextField<'r, 'a>> {
-    let field = |name, slot| TextField { name, slot };
-    let mut fields: Vec<TextField<'r, 'a>> = match &mut env.data {
-        Data::RequestData(d) => vec![
-            field("name", Slot::Cow(&mut d.name)),
-            field("responseCode", Slot::Cow(&mut d.response_code)),
-            field("source", Slot::OptCow(&mut d.source)),
-            field("url", Slot::OptCow(&mut d.url)),
-        ],
-        Data::RemoteDependencyData(d) => vec![
-            field("name", Slot::Cow(&mut d.name)),
-            field("resultCode", Slot::Cow(&mut d.result_code)),
-            field("data", Slot::OptCow(&mut d.data)),
-            field("type", Slot::Cow(&mut d.dependency_type)),
-            field("target", Slot::OptCow(&mut d.target)),
-        ],
-        Data::MessageData(d) => vec![field("message", Slot::Cow(&mut d.message))],
+    let field = |name, slot| TextField {
+        name: Name::Field(name),
+        slot,
+    };
+    let (mut fields, props): (Vec<TextField<'r, 'a>>, _) = match &mut env.data {
+        Data::RequestData(d) => (
+            vec![
+                field("name", Slot::Cow(&mut d.name)),
+                field("responseCode", Slot::Cow(&mut d.response_code)),
+                field("source", Slot::OptCow(&mut d.source)),
+                field("url", Slot::OptCow(&mut d.url)),
+            ],
+            &mut d.properties,
+        ),
+        Data::RemoteDependencyData(d) => (
+            vec![
+                field("name", Slot::Cow(&mut d.name)),
+                field("resultCode", Slot::Cow(&mut d.result_code)),
+                field("data", Slot::OptCow(&mut d.data)),
+                field("type", Slot::Cow(&mut d.dependency_type)),
+                field("target", Slot::OptCow(&mut d.target)),
+            ],
+            &mut d.properties,
+        ),
+        Data::MessageData(d) => (
+            vec![field("message", Slot::Cow(&mut d.message))],
+            &mut d.properties,
+        ),
         Data::ExceptionData(d) => {
             let [e] = &mut d.exceptions;
-            vec![
-                field("typeName", Slot::Cow(&mut e.type_name)),
-                field("message", Slot::Cow(&mut e.message)),
-                field("stack", Slot::OptCow(&mut e.stack)),
-            ]
+            (
+                vec![
+                    field("typeName", Slot::Cow(&mut e.type_name)),
+                    field("message", Slot::Cow(&mut e.message)),
+                    field("stack", Slot::OptCow(&mut e.stack)),
+                ],
+                &mut d.properties,
+            )
         }
     };
     for (name, tag) in env.tags.texts_mut() {
         fields.push(field(name, Slot::Tag(tag)));
+    }
+    for (key, value) in props.texts_mut() {
+        fields.push(TextField {
+            name: Name::Property(key),
+            slot: Slot::Str(value),
+        });
     }
     fields
 }
@@ -276,6 +350,7 @@ mod tests {
     use crate::appinsights::envelope::tests::{annotation, attrs, items, s, span};
     use crate::record::text::Text;
     use crate::record::{AttributeValue, EventData, Record, SpanKind};
+    use proptest::prelude::*;
     use serde_json::Value;
     use tracing_core::Level;
 
@@ -303,10 +378,11 @@ mod tests {
     }
 
     #[test]
-    fn largest_properties_are_dropped_to_fit() {
-        // 200 fields (32 kept) of 8192 four-byte characters: 1 MB of values,
-        // plus one small property that must survive.
-        let big = AttributeValue::Str(Text::from("😀".repeat(8192)));
+    fn the_largest_property_values_are_cut_to_one_size_to_fit() {
+        // 200 fields (32 kept) of 8192 three-byte characters: 768 KB of
+        // values, plus one small property that must survive whole.
+        let big_text = "€".repeat(8192);
+        let big = AttributeValue::Str(Text::from(big_text.as_str()));
         let mut fields: Vec<_> = keys().into_iter().map(|k| (k, big.clone())).collect();
         fields.push(("small", s("kept")));
         let item = &items(&Record::Span(Box::new(span(SpanKind::Internal, &fields))))[0];
@@ -314,12 +390,63 @@ mod tests {
         let props = item["data"]["baseData"]["properties"].as_object().unwrap();
         assert_eq!(props["small"], "kept");
         let note = props[TRUNCATED_KEY].as_str().unwrap();
-        assert!(note.starts_with("over 64 KB; dropped: key"), "{note}");
-        let kept_big = props.values().filter(|v| v.as_str().unwrap().len() > 1000);
-        for v in kept_big {
-            assert_eq!(v.as_str().unwrap().chars().count(), 8192, "kept whole");
+        assert!(
+            note.starts_with("over 64 KB; cut properties: key"),
+            "{note}"
+        );
+        assert!(!note.contains("dropped"), "{note}");
+        let cut: Vec<&str> = (props.iter())
+            .filter(|(k, _)| k.starts_with("key"))
+            .map(|(_, v)| v.as_str().unwrap())
+            .collect();
+        assert_eq!(cut.len(), 31, "every big property kept, cut");
+        for v in &cut {
+            assert!(big_text.starts_with(v) && v.len() > 1000, "{}", v.len());
+            assert_eq!(v.len(), cut[0].len(), "all cut to one size");
         }
-        assert!(props.len() > 2, "only as many as needed are dropped");
+    }
+
+    #[test]
+    fn what_cannot_be_cut_is_dropped() {
+        // 3,000 links (hand-built: the layer keeps 32) are 216 KB of JSON
+        // text that cutting would break: the property goes whole.
+        let mut many = span(SpanKind::Internal, &[("case", s("c-17"))]);
+        let link = crate::record::Link::new(
+            crate::record::ids::TraceId::from_int(1),
+            crate::record::ids::SpanId::from_int(2),
+            crate::record::LinkType::ParentLinkedSpan,
+        );
+        many.links = vec![link; 3000];
+        let item = &items(&Record::Span(Box::new(many)))[0];
+        assert!(size(item) <= MAX_ITEM_BYTES, "{}", size(item));
+        let props = item["data"]["baseData"]["properties"].as_object().unwrap();
+        assert_eq!(props["case"], "c-17");
+        assert_eq!(props[TRUNCATED_KEY], "over 64 KB; dropped: _MS.links");
+        assert!(!props.contains_key("_MS.links"));
+    }
+
+    #[test]
+    fn the_cut_level_frees_just_the_excess() {
+        let cuts = |sizes: &[usize]| -> Vec<Piece> {
+            (sizes.iter().map(|&size| Piece { size, cut: true })).collect()
+        };
+        let pieces = cuts(&[10, 100, 50]);
+        assert_eq!(level(&pieces, 0), 100, "nothing to cut");
+        assert_eq!(level(&pieces, 50), 50, "only the largest");
+        assert_eq!(level(&pieces, 60), 45, "the two largest");
+        assert_eq!(level(&pieces, 61), 44, "rounded down");
+        assert_eq!(level(&pieces, 160), 0);
+        assert_eq!(level(&pieces, 1000), 0, "not enough");
+        assert_eq!(level(&[], 5), 0);
+        // A piece that cannot be cut goes whole, once the cut reaches it.
+        let mut pieces = cuts(&[100, 10]);
+        pieces.push(Piece {
+            size: 30,
+            cut: false,
+        });
+        assert_eq!(level(&pieces, 50), 50, "kept");
+        assert_eq!(level(&pieces, 80), 29, "dropped, the largest cut less");
+        assert_eq!(freed(&pieces, 29), 101);
     }
 
     #[test]
@@ -342,7 +469,9 @@ mod tests {
     }
 
     #[test]
-    fn exception_message_and_stack_are_cut() {
+    fn exception_message_and_stack_share_the_cut() {
+        // Both cut to 32768 UTF-16 units (64 KB each) while mapping, then
+        // to one size to fit; the small property is kept.
         let huge = s(&"😀".repeat(40_000));
         let mut traced = span(SpanKind::Internal, &[]);
         traced.annotations.push(annotation(
@@ -351,15 +480,23 @@ mod tests {
             &[
                 ("exception.message", huge.clone()),
                 ("exception.stacktrace", huge),
+                ("case", s("c-17")),
             ],
         ));
         let item = &items(&Record::Span(Box::new(traced)))[1];
         assert!(size(item) <= MAX_ITEM_BYTES);
-        let detail = &item["data"]["baseData"]["exceptions"][0];
+        let data = &item["data"]["baseData"];
+        let detail = &data["exceptions"][0];
         assert_eq!(detail["hasFullStack"], false);
-        let total =
-            detail["message"].as_str().unwrap().len() + detail["stack"].as_str().unwrap().len();
-        assert!(total > 50_000, "{total}");
+        let message = detail["message"].as_str().unwrap();
+        let stack = detail["stack"].as_str().unwrap();
+        assert_eq!(message.len(), stack.len());
+        assert!(message.len() > 30_000, "{}", message.len());
+        assert_eq!(data["properties"]["case"], "c-17");
+        assert_eq!(
+            data["properties"][TRUNCATED_KEY],
+            "over 64 KB; cut: message, stack"
+        );
     }
 
     #[test]
@@ -385,6 +522,46 @@ mod tests {
             crate::appinsights::envelope::tests::TRACE
         );
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the sizes and characters: the item fits, the small
+        /// property stays whole, what is cut is a prefix.
+        #[test]
+        fn any_oversize_item_fits_and_keeps_small_properties(
+            message in (0..UNITS.len(), 1..40_000_usize),
+            props in prop::collection::vec((0..UNITS.len(), 0..9000_usize), 0..31),
+        ) {
+            let text = |(unit, n): (usize, usize)| UNITS[unit].repeat(n);
+            let values: Vec<String> = props.into_iter().map(text).collect();
+            let mut fields: Vec<_> = (keys().into_iter().zip(&values))
+                .map(|(k, v)| (k, s(v)))
+                .collect();
+            fields.push(("case", s("c-17")));
+            let message = text(message);
+            let event = EventData {
+                timestamp: crate::appinsights::envelope::tests::start(),
+                level: Level::INFO,
+                target: "t",
+                message: Text::from(message.as_str()),
+                attributes: attrs(&fields),
+                span: None,
+            };
+            let item = &items(&Record::Event(Box::new(event)))[0];
+            prop_assert!(size(item) <= MAX_ITEM_BYTES, "{}", size(item));
+            let data = &item["data"]["baseData"];
+            prop_assert_eq!(&data["properties"]["case"], "c-17");
+            prop_assert!(message.starts_with(data["message"].as_str().unwrap()));
+            for (key, value) in keys().into_iter().zip(&values) {
+                let sent = data["properties"][key].as_str().unwrap();
+                prop_assert!(value.starts_with(sent), "{key}");
+            }
+        }
+    }
+
+    /// Characters of every width, in UTF-8, UTF-16 and escaped JSON.
+    const UNITS: [&str; 6] = ["a", "é", "€", "😀", "\u{1}", "\""];
 
     #[test]
     fn escaped_lengths_match_serde_json() {

@@ -81,12 +81,15 @@ fn classification_table() {
         (response(307, None, None, ""), Outcome::Drop(DropReason::BadRedirect("no Location header".into()))),
         (response(307, None, Some("/relative/path"), ""), Outcome::Drop(DropReason::BadRedirect("/relative/path".into()))),
         (response(308, None, Some("ftp://host/"), ""), Outcome::Drop(DropReason::BadRedirect("ftp://host/".into()))),
+        (response(307, None, Some("https://user:secret@evil.example.com/v2.1/track"), ""),
+         Outcome::RetryAll { after: None, reason: RetryReason::RefusedRedirect("a Location with user information (host evil.example.com)".into()) }),
+        // Daily quota and long-term throttling: retried, the endpoint paused.
+        (response(402, None, None, "quota"), Outcome::RetryAll { after: None, reason: RetryReason::Quota(402, "quota".into()) }),
+        (response(439, Some("60"), None, ""), Outcome::RetryAll { after: Some(Duration::from_secs(60)), reason: RetryReason::Quota(439, String::new()) }),
         // Dropped.
         (response(400, None, None, error_message), dropped(400, "Invalid instrumentation key")),
-        (response(402, None, None, "quota"), dropped(402, "quota")),
         (response(404, None, None, ""), dropped(404, "")),
         (response(413, None, None, ""), dropped(413, "")),
-        (response(439, Some("60"), None, ""), dropped(439, "")),
         (response(418, None, None, ""), dropped(418, "")),
         (response(204, None, None, ""), dropped(204, "")),
         (response(301, None, Some("https://x/"), ""), dropped(301, "")),

@@ -8,7 +8,8 @@
 //! - [`delivery`]: storage directories, endpoints that refuse connections, a
 //!   forwarder that brings one up, and spans with checkable names;
 //! - [`child`]: a test of this binary run in a child process of its own;
-//! - [`diagnostics`]: the crate's own diagnostics, captured;
+//! - [`diagnostics`]: the crate's own log events, as a global subscriber
+//!   in such a process sees them;
 //! - [`tower`] (feature `tower`): tower services served over loopback.
 //!
 //! This module adds the test connection strings, the envelope helpers of

@@ -1,6 +1,6 @@
 //! A checker of envelopes against the ingestion schema (reference §f, the
 //! service's swagger v2.1): field types, required fields, maximum lengths
-//! (in characters, as the service counts), tag keys and the 64 KB item
+//! (in UTF-16 code units, as the service counts), tag keys and the 64 KB item
 //! limit. It returns every violation found, so a failing test says all
 //! that is wrong at once.
 
@@ -39,7 +39,7 @@ const TAGS: &[(&str, usize)] = &[
 /// How a field is checked.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// A string of at most this many characters.
+    /// A string of at most this many UTF-16 code units.
     Str(usize),
     /// A duration `D.HH:MM:SS.ffffff`, less than 1000 days.
     Duration,
@@ -296,12 +296,17 @@ fn check_kind(path: &str, value: &Value, kind: Kind, errors: &mut Vec<String>) {
     }
 }
 
+/// The length the service counts: UTF-16 code units (.NET strings).
+pub fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
 fn check_str(path: &str, value: &Value, max: usize, errors: &mut Vec<String>) {
     match value.as_str() {
-        Some(s) if s.chars().count() <= max => {}
+        Some(s) if utf16_len(s) <= max => {}
         Some(s) => errors.push(format!(
-            "{path} is {} characters, the limit is {max}",
-            s.chars().count()
+            "{path} is {} UTF-16 units, the limit is {max}",
+            utf16_len(s)
         )),
         None => errors.push(format!("{path} must be a string, got {value}")),
     }
@@ -313,10 +318,10 @@ fn check_properties(path: &str, value: &Value, errors: &mut Vec<String>) {
         return;
     };
     for (key, value) in props {
-        if key.chars().count() > 150 {
+        if utf16_len(key) > 150 {
             errors.push(format!(
-                "{path}: a key of {} characters (limit 150)",
-                key.chars().count()
+                "{path}: a key of {} UTF-16 units (limit 150)",
+                utf16_len(key)
             ));
         }
         check_str(&format!("{path}[{key:.40}]"), value, 8192, errors);
