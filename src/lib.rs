@@ -132,8 +132,8 @@
 //!   item, and so is every event), and each is in exactly one place: in the
 //!   queue, in memory, accepted, in storage, or dropped (queue full, after
 //!   shutdown, rejected by the service, too old, no room in storage, no
-//!   usable storage, corrupt, past a span's annotation bound in the stdout and in-memory
-//!   sinks); [`ExporterStats::balances`] checks it. Parts of items cut at a
+//!   usable storage, corrupt, past a span's annotation bound in the stdout
+//!   and in-memory sinks); [`ExporterStats::balances`] checks it. Parts of items cut at a
 //!   bound are counted too (see the limits below).
 //! * **What can still be lost or duplicated:** a process killed (SIGKILL)
 //!   loses what was in its queue and memory, not what was stored; a request
