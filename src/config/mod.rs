@@ -238,11 +238,11 @@ impl Builder {
     /// creates one directory in it, `tracing-appinsights-<16 hex digits>`
     /// (a hash of the instrumentation key and the ingestion endpoint, so
     /// the key appears in no path), and never creates, reads, changes or
-    /// deletes anything else there, nor changes `dir`'s mode. `dir` is
-    /// created (mode 0700) if missing. Its own directory is created mode
-    /// 0700; one that exists already must be a real directory (not a
-    /// symbolic link) belonging to the user the application runs as, and
-    /// not writable by other users, or storage is unavailable (reported as
+    /// deletes anything else there, nor changes `dir`'s mode. Both are
+    /// created (mode 0700) if missing. Its own directory, when it exists
+    /// already, must be a real directory (not a symbolic link) belonging to
+    /// the user the application runs as, and not writable by other users,
+    /// or storage is unavailable (reported as
     /// `Storage.Unavailable`, counted in
     /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)):
     /// it is refused, never repaired. Inside it, only files named by the

@@ -377,8 +377,8 @@ pub struct ExporterStats {
     /// space, not ours, a symbolic link, writable by other users; reported
     /// as `Storage.Unavailable`).
     pub dropped_storage_unavailable: u64,
-    /// Lines of stored blobs that were not telemetry items (a damaged or
-    /// foreign file), deleted.
+    /// Lines of stored blobs that were not telemetry items (a damaged
+    /// blob), deleted.
     pub dropped_corrupt: u64,
     /// Events not shown by the stdout or in-memory sink because their span
     /// already held [`MAX_ANNOTATIONS`](crate::record::MAX_ANNOTATIONS)
