@@ -11,6 +11,7 @@ use crate::appinsights::envelope::EnvelopeContext;
 use crate::appinsights::storage::{self, Storage, StorageConfig};
 use crate::appinsights::transport::TransportConfig;
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
+use crate::diag::Note;
 use crate::error::BuildError;
 use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
@@ -35,7 +36,7 @@ impl Builder {
     /// the checked sampler and the ledger the sink counts in).
     pub(crate) fn build_with_sink<S>(
         self,
-        make: impl FnOnce(&Builder, Sampler, Ledger) -> Result<Box<dyn Sink>, BuildError>,
+        make: impl FnOnce(&Builder, Sampler, Ledger) -> Result<Made, BuildError>,
     ) -> Result<(AppInsightsLayer<S>, ExporterGuard), BuildError>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -43,11 +44,12 @@ impl Builder {
         let sampler = self.validate()?;
         let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
-        let sink = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
+        let (sink, note) = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
         let config = WorkerConfig {
             max_batch_size: self.max_batch_size,
             export_interval: self.export_interval,
             clock: self.clock.clone(),
+            startup: note.and_then(Note::emit_if_heard),
         };
         let (control, thread) =
             spawn_worker(Arc::clone(&queue), sink, config).map_err(BuildError::Spawn)?;
@@ -61,13 +63,23 @@ impl Builder {
         Ok((AppInsightsLayer::new(queue, sampler), guard))
     }
 
-    /// The sink the settings ask for.
-    fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Box<dyn Sink>, BuildError> {
+    /// The sink the settings ask for, and what to say about it.
+    fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Made, BuildError> {
         if let Some(exporter) = &self.in_memory {
-            return Ok(Box::new(Immediate::new(exporter.clone(), ledger)));
+            return Ok((Box::new(Immediate::new(exporter.clone(), ledger)), None));
         }
         let Some(connection) = self.resolve_connection_string()? else {
-            return Ok(Box::new(Immediate::new(StdoutSink::default(), ledger)));
+            let note = Note {
+                warn: true,
+                text: "Exporter.StdoutSink: no connection string was given \
+                       (Builder::with_connection_string or APPLICATIONINSIGHTS_CONNECTION_STRING); \
+                       span records are printed to stdout"
+                    .into(),
+            };
+            return Ok((
+                Box::new(Immediate::new(StdoutSink::default(), ledger)),
+                Some(note),
+            ));
         };
         let policy = Policy::new(self.request_timeout, self.max_retry_memory);
         // Nothing is touched on disk here (an application thread): the
@@ -107,12 +119,40 @@ impl Builder {
             ),
             policy,
         };
+        let note = Note {
+            warn: false,
+            text: format!(
+                "Exporter.Configured: telemetry goes to {} (instrumentation key {}), sampler \
+                 {sampler}, offline storage {}",
+                endpoint_host(connection.ingestion_endpoint()),
+                connection.shortened_key(),
+                if self.offline_storage { "on" } else { "off" },
+            ),
+        };
         let sink =
             AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {
                 BuildError::Transport {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Box::new(sink))
+        Ok((Box::new(sink), Some(note)))
+    }
+}
+
+/// A sink, and the line to say about where its data goes.
+pub(crate) type Made = (Box<dyn Sink>, Option<Note>);
+
+/// `scheme://host[:port]` of an endpoint, without any path or user
+/// information, for a log line.
+fn endpoint_host(endpoint: &str) -> String {
+    match endpoint.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}")
+            }
+            _ => "an unparsable endpoint".into(),
+        },
+        Err(_) => "an unparsable endpoint".into(),
     }
 }

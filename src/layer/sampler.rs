@@ -90,6 +90,18 @@ impl Sampler {
     }
 }
 
+/// `always_on`, `always_off`, `probability(0.25)`: the sampler as a log
+/// line names it.
+impl std::fmt::Display for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Kind::AlwaysOn => f.write_str("always_on"),
+            Kind::AlwaysOff => f.write_str("always_off"),
+            Kind::Probability(p) => write!(f, "probability({p})"),
+        }
+    }
+}
+
 impl Default for Sampler {
     fn default() -> Self {
         Sampler::always_on()

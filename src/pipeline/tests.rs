@@ -128,6 +128,7 @@ impl<F: FnMut(&[Record]) + Send + 'static> Sink for Callback<F> {
 /// The sink maker for [`Builder::build_with_sink`] of a [`Callback`] of `f`.
 fn callback(
     f: impl FnMut(&[Record]) + Send + 'static,
-) -> impl FnOnce(&Builder, crate::Sampler, Ledger) -> Result<Box<dyn Sink>, crate::BuildError> {
-    move |_, _, ledger| Ok(Box::new(Callback { f, ledger }))
+) -> impl FnOnce(&Builder, crate::Sampler, Ledger) -> Result<crate::config::Made, crate::BuildError>
+{
+    move |_, _, ledger| Ok((Box::new(Callback { f, ledger }), None))
 }

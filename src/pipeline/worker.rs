@@ -43,6 +43,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_batch_size: usize,
     pub(crate) export_interval: Duration,
     pub(crate) clock: Clock,
+    /// Where the data goes, to say with the first batch when `build()`
+    /// had no subscriber to say it to.
+    pub(crate) startup: Option<crate::diag::Note>,
 }
 
 /// The worker thread, as the guard holds it.
@@ -251,6 +254,9 @@ impl Worker {
     fn hand_over(&mut self) {
         if self.batch.is_empty() {
             return;
+        }
+        if let Some(note) = self.config.startup.take() {
+            note.emit();
         }
         let counters: &Counters = &self.queue.counters;
         add(&counters.taken, self.batch.iter().map(items_of).sum());

@@ -14,7 +14,7 @@
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
-//! - configuration: [`connection_env`];
+//! - configuration: [`connection_env`], [`startup`] (what `build` says);
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -51,6 +51,7 @@ mod remote_parent;
 mod sampling;
 mod schema;
 mod shutdown_bounds;
+mod startup;
 #[cfg(feature = "tower")]
 mod tower_layers;
 mod worker;
