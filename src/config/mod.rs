@@ -16,8 +16,6 @@ use connection_string::{Authorization, ConnectionString};
 
 pub(crate) mod connection_string;
 mod wiring;
-#[cfg(test)]
-pub(crate) use wiring::Made;
 
 /// How long an idle connection to the endpoint is kept for reuse.
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
