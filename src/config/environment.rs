@@ -13,6 +13,7 @@
 //! the tests feed it a table. A malformed value is a [`Note`] (a warning
 //! naming the variable), never a panic.
 
+use crate::appinsights::envelope::TelemetrySettings;
 use crate::diag::Note;
 
 /// `OTEL_SERVICE_NAME`.
@@ -140,6 +141,25 @@ impl Defaults {
             role: resource.role().or(platform.role),
             instance: resource.service_instance_id.clone().or(platform.instance),
             version: resource.service_version,
+        }
+    }
+}
+
+impl Defaults {
+    /// `settings` (the builder's), with what they leave unset taken from
+    /// these defaults.
+    pub(crate) fn complete(self, settings: &TelemetrySettings) -> TelemetrySettings {
+        let pick = |set: &Option<String>, default: Option<String>| {
+            set.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .or(default)
+        };
+        TelemetrySettings {
+            cloud_role: pick(&settings.cloud_role, self.role),
+            cloud_role_instance: pick(&settings.cloud_role_instance, self.instance),
+            application_version: pick(&settings.application_version, self.version),
         }
     }
 }

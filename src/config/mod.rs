@@ -16,10 +16,7 @@ use connection_string::{Authorization, ConnectionString};
 
 pub(crate) mod connection_string;
 mod environment;
-pub(crate) use environment::Defaults as EnvironmentDefaults;
 mod wiring;
-#[cfg(test)]
-pub(crate) use wiring::Made;
 
 /// How long an idle connection to the endpoint is kept for reuse.
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,7 +44,7 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`Self::DEFAULT_CONNECT_TIMEOUT`]) |
 /// | [`with_max_retry_memory`](Self::with_max_retry_memory) | 32 MiB ([`Self::DEFAULT_MAX_RETRY_MEMORY`]) |
 /// | [`with_offline_storage`](Self::with_offline_storage) | `true` |
-/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-<instrumentation key>` in [`std::env::temp_dir`] |
+/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-uid-<user id>` in [`std::env::temp_dir`] (one per user) |
 /// | [`with_storage_max_size`](Self::with_storage_max_size) | 50 MiB ([`Self::DEFAULT_STORAGE_MAX_SIZE`]) |
 /// | [`with_storage_retention`](Self::with_storage_retention) | 48 h ([`Self::DEFAULT_STORAGE_RETENTION`]) |
 /// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
@@ -80,8 +77,8 @@ pub struct Builder {
     export_interval: Duration,
     shutdown_timeout: Duration,
     in_memory: Option<InMemoryExporter>,
-    connection_string: Option<String>,
-    instrumentation_key: Option<String>,
+    connection_string: Option<Secret>,
+    instrumentation_key: Option<Secret>,
     telemetry: TelemetrySettings,
     gzip: bool,
     request_timeout: Duration,
@@ -159,7 +156,7 @@ impl Builder {
     /// It is checked by [`build`](Self::build), whose error names the
     /// segment at fault (never the key itself).
     pub fn with_connection_string(mut self, connection_string: impl Into<String>) -> Self {
-        self.connection_string = Some(connection_string.into());
+        self.connection_string = Some(Secret(connection_string.into()));
         self
     }
 
@@ -167,7 +164,7 @@ impl Builder {
     /// endpoint. Beats both environment variables, but not
     /// [`with_connection_string`](Self::with_connection_string).
     pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
-        self.instrumentation_key = Some(key.into());
+        self.instrumentation_key = Some(Secret(key.into()));
         self
     }
 
@@ -221,7 +218,7 @@ impl Builder {
     /// gzipped in memory, and if that is not enough, the batch whose retry
     /// is furthest away goes to offline storage (or, without storage, is
     /// dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)).
     /// With the queue bound, this bounds the exporter's memory during an
     /// outage.
     pub fn with_max_retry_memory(mut self, bytes: usize) -> Self {
@@ -232,17 +229,33 @@ impl Builder {
     /// Whether telemetry that cannot be delivered now is kept on disk and
     /// sent later, by this process or the next one (default `true`, as in
     /// the Python exporters). Without it, telemetry whose retries run out,
-    /// or that is unsent at shutdown, is dropped and counted.
+    /// or that is unsent at shutdown, is dropped and counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable).
     pub fn with_offline_storage(mut self, enabled: bool) -> Self {
         self.offline_storage = enabled;
         self
     }
 
-    /// The offline storage directory (default `tracing-appinsights-<ikey>`
-    /// in the system's temporary directory). It is created with mode 0700
-    /// and must belong to the user the application runs as. Processes
-    /// sharing it never send the same data twice; give each application
-    /// (each instrumentation key) its own.
+    /// The directory offline storage keeps its own directory in (default
+    /// `tracing-appinsights-uid-<user id>` in the system's temporary
+    /// directory, created mode 0700; on Windows `tracing-appinsights`).
+    ///
+    /// `dir` may be shared with anything else, even be `/tmp`: the exporter
+    /// creates one directory in it, `tracing-appinsights-<16 hex digits>`
+    /// (a hash of the instrumentation key and the ingestion endpoint, so
+    /// the key appears in no path), and never creates, reads, changes or
+    /// deletes anything else there, nor changes `dir`'s mode. Both are
+    /// created (mode 0700) if missing. Its own directory, when it exists
+    /// already, must be a real directory (not a symbolic link) belonging to
+    /// the user the application runs as, and not writable by other users,
+    /// or storage is unavailable (reported as
+    /// `Storage.Unavailable`, counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)):
+    /// it is refused, never repaired. Inside it, only files named by the
+    /// exporter's own scheme (see `docs/delivery.md`) are touched.
+    ///
+    /// Processes with the same key and endpoint and the same `dir` share
+    /// that directory and never send the same data twice.
     pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage_dir = Some(dir.into());
         self
@@ -383,9 +396,9 @@ impl Builder {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
-        let (text, origin) = if let Some(cs) = &self.connection_string {
+        let (text, origin) = if let Some(Secret(cs)) = &self.connection_string {
             (cs.clone(), "with_connection_string")
-        } else if let Some(key) = &self.instrumentation_key {
+        } else if let Some(Secret(key)) = &self.instrumentation_key {
             (
                 key_only(key, "with_instrumentation_key")?,
                 "with_instrumentation_key",
@@ -407,6 +420,17 @@ impl Builder {
             return Err(BuildError::AadNeedsTokenProvider { origin });
         }
         Ok(Some(parsed))
+    }
+}
+
+/// A connection string or key as given: kept whole, shown shortened, so
+/// that a `Builder` printed with `{:?}` does not show the key.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", connection_string::shorten(&self.0))
     }
 }
 

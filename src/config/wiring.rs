@@ -1,7 +1,6 @@
 //! Assembling the pipeline from the settings: the queue, the sink the
 //! settings ask for, the worker thread, the guard and the layer.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracing_core::Subscriber;
@@ -10,7 +9,7 @@ use tracing_subscriber::registry::LookupSpan;
 use super::environment::{process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
-use crate::appinsights::storage::{Storage, StorageConfig};
+use crate::appinsights::storage::{self, Storage, StorageConfig};
 use crate::appinsights::transport::TransportConfig;
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
 use crate::diag::Note;
@@ -87,9 +86,30 @@ impl Builder {
             ));
         };
         let mut notes = Vec::new();
-        let telemetry = self
-            .telemetry
-            .or_defaults(Defaults::from_env(&process_env, &mut notes));
+        let telemetry = Defaults::from_env(&process_env, &mut notes).complete(&self.telemetry);
+        let policy = Policy::new(self.request_timeout, self.max_retry_memory);
+        // Nothing is touched on disk here (an application thread): the
+        // worker opens the directory.
+        let storage = self.offline_storage.then(|| {
+            let name = storage::dir_name(
+                connection.instrumentation_key(),
+                connection.ingestion_endpoint(),
+            );
+            let (base, parent_is_ours) = match &self.storage_dir {
+                Some(dir) => (dir.clone(), false),
+                None => (storage::default_base(), true),
+            };
+            Storage::new(
+                StorageConfig {
+                    dir: base.join(name),
+                    parent_is_ours,
+                    max_bytes: self.storage_max_size,
+                    retention: self.storage_retention,
+                    max_lease: policy.max_lease(),
+                },
+                self.clock.clone(),
+            )
+        });
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -103,23 +123,8 @@ impl Builder {
                 &telemetry,
                 sampler.ratio(),
             ),
-            policy: Policy::new(self.request_timeout, self.max_retry_memory),
+            policy,
         };
-        // Nothing is touched on disk here (an application thread): the
-        // worker opens the directory.
-        let storage = self.offline_storage.then(|| {
-            Storage::new(
-                StorageConfig {
-                    dir: self
-                        .storage_dir
-                        .clone()
-                        .unwrap_or_else(|| default_storage_dir(connection.instrumentation_key())),
-                    max_bytes: self.storage_max_size,
-                    retention: self.storage_retention,
-                },
-                self.clock.clone(),
-            )
-        });
         let note = Note {
             warn: false,
             text: format!(
@@ -158,15 +163,4 @@ fn endpoint_host(endpoint: &str) -> String {
         },
         Err(_) => "an unparsable endpoint".into(),
     }
-}
-
-/// `tracing-appinsights-<ikey>` in the system's temporary directory; the
-/// key keeps only the characters of a GUID, so it cannot name another path.
-fn default_storage_dir(ikey: &str) -> PathBuf {
-    let key: String = ikey
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(64)
-        .collect();
-    std::env::temp_dir().join(format!("tracing-appinsights-{key}"))
 }

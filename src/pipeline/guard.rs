@@ -177,7 +177,8 @@ impl ExporterGuard {
     /// as lost in [`ExporterStats::dropped_at_shutdown`], and the thread is
     /// left to end in the background. Without storage (turned off or
     /// unwritable), what could not be sent in time is dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`]: check [`stats`](Self::stats).
+    /// [`ExporterStats::dropped_storage_unavailable`] (with storage full, in
+    /// [`ExporterStats::dropped_storage_full`]): check [`stats`](Self::stats).
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         self.0.shutdown(timeout)
     }

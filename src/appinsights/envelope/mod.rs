@@ -313,21 +313,6 @@ pub(crate) struct TelemetrySettings {
     pub(crate) application_version: Option<String>,
 }
 
-impl TelemetrySettings {
-    /// These settings, with what they leave unset taken from `defaults`
-    /// (the environment's).
-    pub(crate) fn or_defaults(&self, defaults: crate::config::EnvironmentDefaults) -> Self {
-        let pick = |set: &Option<String>, default: Option<String>| {
-            non_empty(set.as_deref()).map(str::to_owned).or(default)
-        };
-        TelemetrySettings {
-            cloud_role: pick(&self.cloud_role, defaults.role),
-            cloud_role_instance: pick(&self.cloud_role_instance, defaults.instance),
-            application_version: pick(&self.application_version, defaults.version),
-        }
-    }
-}
-
 /// What every envelope of one exporter shares, resolved once: the iKey,
 /// the process-wide tags (already cut to their limits) and the sample rate.
 #[derive(Debug, Clone)]
