@@ -370,7 +370,7 @@ fn describe(err: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-#[allow(unreachable_pub)] // the support file is written for integration tests
+#[allow(unreachable_pub, dead_code)] // the support file is written for integration tests
 #[path = "../../tests/it/support/ingestion.rs"]
 mod support;
 
