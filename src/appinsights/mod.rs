@@ -197,6 +197,12 @@ impl AppInsightsSink {
         })
     }
 
+    /// The proxy the configured endpoint is reached through, as it may be
+    /// logged; `None` when direct.
+    pub(crate) fn proxy(&self) -> Option<&str> {
+        self.configured.proxy()
+    }
+
     // === taking batches ===
 
     /// Serialises a batch into payloads of at most about [`MAX_BODY_BYTES`]

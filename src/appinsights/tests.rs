@@ -61,6 +61,7 @@ fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink,
             connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_millis(500),
             pool_idle_timeout: Duration::from_secs(1),
+            proxy: crate::appinsights::transport::ProxySetting::Direct,
         },
         context: EnvelopeContext::new(
             "00000000-0000-0000-0000-000000000000",

@@ -117,6 +117,7 @@ impl Builder {
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
                 pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+                proxy: self.proxy.clone(),
             },
             context: EnvelopeContext::new(
                 connection.instrumentation_key(),
@@ -125,22 +126,26 @@ impl Builder {
             ),
             policy,
         };
-        let note = Note {
-            warn: false,
-            text: format!(
-                "Exporter.Configured: telemetry goes to {} (instrumentation key {}), sampler \
-                 {sampler}, offline storage {}",
-                endpoint_host(connection.ingestion_endpoint()),
-                connection.shortened_key(),
-                if self.offline_storage { "on" } else { "off" },
-            ),
-        };
         let sink =
             AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {
                 BuildError::Transport {
                     reason: e.to_string(),
                 }
             })?;
+        let note = Note {
+            warn: false,
+            text: format!(
+                "Exporter.Configured: telemetry goes to {} (instrumentation key {}) {}, sampler \
+                 {sampler}, offline storage {}",
+                endpoint_host(connection.ingestion_endpoint()),
+                connection.shortened_key(),
+                match sink.proxy() {
+                    Some(proxy) => format!("through the proxy {proxy}"),
+                    None => "directly (no proxy)".to_owned(),
+                },
+                if self.offline_storage { "on" } else { "off" },
+            ),
+        };
         notes.insert(0, note);
         Ok((Box::new(sink), notes))
     }

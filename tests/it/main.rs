@@ -14,7 +14,8 @@
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
-//! - configuration: [`connection_env`], [`startup`] (what `build` says);
+//! - configuration: [`connection_env`], [`startup`] (what `build` says),
+//!   [`proxies`];
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -45,6 +46,7 @@ mod http_requests;
 mod layer_records;
 mod offline_storage;
 mod propagation_props;
+mod proxies;
 mod quickstart;
 mod readme;
 mod remote_parent;

@@ -10,6 +10,7 @@
 //! - [`child`]: a test of this binary run in a child process of its own;
 //! - [`diagnostics`]: the crate's own log events, as a global subscriber
 //!   in such a process sees them;
+//! - [`proxy`]: a recording HTTP proxy on loopback;
 //! - [`tower`] (feature `tower`): tower services served over loopback.
 //!
 //! This module adds the test connection strings, the envelope helpers of
@@ -20,6 +21,7 @@ pub mod child;
 pub mod delivery;
 pub mod diagnostics;
 pub mod ingestion;
+pub mod proxy;
 pub mod schema;
 #[cfg(feature = "tower")]
 pub mod tower;
