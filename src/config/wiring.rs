@@ -61,7 +61,7 @@ impl Builder {
             self.shutdown_timeout,
             self.clock.clone(),
         );
-        Ok((AppInsightsLayer::new(queue, sampler), guard))
+        Ok((AppInsightsLayer::new(queue, sampler, &self.clock), guard))
     }
 
     /// The sink the settings ask for, and what to say about it.
