@@ -15,6 +15,7 @@
 
 use crate::appinsights::envelope::TelemetrySettings;
 use crate::diag::Note;
+use crate::layer::sampler::Sampler;
 
 /// `OTEL_SERVICE_NAME`.
 pub(crate) const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -164,6 +165,94 @@ impl Defaults {
     }
 }
 
+/// `OTEL_TRACES_SAMPLER`.
+pub(crate) const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// `OTEL_TRACES_SAMPLER_ARG`.
+pub(crate) const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// `OTEL_SDK_DISABLED`.
+pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+
+/// The traces a `microsoft.rate_limited` sampler keeps per second when
+/// `OTEL_TRACES_SAMPLER_ARG` names none (as the Azure Monitor
+/// distributions).
+const DEFAULT_RATE_LIMIT: f64 = 5.0;
+
+/// The sampler `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`) name,
+/// if any:
+///
+/// | `OTEL_TRACES_SAMPLER` | `OTEL_TRACES_SAMPLER_ARG` | sampler |
+/// |---|---|---|
+/// | `always_on`, `parentbased_always_on` | | [`Sampler::always_on`] |
+/// | `always_off`, `parentbased_always_off` | | [`Sampler::always_off`] |
+/// | `traceidratio`, `parentbased_traceidratio` | ratio, 0 to 1 (default 1) | [`Sampler::probability`] |
+/// | `microsoft.fixed_percentage` | ratio, 0 to 1 (default 1) | [`Sampler::fixed_percentage`] (× 100) |
+/// | `microsoft.rate_limited` | traces per second (default 5) | [`Sampler::rate_limited`] |
+///
+/// Every sampler of this crate is parent-based (children follow their
+/// parent, a remote caller's flag is honoured). An unknown name or a bad
+/// argument is a warning naming the variable, and the default applies.
+pub(crate) fn sampler_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    notes: &mut Vec<Note>,
+) -> Option<Sampler> {
+    let name = env(OTEL_TRACES_SAMPLER).and_then(non_empty)?;
+    let arg = env(OTEL_TRACES_SAMPLER_ARG).and_then(non_empty);
+    let number = |default: f64, notes: &mut Vec<Note>| -> Option<f64> {
+        let Some(arg) = &arg else {
+            return Some(default);
+        };
+        match arg.parse::<f64>() {
+            Ok(value) if value.is_finite() => Some(value),
+            _ => {
+                notes.push(malformed(
+                    OTEL_TRACES_SAMPLER_ARG,
+                    &format!("`{}` is not a number", shown(arg)),
+                ));
+                None
+            }
+        }
+    };
+    let sampler = match name.to_ascii_lowercase().as_str() {
+        "always_on" | "parentbased_always_on" => Sampler::always_on(),
+        "always_off" | "parentbased_always_off" => Sampler::always_off(),
+        "traceidratio" | "parentbased_traceidratio" => Sampler::probability(number(1.0, notes)?),
+        "microsoft.fixed_percentage" => Sampler::fixed_percentage(number(1.0, notes)? * 100.0),
+        "microsoft.rate_limited" => Sampler::rate_limited(number(DEFAULT_RATE_LIMIT, notes)?),
+        _ => {
+            notes.push(malformed(
+                OTEL_TRACES_SAMPLER,
+                &format!("`{}` is not a sampler this crate knows", shown(&name)),
+            ));
+            return None;
+        }
+    };
+    match sampler.validate() {
+        Ok(sampler) => Some(sampler),
+        Err(err) => {
+            notes.push(malformed(OTEL_TRACES_SAMPLER_ARG, &err.to_string()));
+            None
+        }
+    }
+}
+
+/// Whether `OTEL_SDK_DISABLED` is `true` (any case); a value that is
+/// neither `true` nor `false` is a warning, and counts as `false`.
+pub(crate) fn sdk_disabled(env: &dyn Fn(&str) -> Option<String>, notes: &mut Vec<Note>) -> bool {
+    let Some(value) = env(OTEL_SDK_DISABLED).and_then(non_empty) else {
+        return false;
+    };
+    if value.eq_ignore_ascii_case("true") {
+        return true;
+    }
+    if !value.eq_ignore_ascii_case("false") {
+        notes.push(malformed(
+            OTEL_SDK_DISABLED,
+            &format!("`{}` is neither true nor false", shown(&value)),
+        ));
+    }
+    false
+}
+
 /// The process's environment as a lookup (unset and non-UTF-8 values are
 /// `None`).
 pub(crate) fn process_env(name: &str) -> Option<String> {
@@ -303,6 +392,69 @@ mod tests {
             assert_eq!(got, expected, "{env:?}");
             assert!(notes.is_empty(), "{notes:?}");
         }
+    }
+
+    #[test]
+    fn the_sampler_from_the_environment() {
+        let from = |name: &str, arg: Option<&str>| {
+            let mut table = vec![("OTEL_TRACES_SAMPLER", name)];
+            if let Some(arg) = arg {
+                table.push(("OTEL_TRACES_SAMPLER_ARG", arg));
+            }
+            let mut notes = Vec::new();
+            let sampler = sampler_from_env(&lookup(&table), &mut notes);
+            (sampler, notes.len())
+        };
+        assert_eq!(from("always_on", None), (Some(Sampler::always_on()), 0));
+        assert_eq!(
+            from("parentbased_always_off", None),
+            (Some(Sampler::always_off()), 0)
+        );
+        assert_eq!(
+            from("TraceIdRatio", Some("0.25")),
+            (Some(Sampler::probability(0.25)), 0)
+        );
+        assert_eq!(
+            from("parentbased_traceidratio", None),
+            (Some(Sampler::probability(1.0)), 0)
+        );
+        assert_eq!(
+            from("microsoft.fixed_percentage", Some("0.1")),
+            (Some(Sampler::fixed_percentage(10.0)), 0)
+        );
+        assert_eq!(
+            from("microsoft.rate_limited", None),
+            (Some(Sampler::rate_limited(5.0)), 0)
+        );
+        assert_eq!(
+            from("microsoft.rate_limited", Some("1.5")),
+            (Some(Sampler::rate_limited(1.5)), 0)
+        );
+        // Each malformed value: a warning, and no sampler from here.
+        assert_eq!(from("jaeger_remote", None), (None, 1));
+        assert_eq!(from("traceidratio", Some("half")), (None, 1));
+        assert_eq!(from("traceidratio", Some("1.5")), (None, 1));
+        assert_eq!(from("microsoft.rate_limited", Some("-3")), (None, 1));
+        assert_eq!(from("traceidratio", Some("NaN")), (None, 1));
+        let mut notes = Vec::new();
+        assert_eq!(sampler_from_env(&lookup(&[]), &mut notes), None);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn otel_sdk_disabled() {
+        let disabled = |v: &str| {
+            let mut notes = Vec::new();
+            (
+                sdk_disabled(&lookup(&[("OTEL_SDK_DISABLED", v)]), &mut notes),
+                notes.len(),
+            )
+        };
+        assert_eq!(disabled("true"), (true, 0));
+        assert_eq!(disabled(" TRUE "), (true, 0));
+        assert_eq!(disabled("false"), (false, 0));
+        assert_eq!(disabled("yes"), (false, 1));
+        assert_eq!(disabled(""), (false, 0));
     }
 
     #[test]

@@ -72,7 +72,8 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 #[must_use = "a Builder does nothing until `build` is called"]
 pub struct Builder {
-    sampler: Sampler,
+    /// `None`: from the environment (`OTEL_TRACES_SAMPLER`), else all.
+    sampler: Option<Sampler>,
     max_queue_size: usize,
     max_batch_size: usize,
     export_interval: Duration,
@@ -131,7 +132,7 @@ impl Builder {
     /// A builder with the default values of the table above.
     pub fn new() -> Self {
         Builder {
-            sampler: Sampler::always_on(),
+            sampler: None,
             max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
             max_batch_size: Self::DEFAULT_MAX_BATCH_SIZE,
             export_interval: Self::DEFAULT_EXPORT_INTERVAL,
@@ -313,7 +314,7 @@ impl Builder {
 
     /// Which new traces are recorded (default: all of them).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
-        self.sampler = sampler;
+        self.sampler = Some(sampler);
         self
     }
 
@@ -364,10 +365,7 @@ impl Builder {
 
     /// Checks every setting; the error names the one to fix.
     fn validate(&self) -> Result<Sampler, BuildError> {
-        let sampler = self
-            .sampler
-            .validate()
-            .map_err(|probability| BuildError::InvalidSamplingProbability { probability })?;
+        let sampler = self.sampler.unwrap_or_default().validate()?;
         let invalid = |setting, reason: String| Err(BuildError::InvalidSetting { setting, reason });
         if self.max_queue_size == 0 {
             return invalid("with_max_queue_size", "must be at least 1".into());

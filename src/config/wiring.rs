@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::environment::{process_env, Defaults};
+use super::environment::{self, process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
 use crate::appinsights::storage::{self, Storage, StorageConfig};
@@ -42,10 +42,33 @@ impl Builder {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let sampler = self.validate()?;
+        let mut env_notes = Vec::new();
+        let mut sampler = self.validate()?;
+        let disabled = environment::sdk_disabled(&process_env, &mut env_notes);
+        if disabled {
+            sampler = Sampler::disabled();
+        } else if self.sampler.is_none() {
+            if let Some(from_env) = environment::sampler_from_env(&process_env, &mut env_notes) {
+                sampler = from_env;
+            }
+        }
         let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
-        let (sink, notes) = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
+        let (sink, mut notes) = if disabled {
+            let nothing = Note {
+                warn: false,
+                text: "Exporter.Disabled: OTEL_SDK_DISABLED is true: nothing is recorded or sent"
+                    .into(),
+            };
+            let sink: Box<dyn Sink> = Box::new(Immediate::new(
+                crate::InMemoryExporter::with_capacity(0),
+                Ledger::new(Arc::clone(&queue)),
+            ));
+            (sink, vec![nothing])
+        } else {
+            make(&self, sampler, Ledger::new(Arc::clone(&queue)))?
+        };
+        notes.extend(env_notes);
         let config = WorkerConfig {
             max_batch_size: self.max_batch_size,
             export_interval: self.export_interval,

@@ -40,6 +40,8 @@ enum Kind {
     FixedPercentage(f64),
     /// Traces per second.
     RateLimited(f64),
+    /// `OTEL_SDK_DISABLED`: nothing is recorded, whatever a caller says.
+    Disabled,
 }
 
 impl Sampler {
@@ -112,18 +114,35 @@ impl Sampler {
     pub fn ratio(&self) -> f64 {
         match self.0 {
             Kind::AlwaysOn | Kind::RateLimited(_) => 1.0,
-            Kind::AlwaysOff => 0.0,
+            Kind::AlwaysOff | Kind::Disabled => 0.0,
             Kind::Probability(p) => p,
             Kind::FixedPercentage(p) => p / 100.0,
         }
     }
 
-    /// Checks the parameter; `Err(it)` when it is out of range or NaN.
-    pub(crate) fn validate(self) -> Result<Self, f64> {
+    /// The sampler of a disabled exporter (`OTEL_SDK_DISABLED`).
+    pub(crate) const fn disabled() -> Self {
+        Sampler(Kind::Disabled)
+    }
+
+    /// Checks the parameter; the error names the sampler and its range.
+    pub(crate) fn validate(self) -> Result<Self, crate::BuildError> {
+        let invalid = |reason: &str| {
+            Err(crate::BuildError::InvalidSetting {
+                setting: "with_sampler",
+                reason: format!("Sampler::{self} is invalid: {reason}"),
+            })
+        };
         match self.0 {
-            Kind::Probability(p) if !(0.0..=1.0).contains(&p) => Err(p),
-            Kind::FixedPercentage(p) if !(0.0..=100.0).contains(&p) => Err(p),
-            Kind::RateLimited(r) if !(r >= 0.0 && r.is_finite()) => Err(r),
+            Kind::Probability(probability) if !(0.0..=1.0).contains(&probability) => {
+                Err(crate::BuildError::InvalidSamplingProbability { probability })
+            }
+            Kind::FixedPercentage(p) if !(0.0..=100.0).contains(&p) => {
+                invalid("the percentage must be between 0 and 100")
+            }
+            Kind::RateLimited(r) if !(r >= 0.0 && r.is_finite()) => {
+                invalid("the rate must be a finite number of traces per second, at least 0")
+            }
             _ => Ok(self),
         }
     }
@@ -134,6 +153,7 @@ impl Sampler {
         match self.0 {
             Kind::AlwaysOn => SamplingRule::All,
             Kind::AlwaysOff => SamplingRule::None,
+            Kind::Disabled => SamplingRule::Disabled,
             Kind::FixedPercentage(p) if p >= 100.0 => SamplingRule::All,
             Kind::FixedPercentage(p) if p <= 0.0 => SamplingRule::None,
             Kind::FixedPercentage(p) => SamplingRule::ScoreBelow(p / 100.0),
@@ -164,7 +184,8 @@ impl std::fmt::Display for Sampler {
             Kind::AlwaysOff => f.write_str("always_off"),
             Kind::Probability(p) => write!(f, "probability({p})"),
             Kind::FixedPercentage(p) => write!(f, "fixed_percentage({p})"),
-            Kind::RateLimited(r) => write!(f, "rate_limited({r}/s)"),
+            Kind::RateLimited(r) => write!(f, "rate_limited({r})"),
+            Kind::Disabled => f.write_str("disabled (OTEL_SDK_DISABLED)"),
         }
     }
 }
@@ -186,13 +207,15 @@ pub(crate) enum SamplingRule {
     ScoreBelow(f64),
     /// Application Insights' score below the limiter's percentage.
     RateLimited(Arc<RateLimiter>),
+    /// Nothing, not even what a remote caller sampled.
+    Disabled,
 }
 
 impl SamplingRule {
     /// Whether this rule keeps nothing that starts here.
     #[inline]
     pub(crate) fn is_none(&self) -> bool {
-        matches!(self, SamplingRule::None)
+        matches!(self, SamplingRule::None | SamplingRule::Disabled)
     }
 
     /// The decision for a new root with this trace id.
@@ -207,7 +230,7 @@ impl SamplingRule {
     pub(crate) fn decide_root(&self, trace_id: TraceId) -> Option<f64> {
         match self {
             SamplingRule::All => Some(100.0),
-            SamplingRule::None => None,
+            SamplingRule::None | SamplingRule::Disabled => None,
             SamplingRule::AtMost(_) => self
                 .sample_low_bits(trace_id.to_int() as u64)
                 .then_some(100.0),
@@ -229,6 +252,9 @@ impl SamplingRule {
     /// trace the caller dropped is not half-recorded downstream.
     #[inline]
     pub(crate) fn sample_remote(&self, sampled: Option<bool>, trace_id: TraceId) -> bool {
+        if let SamplingRule::Disabled = self {
+            return false;
+        }
         sampled.unwrap_or_else(|| self.sample_root(trace_id))
     }
 
@@ -240,7 +266,7 @@ impl SamplingRule {
     pub(crate) fn sample_low_bits(&self, low: u64) -> bool {
         match self {
             SamplingRule::All => true,
-            SamplingRule::None => false,
+            SamplingRule::None | SamplingRule::Disabled => false,
             SamplingRule::AtMost(bound) => low <= *bound,
             SamplingRule::ScoreBelow(_) | SamplingRule::RateLimited(_) => {
                 self.sample_root(TraceId::from_int(u128::from(low)))
@@ -438,6 +464,10 @@ mod tests {
     #[test]
     fn invalid_probabilities_are_rejected() {
         for p in [-0.1, 1.000_001, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(matches!(
+                Sampler::probability(p).validate(),
+                Err(crate::BuildError::InvalidSamplingProbability { .. })
+            ));
             assert!(Sampler::probability(p).validate().is_err(), "{p}");
         }
         for p in [0.0, 1e-4, 0.5, 1.0] {
