@@ -35,7 +35,6 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
 use tracing_core::{Event, Metadata, Subscriber};
@@ -43,7 +42,6 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
-mod clock;
 mod entered;
 mod reparent;
 pub(crate) mod sampler;
@@ -51,17 +49,16 @@ mod state;
 mod table;
 mod visitor;
 
-use self::clock::Clock;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, SpanState};
 use self::table::SpanTable;
 use self::visitor::Fields;
-use crate::pipeline::{add, Queue};
+use crate::pipeline::{add, Queue, Queued};
 use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
 use crate::record::text::Text;
 use crate::record::{
-    EventData, EventSpan, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, StatusCode,
+    EventData, EventSpan, Link, LinkType, MessageEvent, SpanContext, SpanData, StatusCode,
     TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 
@@ -95,7 +92,6 @@ pub struct AppInsightsLayer<S = Registry> {
     /// there are some, it tells an unsampled span from a sampled one
     /// without a lookup.
     table: SpanTable,
-    clock: Clock,
     /// Set once a span was made sampled after its creation
     /// ([`upgrade`](Self::upgrade)): it may have been entered on some
     /// thread while unsampled, so [`entered::none_sampled`] no longer
@@ -112,7 +108,6 @@ impl<S> AppInsightsLayer<S> {
             rule: sampler.rule(),
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
-            clock: Clock::new(),
             upgraded: AtomicBool::new(false),
             _subscriber: PhantomData,
         }
@@ -444,7 +439,6 @@ where
             }
             Origin::Root(trace_id) => (None, trace_id, None, None, None),
         };
-        let start_time = self.clock.now();
         data.name = Cow::Borrowed(meta.name());
         data.context = SpanContext {
             trace_id,
@@ -457,8 +451,6 @@ where
         data.parent_span_id = parent_span_id;
         data.target = meta.target();
         data.level = *meta.level();
-        data.start_time = start_time;
-        data.end_time = start_time;
         data.child_span_count = 0;
         data.dropped_annotations = 0;
         data.dropped_message_events = 0;
@@ -466,6 +458,7 @@ where
         data.sampled_remotely = sampled_remotely;
         let mut state = SpanState {
             data,
+            start: self.queue.clock.ticks(),
             kind: None,
             remote_parent: remote.is_some(),
             is_local_root,
@@ -484,12 +477,12 @@ where
         // Visited before the span's state is locked: a field's `Debug` may
         // log into the same span.
         let (mut record, mut fields) = self.event_fields(event);
-        let timestamp = self.clock.now();
+        let at = self.queue.clock.ticks();
         let in_span = self.state_of(span, ctx, |state| {
             if let Some(kind) = fields.message_event.kind {
                 let m = &fields.message_event;
                 let event = MessageEvent {
-                    timestamp,
+                    timestamp: self.queue.clock.to_system(at),
                     kind,
                     id: m.id,
                     uncompressed_size_bytes: m.uncompressed,
@@ -522,8 +515,8 @@ where
         };
         // Sent with the span's state unlocked: a layer handling the warning
         // a send may log can look at the span.
-        fill_event(&mut record, meta, timestamp, &mut fields, Some(in_span));
-        self.queue.send(Record::Event(record));
+        fill_event(&mut record, meta, &mut fields, Some(in_span));
+        self.queue.send(Queued::Event { record, at });
     }
 
     /// A recycled event record (or a new one), and the event's fields
@@ -547,9 +540,9 @@ where
 
     fn record_root_event(&self, event: &Event<'_>) {
         let (mut record, mut fields) = self.event_fields(event);
-        let timestamp = self.clock.now();
-        fill_event(&mut record, event.metadata(), timestamp, &mut fields, None);
-        self.queue.send(Record::Event(record));
+        let at = self.queue.clock.ticks();
+        fill_event(&mut record, event.metadata(), &mut fields, None);
+        self.queue.send(Queued::Event { record, at });
     }
 }
 
@@ -564,11 +557,11 @@ fn error_message(fields: &Fields) -> Option<Text> {
     }
 }
 
-/// Fills an event's record from its visited fields.
+/// Fills an event's record from its visited fields (all but its time,
+/// set on the worker).
 fn fill_event(
     record: &mut EventData,
     meta: &'static tracing_core::Metadata<'static>,
-    timestamp: SystemTime,
     fields: &mut Fields,
     span: Option<EventSpan>,
 ) {
@@ -578,7 +571,6 @@ fn fill_event(
             crate::record::AttributeValue::Error(error),
         );
     }
-    record.timestamp = timestamp;
     record.level = *meta.level();
     record.target = meta.target();
     record.message = fields.message.take().unwrap_or_default();
@@ -708,8 +700,10 @@ where
             return;
         }
         if let Some(state) = self.take_state(&id, &ctx) {
-            let data = state.finish(self.clock.now());
-            self.queue.send(Record::Span(data));
+            let end = self.queue.clock.ticks();
+            let start = state.start;
+            let record = state.finish();
+            self.queue.send(Queued::Span { record, start, end });
         }
     }
 }

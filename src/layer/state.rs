@@ -2,9 +2,9 @@
 //! layer's span table), and how it becomes a record when it closes.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
 
 use crate::layer::visitor::Fields;
+use crate::pipeline::Ticks;
 use crate::propagation::{RemoteContext, FIELD_REQUEST_SOURCE};
 use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::Text;
@@ -18,6 +18,8 @@ use crate::record::{AttributeValue, SpanData, SpanKind, TraceOptions};
 /// span moves one pointer into the queue, not the whole record.
 pub(crate) struct SpanState {
     pub(super) data: Box<SpanData>,
+    /// When it started (converted into `data.start_time` on the worker).
+    pub(super) start: Ticks,
     /// `otel.kind` when given; else decided at close.
     pub(super) kind: Option<SpanKind>,
     pub(super) remote_parent: bool,
@@ -35,6 +37,7 @@ impl SpanState {
     pub(super) fn for_tests() -> Self {
         SpanState {
             data: Box::default(),
+            start: Ticks::default(),
             kind: None,
             remote_parent: false,
             is_local_root: false,
@@ -127,7 +130,8 @@ impl SpanState {
         }
     }
 
-    pub(super) fn finish(mut self, end_time: SystemTime) -> Box<SpanData> {
+    /// The span's record (its times are set on the worker).
+    pub(super) fn finish(mut self) -> Box<SpanData> {
         self.data.kind = match self.kind {
             Some(kind) => kind,
             None if self.remote_parent => SpanKind::Server,
@@ -135,7 +139,6 @@ impl SpanState {
         };
         self.data.same_process_as_parent_span =
             self.data.parent_span_id.map(|_| !self.remote_parent);
-        self.data.end_time = end_time;
         self.data
     }
 
