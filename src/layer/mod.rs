@@ -700,10 +700,13 @@ where
             return;
         }
         if let Some(state) = self.take_state(&id, &ctx) {
-            let end = self.queue.clock.ticks();
-            let start = state.start;
-            let record = state.finish();
-            self.queue.send(Queued::Span { record, start, end });
+            self.queue.send(Queued::Span {
+                record: state.data,
+                start: state.start,
+                end: self.queue.clock.ticks(),
+                kind: state.kind,
+                remote_parent: state.remote_parent,
+            });
         }
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct SpanState {
     pub(super) data: Box<SpanData>,
     /// When it started (converted into `data.start_time` on the worker).
     pub(super) start: Ticks,
-    /// `otel.kind` when given; else decided at close.
+    /// `otel.kind` when given; else decided on the worker.
     pub(super) kind: Option<SpanKind>,
     pub(super) remote_parent: bool,
     /// A local root computes its operation name from its own fields.
@@ -128,18 +128,6 @@ impl SpanState {
         if let Some(description) = &fields.status_description {
             self.data.status.message = Some(description.clone());
         }
-    }
-
-    /// The span's record (its times are set on the worker).
-    pub(super) fn finish(mut self) -> Box<SpanData> {
-        self.data.kind = match self.kind {
-            Some(kind) => kind,
-            None if self.remote_parent => SpanKind::Server,
-            None => SpanKind::Internal,
-        };
-        self.data.same_process_as_parent_span =
-            self.data.parent_span_id.map(|_| !self.remote_parent);
-        self.data
     }
 
     /// The operation name this span gives its children and events.

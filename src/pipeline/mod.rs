@@ -16,7 +16,7 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 use crate::diag;
-use crate::record::{EventData, Record, SpanData};
+use crate::record::{EventData, Record, SpanData, SpanKind};
 
 mod clock;
 mod guard;
@@ -41,11 +41,16 @@ pub(crate) use worker::{spawn_worker, WorkerConfig};
 /// readings, which the worker turns into the record's `SystemTime`s
 /// ([`into_record`](Self::into_record)) before any sink sees it.
 pub(crate) enum Queued {
-    /// A closed span: `start_time` and `end_time` to be.
+    /// A closed span: `start_time` and `end_time` to be, and what its
+    /// `kind` and `same_process_as_parent_span` are derived from.
     Span {
         record: Box<SpanData>,
         start: Ticks,
         end: Ticks,
+        /// `otel.kind`, if given.
+        kind: Option<SpanKind>,
+        /// Whether its parent is remote.
+        remote_parent: bool,
     },
     /// An event: its `timestamp` to be.
     Event { record: Box<EventData>, at: Ticks },
@@ -59,9 +64,17 @@ impl Queued {
                 mut record,
                 start,
                 end,
+                kind,
+                remote_parent,
             } => {
                 record.start_time = clock.to_system(start);
                 record.end_time = clock.to_system(end);
+                record.kind = match kind {
+                    Some(kind) => kind,
+                    None if remote_parent => SpanKind::Server,
+                    None => SpanKind::Internal,
+                };
+                record.same_process_as_parent_span = record.parent_span_id.map(|_| !remote_parent);
                 Record::Span(record)
             }
             Queued::Event { mut record, at } => {
