@@ -50,9 +50,9 @@ mod table;
 mod visitor;
 
 use self::sampler::{Sampler, SamplingRule};
-use self::state::{push_bounded, SpanState};
+use self::state::{push_bounded, NewSpan, SpanState};
 use self::table::SpanTable;
-use self::visitor::Fields;
+use self::visitor::{EventFields, FieldVisitor, Staged};
 use crate::pipeline::{add, Queue, Queued};
 use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
@@ -395,25 +395,24 @@ where
     fn new_state(&self, attrs: &SpanAttributes<'_>, origin: Origin) -> SpanState {
         let meta = attrs.metadata();
         let mut data = self.queue.pool.take().unwrap_or_default();
-        let mut fields =
-            Fields::for_new_span(std::mem::take(&mut data.attributes), meta.fields().len());
-        attrs.record(&mut fields);
-        data.attributes = std::mem::take(&mut fields.attributes);
-        let mut state = self.blank_state(data, meta, origin, ids::new_span_id());
-        state.apply_specials(&fields);
+        data.attributes.reserve(meta.fields().len());
+        let (mut state, source) = self.blank_state(data, meta, origin, ids::new_span_id());
+        attrs.record(&mut FieldVisitor::new(&mut NewSpan(&mut state)));
+        state.set_source(source);
         state.refresh_operation_name();
         state
     }
 
-    /// A sampled span's state with the fields already in `data.attributes`
-    /// (a recycled or new record) and everything else set here.
+    /// A sampled span's state, all but its fields set, in `data` (a
+    /// recycled or new record), and the `Request-Context` source of its
+    /// remote parent, for [`SpanState::set_source`] once the fields are in.
     fn blank_state(
         &self,
         mut data: Box<SpanData>,
         meta: &'static Metadata<'static>,
         origin: Origin,
         span_id: SpanId,
-    ) -> SpanState {
+    ) -> (SpanState, Option<Text>) {
         let mut sampled_remotely = false;
         let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
             Origin::Local(p) => {
@@ -456,7 +455,7 @@ where
         data.dropped_message_events = 0;
         data.dropped_links = 0;
         data.sampled_remotely = sampled_remotely;
-        let mut state = SpanState {
+        let state = SpanState {
             data,
             start: self.queue.clock.ticks(),
             kind: None,
@@ -465,8 +464,7 @@ where
             context_exposed: false,
             events: 0,
         };
-        state.set_source(remote.flatten());
-        state
+        (state, remote.flatten())
     }
 
     /// An event in a span: a message event stays in the span's record;
@@ -476,7 +474,9 @@ where
         let meta = event.metadata();
         // Visited before the span's state is locked: a field's `Debug` may
         // log into the same span.
-        let (mut record, mut fields) = self.event_fields(event);
+        let mut record = self.event_record();
+        let mut fields = EventFields::new(&mut record, meta.fields().len());
+        event.record(&mut FieldVisitor::new(&mut fields));
         let at = self.queue.clock.ticks();
         let in_span = self.state_of(span, ctx, |state| {
             if let Some(kind) = fields.message_event.kind {
@@ -500,7 +500,7 @@ where
             let status = &mut state.data.status;
             if fields.carries_error() && status.code == StatusCode::Unset {
                 status.code = StatusCode::Error;
-                status.message = error_message(&fields);
+                status.message = fields.error_message();
             }
             state.events = state.events.saturating_add(1);
             Some(EventSpan {
@@ -515,22 +515,16 @@ where
         };
         // Sent with the span's state unlocked: a layer handling the warning
         // a send may log can look at the span.
-        fill_event(&mut record, meta, &mut fields, Some(in_span));
+        fields.finish(meta, Some(in_span));
         self.queue.send(Queued::Event { record, at });
     }
 
-    /// A recycled event record (or a new one), and the event's fields
-    /// visited into its attribute vector.
-    fn event_fields(&self, event: &Event<'_>) -> (Box<EventData>, Fields) {
-        let mut record = self
-            .queue
+    /// A recycled event record (or a new one).
+    fn event_record(&self) -> Box<EventData> {
+        self.queue
             .pool
             .take_event()
-            .unwrap_or_else(|| Box::new(EventData::blank(Default::default())));
-        let attributes = std::mem::take(&mut record.attributes);
-        let mut fields = Fields::for_event(attributes, event.metadata().fields().len());
-        event.record(&mut fields);
-        (record, fields)
+            .unwrap_or_else(|| Box::new(EventData::blank(Default::default())))
     }
 
     /// Events outside spans are sampled at the root rate.
@@ -539,43 +533,14 @@ where
     }
 
     fn record_root_event(&self, event: &Event<'_>) {
-        let (mut record, mut fields) = self.event_fields(event);
+        let meta = event.metadata();
+        let mut record = self.event_record();
+        let mut fields = EventFields::new(&mut record, meta.fields().len());
+        event.record(&mut FieldVisitor::new(&mut fields));
         let at = self.queue.clock.ticks();
-        fill_event(&mut record, event.metadata(), &mut fields, None);
+        fields.finish(meta, None);
         self.queue.send(Queued::Event { record, at });
     }
-}
-
-/// The message of an error carried by event fields.
-fn error_message(fields: &Fields) -> Option<Text> {
-    match &fields.error {
-        Some(error) => Some(error.message.clone()),
-        None => fields
-            .attributes
-            .get(visitor::FIELD_EXCEPTION_MESSAGE)
-            .map(|v| Text::from(v.to_string())),
-    }
-}
-
-/// Fills an event's record from its visited fields (all but its time,
-/// set on the worker).
-fn fill_event(
-    record: &mut EventData,
-    meta: &'static tracing_core::Metadata<'static>,
-    fields: &mut Fields,
-    span: Option<EventSpan>,
-) {
-    if let Some(error) = fields.error.take() {
-        fields.attributes.insert(
-            visitor::FIELD_ERROR,
-            crate::record::AttributeValue::Error(error),
-        );
-    }
-    record.level = *meta.level();
-    record.target = meta.target();
-    record.message = fields.message.take().unwrap_or_default();
-    record.attributes = std::mem::take(&mut fields.attributes);
-    record.span = span;
 }
 
 impl<S> tracing_subscriber::Layer<S> for AppInsightsLayer<S>
@@ -612,8 +577,8 @@ where
         if !self.table.may_hold(id) {
             return;
         }
-        let mut fields = Fields::for_record();
-        values.record(&mut fields);
+        let mut fields = Staged::default();
+        values.record(&mut FieldVisitor::new(&mut fields));
         self.state_of(id, &ctx, |state| state.apply(fields));
     }
 
