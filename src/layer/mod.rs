@@ -35,7 +35,6 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
 use tracing_core::{Event, Metadata, Subscriber};
@@ -43,7 +42,6 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
-mod clock;
 mod entered;
 mod reparent;
 pub(crate) mod sampler;
@@ -51,17 +49,16 @@ mod state;
 mod table;
 mod visitor;
 
-use self::clock::Clock;
 use self::sampler::{Sampler, SamplingRule};
-use self::state::{push_bounded, SpanState};
+use self::state::{push_bounded, NewSpan, SpanState};
 use self::table::SpanTable;
-use self::visitor::Fields;
-use crate::pipeline::{add, Queue};
+use self::visitor::{EventFields, FieldVisitor, Staged};
+use crate::pipeline::{add, Queue, Queued};
 use crate::propagation::{self, RemoteContext, WithContext};
 use crate::record::ids::{self, IdKeys, SpanId, TraceId};
 use crate::record::text::Text;
 use crate::record::{
-    EventData, EventSpan, Link, LinkType, MessageEvent, Record, SpanContext, SpanData, StatusCode,
+    EventData, EventSpan, Link, LinkType, MessageEvent, SpanContext, SpanData, StatusCode,
     TraceOptions, MAX_LINKS, MAX_MESSAGE_EVENTS,
 };
 
@@ -95,7 +92,6 @@ pub struct AppInsightsLayer<S = Registry> {
     /// there are some, it tells an unsampled span from a sampled one
     /// without a lookup.
     table: SpanTable,
-    clock: Clock,
     /// Set once a span was made sampled after its creation
     /// ([`upgrade`](Self::upgrade)): it may have been entered on some
     /// thread while unsampled, so [`entered::none_sampled`] no longer
@@ -114,7 +110,6 @@ impl<S> AppInsightsLayer<S> {
             rule: sampler.rule(clock),
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
-            clock: Clock::new(),
             upgraded: AtomicBool::new(false),
             _subscriber: PhantomData,
         }
@@ -402,25 +397,24 @@ where
     fn new_state(&self, attrs: &SpanAttributes<'_>, origin: Origin) -> SpanState {
         let meta = attrs.metadata();
         let mut data = self.queue.pool.take().unwrap_or_default();
-        let mut fields =
-            Fields::for_new_span(std::mem::take(&mut data.attributes), meta.fields().len());
-        attrs.record(&mut fields);
-        data.attributes = std::mem::take(&mut fields.attributes);
-        let mut state = self.blank_state(data, meta, origin, ids::new_span_id());
-        state.apply_specials(&fields);
+        data.attributes.reserve(meta.fields().len());
+        let (mut state, source) = self.blank_state(data, meta, origin, ids::new_span_id());
+        attrs.record(&mut FieldVisitor::new(&mut NewSpan(&mut state)));
+        state.set_source(source);
         state.refresh_operation_name();
         state
     }
 
-    /// A sampled span's state with the fields already in `data.attributes`
-    /// (a recycled or new record) and everything else set here.
+    /// A sampled span's state, all but its fields set, in `data` (a
+    /// recycled or new record), and the `Request-Context` source of its
+    /// remote parent, for [`SpanState::set_source`] once the fields are in.
     fn blank_state(
         &self,
         mut data: Box<SpanData>,
         meta: &'static Metadata<'static>,
         origin: Origin,
         span_id: SpanId,
-    ) -> SpanState {
+    ) -> (SpanState, Option<Text>) {
         let mut sampled_remotely = false;
         let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
             Origin::Local(p) => {
@@ -446,7 +440,6 @@ where
             }
             Origin::Root(trace_id) => (None, trace_id, None, None, None),
         };
-        let start_time = self.clock.now();
         data.name = Cow::Borrowed(meta.name());
         data.context = SpanContext {
             trace_id,
@@ -459,23 +452,21 @@ where
         data.parent_span_id = parent_span_id;
         data.target = meta.target();
         data.level = *meta.level();
-        data.start_time = start_time;
-        data.end_time = start_time;
         data.child_span_count = 0;
         data.dropped_annotations = 0;
         data.dropped_message_events = 0;
         data.dropped_links = 0;
         data.sampled_remotely = sampled_remotely;
-        let mut state = SpanState {
+        let state = SpanState {
             data,
+            start: self.queue.clock.ticks(),
             kind: None,
             remote_parent: remote.is_some(),
             is_local_root,
             context_exposed: false,
             events: 0,
         };
-        state.set_source(remote.flatten());
-        state
+        (state, remote.flatten())
     }
 
     /// An event in a span: a message event stays in the span's record;
@@ -485,13 +476,15 @@ where
         let meta = event.metadata();
         // Visited before the span's state is locked: a field's `Debug` may
         // log into the same span.
-        let (mut record, mut fields) = self.event_fields(event);
-        let timestamp = self.clock.now();
+        let mut record = self.event_record();
+        let mut fields = EventFields::new(&mut record, meta.fields().len());
+        event.record(&mut FieldVisitor::new(&mut fields));
+        let at = self.queue.clock.ticks();
         let in_span = self.state_of(span, ctx, |state| {
             if let Some(kind) = fields.message_event.kind {
                 let m = &fields.message_event;
                 let event = MessageEvent {
-                    timestamp,
+                    timestamp: self.queue.clock.to_system(at),
                     kind,
                     id: m.id,
                     uncompressed_size_bytes: m.uncompressed,
@@ -509,7 +502,7 @@ where
             let status = &mut state.data.status;
             if fields.carries_error() && status.code == StatusCode::Unset {
                 status.code = StatusCode::Error;
-                status.message = error_message(&fields);
+                status.message = fields.error_message();
             }
             state.events = state.events.saturating_add(1);
             Some(EventSpan {
@@ -524,22 +517,16 @@ where
         };
         // Sent with the span's state unlocked: a layer handling the warning
         // a send may log can look at the span.
-        fill_event(&mut record, meta, timestamp, &mut fields, Some(in_span));
-        self.queue.send(Record::Event(record));
+        fields.finish(meta, Some(in_span));
+        self.queue.send(Queued::Event { record, at });
     }
 
-    /// A recycled event record (or a new one), and the event's fields
-    /// visited into its attribute vector.
-    fn event_fields(&self, event: &Event<'_>) -> (Box<EventData>, Fields) {
-        let mut record = self
-            .queue
+    /// A recycled event record (or a new one).
+    fn event_record(&self) -> Box<EventData> {
+        self.queue
             .pool
             .take_event()
-            .unwrap_or_else(|| Box::new(EventData::blank(Default::default())));
-        let attributes = std::mem::take(&mut record.attributes);
-        let mut fields = Fields::for_event(attributes, event.metadata().fields().len());
-        event.record(&mut fields);
-        (record, fields)
+            .unwrap_or_else(|| Box::new(EventData::blank(Default::default())))
     }
 
     /// Events outside spans are sampled at the root rate.
@@ -548,44 +535,14 @@ where
     }
 
     fn record_root_event(&self, event: &Event<'_>) {
-        let (mut record, mut fields) = self.event_fields(event);
-        let timestamp = self.clock.now();
-        fill_event(&mut record, event.metadata(), timestamp, &mut fields, None);
-        self.queue.send(Record::Event(record));
+        let meta = event.metadata();
+        let mut record = self.event_record();
+        let mut fields = EventFields::new(&mut record, meta.fields().len());
+        event.record(&mut FieldVisitor::new(&mut fields));
+        let at = self.queue.clock.ticks();
+        fields.finish(meta, None);
+        self.queue.send(Queued::Event { record, at });
     }
-}
-
-/// The message of an error carried by event fields.
-fn error_message(fields: &Fields) -> Option<Text> {
-    match &fields.error {
-        Some(error) => Some(error.message.clone()),
-        None => fields
-            .attributes
-            .get(visitor::FIELD_EXCEPTION_MESSAGE)
-            .map(|v| Text::from(v.to_string())),
-    }
-}
-
-/// Fills an event's record from its visited fields.
-fn fill_event(
-    record: &mut EventData,
-    meta: &'static tracing_core::Metadata<'static>,
-    timestamp: SystemTime,
-    fields: &mut Fields,
-    span: Option<EventSpan>,
-) {
-    if let Some(error) = fields.error.take() {
-        fields.attributes.insert(
-            visitor::FIELD_ERROR,
-            crate::record::AttributeValue::Error(error),
-        );
-    }
-    record.timestamp = timestamp;
-    record.level = *meta.level();
-    record.target = meta.target();
-    record.message = fields.message.take().unwrap_or_default();
-    record.attributes = std::mem::take(&mut fields.attributes);
-    record.span = span;
 }
 
 impl<S> tracing_subscriber::Layer<S> for AppInsightsLayer<S>
@@ -621,8 +578,8 @@ where
         if !self.table.may_hold(id) {
             return;
         }
-        let mut fields = Fields::for_record();
-        values.record(&mut fields);
+        let mut fields = Staged::default();
+        values.record(&mut FieldVisitor::new(&mut fields));
         self.state_of(id, &ctx, |state| state.apply(fields));
     }
 
@@ -709,8 +666,13 @@ where
             return;
         }
         if let Some(state) = self.take_state(&id, &ctx) {
-            let data = state.finish(self.clock.now());
-            self.queue.send(Record::Span(data));
+            self.queue.send(Queued::Span {
+                record: state.data,
+                start: state.start,
+                end: self.queue.clock.ticks(),
+                kind: state.kind,
+                remote_parent: state.remote_parent,
+            });
         }
     }
 }

@@ -163,7 +163,9 @@ where
             .store(true, std::sync::atomic::Ordering::Release);
         let data = self.queue.pool.take().unwrap_or_default();
         let span_id = self.id_keys.span_id(&span.id());
-        let mut state = self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
+        let (mut state, source) =
+            self.blank_state(data, span.metadata(), Origin::Remote(remote), span_id);
+        state.set_source(source);
         state.refresh_operation_name();
         ext.remove::<UnsampledRemote>();
         if let Err(state) = self.table.insert(&span.id(), state) {

@@ -2,13 +2,13 @@
 //! layer's span table), and how it becomes a record when it closes.
 
 use std::borrow::Cow;
-use std::time::SystemTime;
 
-use crate::layer::visitor::Fields;
+use crate::layer::visitor::{Staged, Target};
+use crate::pipeline::Ticks;
 use crate::propagation::{RemoteContext, FIELD_REQUEST_SOURCE};
 use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::Text;
-use crate::record::{AttributeValue, SpanData, SpanKind, TraceOptions};
+use crate::record::{AttributeValue, SpanData, SpanKind, StatusCode, TraceOptions};
 
 /// The in-flight state of a sampled span, kept in the layer's
 /// [`SpanTable`](super::table::SpanTable) (in its registry extensions when
@@ -18,7 +18,9 @@ use crate::record::{AttributeValue, SpanData, SpanKind, TraceOptions};
 /// span moves one pointer into the queue, not the whole record.
 pub(crate) struct SpanState {
     pub(super) data: Box<SpanData>,
-    /// `otel.kind` when given; else decided at close.
+    /// When it started (converted into `data.start_time` on the worker).
+    pub(super) start: Ticks,
+    /// `otel.kind` when given; else decided on the worker.
     pub(super) kind: Option<SpanKind>,
     pub(super) remote_parent: bool,
     /// A local root computes its operation name from its own fields.
@@ -35,6 +37,7 @@ impl SpanState {
     pub(super) fn for_tests() -> Self {
         SpanState {
             data: Box::default(),
+            start: Ticks::default(),
             kind: None,
             remote_parent: false,
             is_local_root: false,
@@ -94,12 +97,9 @@ impl SpanState {
         }
     }
 
-    /// Applies fields given to `record()`.
-    pub(super) fn apply(&mut self, fields: Fields) {
-        self.apply_specials(&fields);
-        for (key, value) in fields.attributes.iter() {
-            self.data.attributes.insert(key, value.clone());
-        }
+    /// Applies the fields given to `record()`.
+    pub(super) fn apply(&mut self, fields: Staged) {
+        fields.apply_to(self);
         self.refresh_operation_name();
     }
 
@@ -110,33 +110,6 @@ impl SpanState {
         if self.is_local_root {
             self.data.operation_name = self.root_operation_name();
         }
-    }
-
-    pub(super) fn apply_specials(&mut self, fields: &Fields) {
-        if let Some(name) = &fields.name {
-            self.data.name = name.clone();
-        }
-        if let Some(kind) = fields.kind {
-            self.kind = Some(kind);
-        }
-        if let Some(code) = fields.status_code {
-            self.data.status.code = code;
-        }
-        if let Some(description) = &fields.status_description {
-            self.data.status.message = Some(description.clone());
-        }
-    }
-
-    pub(super) fn finish(mut self, end_time: SystemTime) -> Box<SpanData> {
-        self.data.kind = match self.kind {
-            Some(kind) => kind,
-            None if self.remote_parent => SpanKind::Server,
-            None => SpanKind::Internal,
-        };
-        self.data.same_process_as_parent_span =
-            self.data.parent_span_id.map(|_| !self.remote_parent);
-        self.data.end_time = end_time;
-        self.data
     }
 
     /// The operation name this span gives its children and events.
@@ -158,6 +131,61 @@ impl SpanState {
             Some(method) => Cow::Owned(format!("{method} {route}")),
             None => self.data.name.clone(),
         }
+    }
+}
+
+/// The fields of `record()` go into the span's state (applied from
+/// [`Staged`], with the span locked).
+impl Target for SpanState {
+    const EVENT: bool = false;
+
+    fn attribute(&mut self, key: &'static str, value: AttributeValue) {
+        self.data.attributes.insert(key, value);
+    }
+
+    fn name(&mut self, name: Cow<'static, str>) {
+        self.data.name = name;
+    }
+
+    fn kind(&mut self, kind: SpanKind) {
+        self.kind = Some(kind);
+    }
+
+    fn status(&mut self, code: StatusCode) {
+        self.data.status.code = code;
+    }
+
+    fn status_description(&mut self, description: Text) {
+        self.data.status.message = Some(description);
+    }
+}
+
+/// A new span's fields, visited straight into its state: its record is not
+/// shared yet, so nothing is staged and no lock is held.
+pub(super) struct NewSpan<'s>(pub(super) &'s mut SpanState);
+
+impl Target for NewSpan<'_> {
+    const EVENT: bool = false;
+
+    fn attribute(&mut self, key: &'static str, value: AttributeValue) {
+        // A span's creation fields are distinct.
+        self.0.data.attributes.push_new(key, value);
+    }
+
+    fn name(&mut self, name: Cow<'static, str>) {
+        self.0.name(name);
+    }
+
+    fn kind(&mut self, kind: SpanKind) {
+        self.0.kind(kind);
+    }
+
+    fn status(&mut self, code: StatusCode) {
+        self.0.status(code);
+    }
+
+    fn status_description(&mut self, description: Text) {
+        self.0.status_description(description);
     }
 }
 

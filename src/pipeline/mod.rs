@@ -1,8 +1,10 @@
 //! The pipeline from the layer to the sinks: a finished record goes from
-//! `on_close` into the bounded [`Queue`] ([`Queue::send`], never blocking),
-//! the worker thread ([`worker`]) takes it off in batches and hands each
-//! batch to the [`Sink`], and the emptied records come back through the
-//! [`RecordPool`] for the application threads to reuse. The
+//! `on_close` into the bounded [`Queue`] ([`Queue::send`], never blocking)
+//! as a [`Queued`] record, its times still raw counter readings; the worker
+//! thread ([`worker`]) takes it off in batches, converts its times
+//! ([`TickClock`]) and hands each batch to the [`Sink`], and the emptied
+//! records come back through the [`RecordPool`] for the application threads
+//! to reuse. The
 //! [`ExporterGuard`] flushes and stops the worker; [`ExporterStats`] counts
 //! where every item is.
 
@@ -14,13 +16,14 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 use crate::diag;
-use crate::record::Record;
+use crate::record::{EventData, Record, SpanData, SpanKind};
 
 mod clock;
 mod guard;
 mod pool;
 mod sink;
 mod stats;
+mod ticks;
 mod worker;
 
 pub use clock::ManualClock;
@@ -31,13 +34,71 @@ pub(crate) use pool::RecordPool;
 pub(crate) use sink::Sink;
 pub use stats::ExporterStats;
 pub(crate) use stats::{add, items_of, CacheAligned, Counters, Ledger};
+pub(crate) use ticks::{TickClock, Ticks};
 pub(crate) use worker::{spawn_worker, WorkerConfig};
 
+/// A finished record as the layer hands it over: its times are counter
+/// readings, which the worker turns into the record's `SystemTime`s
+/// ([`into_record`](Self::into_record)) before any sink sees it.
+pub(crate) enum Queued {
+    /// A closed span: `start_time` and `end_time` to be, and what its
+    /// `kind` and `same_process_as_parent_span` are derived from.
+    Span {
+        record: Box<SpanData>,
+        start: Ticks,
+        end: Ticks,
+        /// `otel.kind`, if given.
+        kind: Option<SpanKind>,
+        /// Whether its parent is remote.
+        remote_parent: bool,
+    },
+    /// An event: its `timestamp` to be.
+    Event { record: Box<EventData>, at: Ticks },
+}
+
+impl Queued {
+    /// The record, its times converted with `clock`.
+    pub(crate) fn into_record(self, clock: &TickClock) -> Record {
+        match self {
+            Queued::Span {
+                mut record,
+                start,
+                end,
+                kind,
+                remote_parent,
+            } => {
+                record.start_time = clock.to_system(start);
+                record.end_time = clock.to_system(end);
+                record.kind = match kind {
+                    Some(kind) => kind,
+                    None if remote_parent => SpanKind::Server,
+                    None => SpanKind::Internal,
+                };
+                record.same_process_as_parent_span = record.parent_span_id.map(|_| !remote_parent);
+                Record::Span(record)
+            }
+            Queued::Event { mut record, at } => {
+                record.timestamp = clock.to_system(at);
+                Record::Event(record)
+            }
+        }
+    }
+
+    /// How many telemetry items the record is ([`items_of`]).
+    fn items(&self) -> u64 {
+        match self {
+            Queued::Span { record, .. } => record.items(),
+            Queued::Event { .. } => 1,
+        }
+    }
+}
+
 /// The queue between the application threads and the worker, with what
-/// both sides share: the counters and the record pool.
+/// both sides share: the counters, the record pool and the clock the
+/// records' times are read from.
 pub(crate) struct Queue {
     /// The records, bounded (lossy when full).
-    ring: ArrayQueue<Record>,
+    ring: ArrayQueue<Queued>,
     /// Set when the worker is gone: what is sent after is dropped, counted.
     closed: AtomicBool,
     /// Records in the queue (not yet taken by the worker). On its own
@@ -51,6 +112,9 @@ pub(crate) struct Queue {
     warned_full: diag::Once,
     /// Exported records handed back for reuse (see [`RecordPool`]).
     pub(crate) pool: RecordPool,
+    /// What the layer reads the records' times from, and the worker
+    /// converts them with.
+    pub(crate) clock: TickClock,
 }
 
 impl Queue {
@@ -64,13 +128,14 @@ impl Queue {
             counters: Counters::default(),
             warned_full: diag::Once::default(),
             pool: RecordPool::default(),
+            clock: TickClock::new(),
         }
     }
 
     /// Hands a finished record to the worker: never blocks; a full queue
     /// drops the record, counts it, and warns once.
-    pub(crate) fn send(&self, record: Record) {
-        let items = items_of(&record);
+    pub(crate) fn send(&self, record: Queued) {
+        let items = record.items();
         if self.closed.load(Ordering::Acquire) {
             add(&self.counters.dropped_after_shutdown, items);
             return;
@@ -108,7 +173,7 @@ impl Queue {
     /// The next record, for the worker (call [`done`](Self::done) for what
     /// it took).
     pub(crate) fn take(&self) -> Option<Record> {
-        self.ring.pop()
+        Some(self.ring.pop()?.into_record(&self.clock))
     }
 
     /// The worker took `n` records off the queue.
@@ -144,7 +209,7 @@ impl Queue {
             if frozen {
                 continue;
             }
-            let items = items_of(&record);
+            let items = record.items();
             self.counters.queued.fetch_sub(items, Ordering::Relaxed);
             add(&self.counters.dropped_after_shutdown, items);
         }

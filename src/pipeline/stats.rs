@@ -257,7 +257,7 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 #[inline]
 pub(crate) fn items_of(record: &Record) -> u64 {
     match record {
-        Record::Span(span) => 1 + span.annotations.len() as u64,
+        Record::Span(span) => span.items(),
         Record::Event(_) => 1,
     }
 }

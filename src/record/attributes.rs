@@ -140,8 +140,7 @@ impl Attributes {
         if let Some(pos) = self.entries.iter().position(|(k, _)| *k == key) {
             self.entries.remove(pos);
         } else if self.entries.len() >= MAX_ATTRIBUTES {
-            self.entries.remove(0);
-            self.dropped = self.dropped.saturating_add(1);
+            self.evict_oldest();
         }
         self.entries.push((key, value));
     }
@@ -161,12 +160,19 @@ impl Attributes {
 
     /// Appends a key known not to be present yet (a span's creation fields
     /// are distinct); still bounded.
+    #[inline]
     pub(crate) fn push_new(&mut self, key: &'static str, value: AttributeValue) {
         if self.entries.len() >= MAX_ATTRIBUTES {
-            self.entries.remove(0);
-            self.dropped = self.dropped.saturating_add(1);
+            self.evict_oldest();
         }
         self.entries.push((key, value));
+    }
+
+    /// Makes room past the bound: the oldest entry goes, counted.
+    #[cold]
+    fn evict_oldest(&mut self) {
+        self.entries.remove(0);
+        self.dropped = self.dropped.saturating_add(1);
     }
 
     /// The value of `key`, if present.

@@ -134,6 +134,12 @@ impl SpanData {
         self.operation_name = Cow::Borrowed("");
     }
 
+    /// How many telemetry items the record becomes: itself, and each
+    /// annotation a record built by hand may carry.
+    pub(crate) fn items(&self) -> u64 {
+        1 + self.annotations.len() as u64
+    }
+
     /// How long the span was open; zero if the clock went backwards.
     pub fn duration(&self) -> std::time::Duration {
         self.end_time

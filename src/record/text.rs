@@ -166,64 +166,106 @@ impl fmt::Debug for Text {
     }
 }
 
-/// A `fmt::Write` target that fills an inline buffer first and moves to the
-/// heap only when the text outgrows it, stopping at a character limit.
+/// The bytes a [`TextWriter`] holds before it moves to the heap: room for
+/// most messages, so formatting one allocates at most once, at the end (and
+/// not at all when the text fits a `Text` inline).
+const WRITER_CAP: usize = 128;
+
+/// A `fmt::Write` target that fills a buffer of its own first and moves to
+/// the heap only when the text outgrows it, stopping at a character limit.
+///
+/// While the bytes written fit both the buffer and the limit (a text of at
+/// most `n` bytes has at most `n` characters), a write is one copy: the
+/// characters are counted only once the text could pass the limit.
 pub(crate) struct TextWriter {
-    inline: [u8; INLINE_CAP],
+    buf: [u8; WRITER_CAP],
+    /// Bytes in `buf`.
     len: usize,
     heap: Option<String>,
+    /// A write that leaves `len` at most this is a plain copy: the smaller
+    /// of the buffer and the limit, until [`write_counted`](Self::write_counted)
+    /// takes over (then 0).
+    fast_limit: usize,
+    /// The characters still allowed, once they are counted.
     chars_left: usize,
     pub(crate) truncated: bool,
 }
 
 impl TextWriter {
+    #[inline]
     pub(crate) fn new(max_chars: usize) -> Self {
         TextWriter {
-            inline: [0; INLINE_CAP],
+            buf: [0; WRITER_CAP],
             len: 0,
             heap: None,
+            fast_limit: max_chars.min(WRITER_CAP),
             chars_left: max_chars,
             truncated: false,
         }
     }
 
+    /// What was written (the buffer holds whole `&str` pieces, cut on char
+    /// boundaries, so it is always UTF-8; the fallback keeps this
+    /// panic-free).
+    fn buffered(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    #[inline]
     pub(crate) fn finish(self) -> Text {
         match self.heap {
             Some(s) => Text::from(s),
-            None => Text(Repr::Inline {
+            // A fixed-size copy: the bytes past `len` are the buffer's
+            // zeros, as an inline `Text` has them.
+            None if self.len <= INLINE_CAP => Text(Repr::Inline {
                 len: self.len as u8,
-                buf: self.inline,
+                buf: self.buf[..INLINE_CAP].try_into().unwrap_or_default(),
             }),
+            None => Text::from(self.buffered()),
         }
     }
-}
 
-impl fmt::Write for TextWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.truncated {
-            return Ok(());
+    /// A write past the fast path: characters counted, the text cut at the
+    /// limit, moved to the heap when the buffer is full.
+    #[cold]
+    fn write_counted(&mut self, s: &str) {
+        if self.fast_limit != 0 {
+            // What the fast path wrote is not counted yet.
+            self.fast_limit = 0;
+            self.chars_left = self
+                .chars_left
+                .saturating_sub(self.buffered().chars().count());
         }
         let cut = truncate_str(s, self.chars_left);
         if cut.len() < s.len() {
             self.truncated = true;
         }
-        self.chars_left -= if cut.len() == s.len() && s.is_ascii() {
-            s.len()
-        } else {
-            cut.chars().count()
-        };
+        self.chars_left -= cut.chars().count();
         match &mut self.heap {
             Some(heap) => heap.push_str(cut),
-            None if self.len + cut.len() <= INLINE_CAP => {
-                self.inline[self.len..self.len + cut.len()].copy_from_slice(cut.as_bytes());
+            None if self.len + cut.len() <= WRITER_CAP => {
+                self.buf[self.len..self.len + cut.len()].copy_from_slice(cut.as_bytes());
                 self.len += cut.len();
             }
             None => {
-                let mut heap = String::with_capacity((self.len + cut.len()).max(64));
-                heap.push_str(std::str::from_utf8(&self.inline[..self.len]).unwrap_or(""));
+                let mut heap = String::with_capacity((self.len + cut.len()).max(2 * WRITER_CAP));
+                heap.push_str(self.buffered());
                 heap.push_str(cut);
                 self.heap = Some(heap);
             }
+        }
+    }
+}
+
+impl fmt::Write for TextWriter {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end <= self.fast_limit {
+            self.buf[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        } else if !self.truncated {
+            self.write_counted(s);
         }
         Ok(())
     }
@@ -321,5 +363,31 @@ mod tests {
         write!(w, "é😀xyz").unwrap();
         assert!(w.truncated);
         assert_eq!(w.finish(), "é😀x");
+    }
+
+    /// Piece by piece, in and past the buffer and the limit, the writer
+    /// keeps exactly the first `max` characters.
+    #[test]
+    fn writer_keeps_the_first_characters_whatever_the_pieces() {
+        let pieces = [
+            "ab",
+            "é",
+            "😀😀",
+            "",
+            "x",
+            &"y".repeat(150),
+            "z€",
+            &"é".repeat(70),
+        ];
+        let whole: String = pieces.concat();
+        for max in [0, 1, 3, 5, 21, 22, 23, 64, 127, 128, 129, 200, 300, 1000] {
+            let mut w = TextWriter::new(max);
+            for piece in pieces {
+                w.write_str(piece).unwrap();
+            }
+            let want: String = whole.chars().take(max).collect();
+            assert_eq!(w.truncated, want.len() < whole.len(), "{max}");
+            assert_eq!(w.finish().as_str(), want, "{max}");
+        }
     }
 }

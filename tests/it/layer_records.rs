@@ -2,13 +2,15 @@
 
 use std::error::Error;
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
-use crate::support::capture::capture;
+use crate::support::capture::{capture, capture_with};
 use tracing::{info_span, instrument, Level};
 use tracing_appinsights::record::{
     AttributeValue, LinkType, MessageEventKind, SpanKind, StatusCode, MAX_ANNOTATIONS, MAX_LINKS,
     MAX_MESSAGE_EVENTS,
 };
+use tracing_appinsights::{Builder, ManualClock};
 
 #[test]
 fn nested_spans_share_a_trace_and_name_their_parents() {
@@ -79,6 +81,36 @@ fn fields_at_creation_and_by_record_keep_their_types() {
     assert_eq!(a.len(), 8);
     assert_eq!(span.level, Level::INFO);
     assert!(span.end_time >= span.start_time);
+}
+
+/// The layer reads raw counter ticks and the worker turns them into
+/// times when it takes the records, here a long moment later (at the
+/// shutdown: the manual clock holds the export interval back): the times
+/// are still when the span started and ended and the event happened.
+#[test]
+fn times_are_when_things_happened_not_when_they_were_exported() {
+    // Far less than the wait below, far more than the counter's rate error.
+    const TOLERANCE: Duration = Duration::from_millis(50);
+    let mut window = None;
+    let out = capture_with(
+        Builder::new().with_manual_clock(&ManualClock::new()),
+        || {
+            let before = SystemTime::now();
+            info_span!("timed").in_scope(|| tracing::info!("inside"));
+            let after = SystemTime::now();
+            window = Some((before, after));
+            std::thread::sleep(4 * TOLERANCE);
+        },
+    );
+    let (before, after) = window.unwrap();
+    let within = |t: SystemTime| t + TOLERANCE >= before && t <= after + TOLERANCE;
+    let span = out.span("timed");
+    assert!(
+        within(span.start_time),
+        "{span:?} started outside {window:?}"
+    );
+    assert!(within(span.end_time), "{span:?} ended outside {window:?}");
+    assert!(within(span.annotations[0].timestamp), "{span:?}");
 }
 
 #[instrument(fields(extra = 1_u64))]

@@ -1,20 +1,29 @@
-//! The wall clock the layer stamps spans and events with.
+//! [`TickClock`]: the layer stamps spans and events with raw readings of
+//! the processor's time-stamp counter ([`Ticks`]); the worker turns them
+//! into `SystemTime` before any sink sees the record.
 //!
 //! Each sampled span with one event reads the clock three times. On the
 //! virtual machines services run on, `clock_gettime` often costs 50 ns or
 //! more (measured 53 ns here, a quarter of the span's whole cost); the
-//! processor's time-stamp counter, read through `quanta`, costs about 10 ns.
-//! The counter is anchored to `SystemTime` once and re-aligned with it at
-//! most every [`RESYNC_EVERY`] by whichever thread reads it first after that,
-//! so the stamps follow the system clock, NTP adjustments included. Where no
-//! invariant TSC exists, `quanta` falls back to the OS clock.
+//! time-stamp counter, read through `quanta`, costs about 10 ns, and a raw
+//! reading is all the application thread takes: the conversion (scaling,
+//! adding the anchor) runs on the worker. The counter is anchored to
+//! `SystemTime` once and re-aligned with it at most every
+//! [`RESYNC_EVERY`], by whichever conversion finds it due, so the times
+//! follow the system clock, NTP adjustments included. Where no invariant
+//! TSC exists, `quanta` falls back to the OS clock.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
+/// A raw reading of the counter (see the module docs): a time only for the
+/// [`TickClock`] it was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Ticks(u64);
+
 /// A cheap `SystemTime` source (see the module docs).
 #[derive(Debug)]
-pub(crate) struct Clock {
+pub(crate) struct TickClock {
     counter: quanta::Clock,
     /// The counter's reading at `anchor`.
     raw_anchor: u64,
@@ -29,11 +38,11 @@ pub(crate) struct Clock {
 /// How often the counter is re-aligned with the system clock.
 pub(crate) const RESYNC_EVERY: Duration = Duration::from_secs(1);
 
-impl Clock {
+impl TickClock {
     pub(crate) fn new() -> Self {
         let counter = quanta::Clock::new();
         let raw_anchor = counter.raw();
-        Clock {
+        TickClock {
             counter,
             raw_anchor,
             anchor: SystemTime::now(),
@@ -42,12 +51,18 @@ impl Clock {
         }
     }
 
-    /// The time now, from the counter.
+    /// The counter now: what the application thread reads.
     #[inline]
-    pub(crate) fn now(&self) -> SystemTime {
-        let counted = self.elapsed_nanos();
+    pub(crate) fn ticks(&self) -> Ticks {
+        Ticks(self.counter.raw())
+    }
+
+    /// The system time of a reading (re-aligning the counter with the
+    /// system clock first when that is due).
+    pub(crate) fn to_system(&self, ticks: Ticks) -> SystemTime {
+        let counted = self.elapsed_nanos(ticks);
         if counted >= self.next_resync.load(Ordering::Relaxed) {
-            self.resync_at(counted);
+            self.resync();
         }
         let elapsed = counted.saturating_add(self.correction.load(Ordering::Relaxed));
         match u64::try_from(elapsed) {
@@ -56,21 +71,22 @@ impl Clock {
         }
     }
 
-    fn elapsed_nanos(&self) -> i64 {
-        let nanos = self
-            .counter
-            .delta_as_nanos(self.raw_anchor, self.counter.raw());
+    /// The time now.
+    #[cfg(test)]
+    pub(crate) fn now(&self) -> SystemTime {
+        self.to_system(self.ticks())
+    }
+
+    /// Nanoseconds from the anchor to `ticks`, by the counter.
+    fn elapsed_nanos(&self, ticks: Ticks) -> i64 {
+        let nanos = self.counter.delta_as_nanos(self.raw_anchor, ticks.0);
         i64::try_from(nanos).unwrap_or(i64::MAX)
     }
 
     /// Re-aligns the counter with the system clock now.
-    #[cfg(test)]
-    pub(crate) fn resync(&self) {
-        self.resync_at(self.elapsed_nanos());
-    }
-
     #[cold]
-    fn resync_at(&self, counted: i64) {
+    fn resync(&self) {
+        let counted = self.elapsed_nanos(self.ticks());
         let system = match SystemTime::now().duration_since(self.anchor) {
             Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
             Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
@@ -88,13 +104,16 @@ impl Clock {
 mod tests {
     use super::*;
 
+    /// The allowance for the counter's rate error over the moments between
+    /// the readings compared.
+    const RATE_ERROR: Duration = Duration::from_millis(1);
+
     /// Right after a resync, a reading falls between two system readings
     /// taken around it (give or take the counter's rate error over the
     /// moment between them), however long the thread was preempted.
     #[test]
     fn follows_the_system_clock() {
-        const RATE_ERROR: Duration = Duration::from_millis(1);
-        let clock = Clock::new();
+        let clock = TickClock::new();
         for _ in 0..5 {
             std::thread::sleep(Duration::from_millis(20));
             let before = SystemTime::now();
@@ -106,9 +125,24 @@ mod tests {
         }
     }
 
+    /// A reading converted later (as the worker does) is the time it was
+    /// read, not the time it was converted.
+    #[test]
+    fn a_reading_converted_later_keeps_its_time() {
+        let clock = TickClock::new();
+        clock.resync();
+        let before = SystemTime::now();
+        let ticks = clock.ticks();
+        let after = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let t = clock.to_system(ticks);
+        assert!(t + RATE_ERROR >= before, "{t:?} before {before:?}");
+        assert!(t <= after + RATE_ERROR, "{t:?} after {after:?}");
+    }
+
     #[test]
     fn never_goes_backwards_between_resyncs() {
-        let clock = Clock::new();
+        let clock = TickClock::new();
         let mut last = clock.now();
         for _ in 0..10_000 {
             let now = clock.now();
