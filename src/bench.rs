@@ -62,7 +62,9 @@ impl Encoder {
                         span_id: span.context.span_id,
                         operation_name: span.operation_name.clone(),
                         sampled_remotely: span.sampled_remotely,
+                        sample_rate: span.sample_rate,
                     }),
+                    sample_rate: None,
                 })));
             }
             // The span closes after its events: its record comes last.

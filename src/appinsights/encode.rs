@@ -85,6 +85,7 @@ mod tests {
             message: Text::from("m".repeat(size)),
             attributes: Attributes::new(),
             span: None,
+            sample_rate: None,
         }))
     }
 

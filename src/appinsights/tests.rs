@@ -39,6 +39,7 @@ fn items_of_matches_the_mapping() {
         message: "outside".into(),
         attributes: Attributes::new(),
         span: None,
+        sample_rate: None,
     })));
     for record in &records {
         let mut envelopes = Vec::new();

@@ -74,6 +74,7 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Builder {
     /// `None`: from the environment (`OTEL_TRACES_SAMPLER`), else all.
     sampler: Option<Sampler>,
+    log_sampler: Sampler,
     max_queue_size: usize,
     max_batch_size: usize,
     export_interval: Duration,
@@ -133,6 +134,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             sampler: None,
+            log_sampler: Sampler::always_on(),
             max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
             max_batch_size: Self::DEFAULT_MAX_BATCH_SIZE,
             export_interval: Self::DEFAULT_EXPORT_INTERVAL,
@@ -312,6 +314,28 @@ impl Builder {
         self
     }
 
+    /// Which events outside spans (plain log lines, `log` records) are
+    /// kept: all of them by default, whatever the trace sampler, as the
+    /// Python log handler does. Each kept one carries the percentage this
+    /// sampler keeps (its `sampleRate`). Events inside spans follow their
+    /// span.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tracing_appinsights::{Builder, Sampler};
+    ///
+    /// // A tenth of the traces, a quarter of the log lines outside them.
+    /// let builder = Builder::new()
+    ///     .with_sampler(Sampler::fixed_percentage(10.0))
+    ///     .with_log_sampler(Sampler::fixed_percentage(25.0));
+    /// # drop(builder);
+    /// ```
+    pub fn with_log_sampler(mut self, sampler: Sampler) -> Self {
+        self.log_sampler = sampler;
+        self
+    }
+
     /// Which new traces are recorded (default: all of them).
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = Some(sampler);
@@ -366,6 +390,7 @@ impl Builder {
     /// Checks every setting; the error names the one to fix.
     fn validate(&self) -> Result<Sampler, BuildError> {
         let sampler = self.sampler.unwrap_or_default().validate()?;
+        self.log_sampler.validate()?;
         let invalid = |setting, reason: String| Err(BuildError::InvalidSetting { setting, reason });
         if self.max_queue_size == 0 {
             return invalid("with_max_queue_size", "must be at least 1".into());

@@ -84,7 +84,15 @@ impl Builder {
             self.shutdown_timeout,
             self.clock.clone(),
         );
-        Ok((AppInsightsLayer::new(queue, sampler, &self.clock), guard))
+        let log_sampler = if disabled {
+            Sampler::disabled()
+        } else {
+            self.log_sampler
+        };
+        Ok((
+            AppInsightsLayer::new(queue, sampler, log_sampler, &self.clock),
+            guard,
+        ))
     }
 
     /// The sink the settings ask for, and what to say about it.

@@ -13,12 +13,57 @@
 //! lists (`AppInsightsLayer::upgraded`). An entry for a span that stopped
 //! being sampled only sends events down the exact path.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use tracing_core::span::Id;
 
 thread_local! {
     static ENTERED: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+    /// How deep this thread is in entered spans (sampled or not) of one
+    /// layer: `(layer, depth)`; the layer is `MIXED` while spans of two
+    /// layers are entered at once (then nothing is known from it).
+    static DEPTH: Cell<(usize, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// Spans of more than one layer are entered on this thread.
+const MIXED: usize = usize::MAX;
+
+/// A span of layer `key` was entered here (sampled or not).
+#[inline]
+pub(super) fn enter(key: usize) {
+    let _ = DEPTH.try_with(|depth| {
+        let (layer, n) = depth.get();
+        let layer = if n == 0 || layer == key { key } else { MIXED };
+        depth.set((layer, n.saturating_add(1)));
+    });
+}
+
+/// A span of layer `key` was exited here.
+#[inline]
+pub(super) fn exit(_key: usize) {
+    let _ = DEPTH.try_with(|depth| {
+        let (layer, n) = depth.get();
+        depth.set(if n <= 1 { (0, 0) } else { (layer, n - 1) });
+    });
+}
+
+/// Whether no span of layer `key` is entered here, when that is known.
+#[inline]
+pub(super) fn no_span(key: usize) -> bool {
+    DEPTH
+        .try_with(|depth| {
+            let (layer, n) = depth.get();
+            n == 0 && layer != MIXED && (layer == key || layer == 0)
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the depth here counts layer `key`'s spans alone.
+#[inline]
+pub(super) fn depth_known(key: usize) -> bool {
+    DEPTH
+        .try_with(|depth| depth.get().0 == key)
+        .unwrap_or(false)
 }
 
 /// Notes that the sampled span `id` of layer `key` was entered here.

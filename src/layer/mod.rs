@@ -85,6 +85,8 @@ pub struct AppInsightsLayer<S = Registry> {
     queue: Arc<Queue>,
     sampler: Sampler,
     rule: SamplingRule,
+    /// The rule for events outside spans (`Builder::with_log_sampler`).
+    log_rule: SamplingRule,
     id_keys: IdKeys,
     /// The states of the sampled spans alive. While there is none, no span
     /// can have a sampled parent, be closed with a record, or hold an
@@ -103,11 +105,17 @@ pub struct AppInsightsLayer<S = Registry> {
 impl<S> AppInsightsLayer<S> {
     /// A layer handing records to `queue`, sampling with `sampler` (a
     /// rate-limited one on the exporter's `clock`).
-    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler, clock: &crate::pipeline::Clock) -> Self {
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        sampler: Sampler,
+        log_sampler: Sampler,
+        clock: &crate::pipeline::Clock,
+    ) -> Self {
         AppInsightsLayer {
             queue,
             sampler,
             rule: sampler.rule(clock),
+            log_rule: log_sampler.rule(clock),
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
             upgraded: AtomicBool::new(false),
@@ -147,6 +155,7 @@ struct ParentIds {
     span_id: SpanId,
     tracestate: Option<Text>,
     sampled_remotely: bool,
+    sample_rate: Option<f64>,
 }
 
 /// The span a new span or an event belongs to (see
@@ -166,8 +175,8 @@ enum Origin {
     Local(ParentIds),
     /// A remote parent whose decision (or ours) was to sample.
     Remote(RemoteContext),
-    /// A new sampled root with this trace id.
-    Root(TraceId),
+    /// A new sampled root with this trace id, kept at this percentage.
+    Root(TraceId, f64),
 }
 
 impl<S> AppInsightsLayer<S>
@@ -364,6 +373,7 @@ where
                     span_id: state.span_id(),
                     tracestate: state.data.context.tracestate.clone(),
                     sampled_remotely: state.data.sampled_remotely,
+                    sample_rate: state.data.sample_rate,
                 })
             }),
         }
@@ -372,15 +382,13 @@ where
     /// The origin of a new local root, if the sampling rule takes it.
     fn root_origin(&self, id: &Id) -> Option<Origin> {
         let derived = self.id_keys.trace_id(id);
-        if !self.rule.sample_root(derived) {
-            return None;
-        }
+        let rate = self.rule.decide_root(derived)?;
         // Keep the low 8 bytes the rule was applied to; draw fresh random
         // high bytes so sampled trace ids never repeat when the registry
         // reuses a slot.
         let low = derived.to_int() as u64;
         let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
-        Some(Origin::Root(trace_id))
+        Some(Origin::Root(trace_id, rate))
     }
 
     /// The origin of a new span with a remote parent; an unsampled one gets
@@ -416,9 +424,11 @@ where
         span_id: SpanId,
     ) -> (SpanState, Option<Text>) {
         let mut sampled_remotely = false;
+        let mut sample_rate = None;
         let (operation_name, trace_id, parent_span_id, tracestate, remote) = match origin {
             Origin::Local(p) => {
                 sampled_remotely = p.sampled_remotely;
+                sample_rate = p.sample_rate;
                 let operation_name = Some(p.operation_name);
                 (
                     operation_name,
@@ -438,7 +448,10 @@ where
                     Some(r.source),
                 )
             }
-            Origin::Root(trace_id) => (None, trace_id, None, None, None),
+            Origin::Root(trace_id, rate) => {
+                sample_rate = Some(rate);
+                (None, trace_id, None, None, None)
+            }
         };
         data.name = Cow::Borrowed(meta.name());
         data.context = SpanContext {
@@ -457,6 +470,7 @@ where
         data.dropped_message_events = 0;
         data.dropped_links = 0;
         data.sampled_remotely = sampled_remotely;
+        data.sample_rate = sample_rate;
         let state = SpanState {
             data,
             start: self.queue.clock.ticks(),
@@ -510,6 +524,7 @@ where
                 span_id: state.span_id(),
                 operation_name: state.operation_name(),
                 sampled_remotely: state.data.sampled_remotely,
+                sample_rate: state.data.sample_rate,
             })
         });
         let Some(in_span) = in_span.flatten() else {
@@ -529,14 +544,16 @@ where
             .unwrap_or_else(|| Box::new(EventData::blank(Default::default())))
     }
 
-    /// Events outside spans are sampled at the root rate.
-    fn root_event_sampled(&self) -> bool {
-        self.rule.sample_low_bits(ids::next_u64())
+    /// Whether an event outside spans is kept, by the log sampler: the
+    /// percentage it is kept at.
+    fn root_event_rate(&self) -> Option<f64> {
+        self.log_rule.decide_random(ids::next_u64())
     }
 
-    fn record_root_event(&self, event: &Event<'_>) {
+    fn record_root_event(&self, event: &Event<'_>, rate: f64) {
         let meta = event.metadata();
         let mut record = self.event_record();
+        record.sample_rate = Some(rate);
         let mut fields = EventFields::new(&mut record, meta.fields().len());
         event.record(&mut FieldVisitor::new(&mut fields));
         let at = self.queue.clock.ticks();
@@ -599,21 +616,36 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.rule.is_none() && self.table.none_alive() {
-            return; // no sampled span to be in, no root event sampled
+        if self.rule.is_none() && self.log_rule.is_none() && self.table.none_alive() {
+            return; // no sampled span to be in, no log line kept
         }
         if crate::pipeline::on_exporter_thread()
             || crate::diag::is_own_target(event.metadata().target())
         {
             return;
         }
-        // With no sampled span alive, or (for a contextual event, whose span
-        // is one entered on this thread) none of ours entered here, the
-        // event is in an unsampled span or outside any span: only the
-        // latter is recorded, and only if the root draw says so.
-        if self.table.none_alive() || (event.is_contextual() && self.none_sampled_entered()) {
-            if self.root_event_sampled() && ctx.event_span(event).is_none() {
-                self.record_root_event(event);
+        if event.is_contextual() {
+            // A contextual event's span is one of ours entered here: with
+            // none entered it is outside spans, for the log sampler.
+            if entered::no_span(self.key()) {
+                if let Some(rate) = self.root_event_rate() {
+                    self.record_root_event(event, rate);
+                }
+                return;
+            }
+            // With no sampled span alive, or none of ours entered here, it
+            // is in an unsampled span (when the depth is known) .
+            if (self.table.none_alive() || self.none_sampled_entered())
+                && entered::depth_known(self.key())
+            {
+                return;
+            }
+        } else if self.table.none_alive() {
+            // An explicit parent, and no sampled span alive: unsampled.
+            if event.is_root() {
+                if let Some(rate) = self.root_event_rate() {
+                    self.record_root_event(event, rate);
+                }
             }
             return;
         }
@@ -624,8 +656,12 @@ where
         };
         match self.owner(candidate, &ctx, || ctx.event_span(event)) {
             Owner::Sampled(span) => self.record_event_in_span(event, &span, &ctx),
-            Owner::None if self.root_event_sampled() => self.record_root_event(event),
-            Owner::None | Owner::Unsampled => {}
+            Owner::None => {
+                if let Some(rate) = self.root_event_rate() {
+                    self.record_root_event(event, rate);
+                }
+            }
+            Owner::Unsampled => {}
         }
     }
 
@@ -647,6 +683,7 @@ where
 
     #[inline]
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::enter(self.key());
         if self.table.holds(id) {
             entered::push(self.key(), id);
         }
@@ -654,6 +691,7 @@ where
 
     #[inline]
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::exit(self.key());
         // With no sampled span alive, an entry left (a span that stopped
         // being sampled while entered) only costs its thread speed.
         if !self.table.none_alive() {

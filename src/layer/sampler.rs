@@ -168,7 +168,7 @@ impl Sampler {
                     SamplingRule::All
                 } else {
                     // `bound` is in [0, 2^64): `as` saturates, never wraps.
-                    SamplingRule::AtMost(bound.floor() as u64)
+                    SamplingRule::AtMost(bound.floor() as u64, p * 100.0)
                 }
             }
         }
@@ -201,8 +201,8 @@ impl Default for Sampler {
 pub(crate) enum SamplingRule {
     All,
     None,
-    /// OpenCensus' rule: the low 64 bits at most this.
-    AtMost(u64),
+    /// OpenCensus' rule: the low 64 bits at most this; the percentage.
+    AtMost(u64, f64),
     /// Application Insights' score below this ratio.
     ScoreBelow(f64),
     /// Application Insights' score below the limiter's percentage.
@@ -231,9 +231,9 @@ impl SamplingRule {
         match self {
             SamplingRule::All => Some(100.0),
             SamplingRule::None | SamplingRule::Disabled => None,
-            SamplingRule::AtMost(_) => self
-                .sample_low_bits(trace_id.to_int() as u64)
-                .then_some(100.0),
+            SamplingRule::AtMost(bound, percentage) => {
+                (trace_id.to_int() as u64 <= *bound).then_some(*percentage)
+            }
             SamplingRule::ScoreBelow(ratio) => {
                 (ai_score(trace_id) < *ratio).then_some(ratio * 100.0)
             }
@@ -241,6 +241,16 @@ impl SamplingRule {
                 let percentage = limiter.percentage();
                 (ai_score(trace_id) * 100.0 < percentage).then_some(percentage)
             }
+        }
+    }
+
+    /// The decision for an item of no trace (an event outside spans), drawn
+    /// from `random`: the percentage it is kept at, or `None`.
+    #[inline]
+    pub(crate) fn decide_random(&self, random: u64) -> Option<f64> {
+        match self {
+            SamplingRule::All => Some(100.0),
+            _ => self.decide_root(TraceId::from_int(u128::from(random))),
         }
     }
 
@@ -256,22 +266,6 @@ impl SamplingRule {
             return false;
         }
         sampled.unwrap_or_else(|| self.sample_root(trace_id))
-    }
-
-    /// The decision from the low 64 bits of a trace id (compared as an
-    /// integer: comparing as `f64` would round them and answer differently
-    /// near the bound, e.g. for `2^63 + 1` at 0.5). For the rules that
-    /// score a trace id, `low` stands for one (an event outside spans).
-    #[inline]
-    pub(crate) fn sample_low_bits(&self, low: u64) -> bool {
-        match self {
-            SamplingRule::All => true,
-            SamplingRule::None | SamplingRule::Disabled => false,
-            SamplingRule::AtMost(bound) => low <= *bound,
-            SamplingRule::ScoreBelow(_) | SamplingRule::RateLimited(_) => {
-                self.sample_root(TraceId::from_int(u128::from(low)))
-            }
-        }
     }
 }
 

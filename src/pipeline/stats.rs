@@ -461,6 +461,7 @@ mod tests {
             message: Default::default(),
             attributes,
             span: None,
+            sample_rate: None,
         };
         let ledger = Ledger::detached();
         ledger.count_cuts(&[Record::Event(Box::new(event))]);

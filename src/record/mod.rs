@@ -89,6 +89,11 @@ pub struct SpanData {
     /// then carry `sampleRate` 100: the caller's rate is not known here, so
     /// each item stands for itself.
     pub sampled_remotely: bool,
+    /// The percentage of traces this one was kept at by this process'
+    /// sampler (its items' `sampleRate`): fixed for most samplers, the
+    /// rate of the moment for [`Sampler::rate_limited`](crate::Sampler::rate_limited).
+    /// `None` (records built by hand): the sampler's rate.
+    pub sample_rate: Option<f64>,
 }
 
 impl Default for SpanData {
@@ -117,6 +122,7 @@ impl Default for SpanData {
             status: Status::default(),
             same_process_as_parent_span: None,
             sampled_remotely: false,
+            sample_rate: None,
         }
     }
 }
@@ -414,6 +420,11 @@ pub struct EventData {
     pub attributes: Attributes,
     /// The sampled span the event happened in; `None` outside spans.
     pub span: Option<EventSpan>,
+    /// Outside spans: the percentage of such events the log sampler
+    /// ([`Builder::with_log_sampler`](crate::Builder::with_log_sampler))
+    /// kept, the item's `sampleRate`. `None` in a span (the span's rate
+    /// applies) and for records built by hand.
+    pub sample_rate: Option<f64>,
 }
 
 impl EventData {
@@ -426,6 +437,7 @@ impl EventData {
             message: Text::default(),
             attributes,
             span: None,
+            sample_rate: None,
         }
     }
 
@@ -434,6 +446,7 @@ impl EventData {
         self.attributes.clear();
         self.message = Text::default();
         self.span = None;
+        self.sample_rate = None;
     }
 
     /// The event as an annotation of its span's record.
@@ -463,6 +476,9 @@ pub struct EventSpan {
     /// Whether the trace was recorded on a remote caller's decision (see
     /// [`SpanData::sampled_remotely`]).
     pub sampled_remotely: bool,
+    /// The percentage the span's trace was kept at (see
+    /// [`SpanData::sample_rate`]).
+    pub sample_rate: Option<f64>,
 }
 
 /// What the layer hands to the exporter worker. Both kinds are boxed (and

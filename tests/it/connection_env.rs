@@ -242,3 +242,72 @@ fn the_standard_environment_names_the_service() {
         "the executable's name"
     );
 }
+
+#[test]
+fn the_environment_picks_the_sampler_and_can_turn_everything_off() {
+    let Some(_own_process) = own_process(
+        module_path!(),
+        "the_environment_picks_the_sampler_and_can_turn_everything_off",
+    ) else {
+        return;
+    };
+    let spans_with = |builder: Builder| {
+        let exporter = tracing_appinsights::InMemoryExporter::new();
+        let (layer, guard) = builder
+            .with_in_memory_exporter(exporter.clone())
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for _ in 0..20 {
+                tracing::info_span!("root").in_scope(|| tracing::info!("inside"));
+            }
+            // A caller that sampled its trace.
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                    .parse()
+                    .unwrap(),
+            );
+            tracing_appinsights::with_remote_parent(&headers, || tracing::info_span!("served"))
+                .in_scope(|| {});
+            tracing::info!("a log line outside spans");
+        });
+        guard.shutdown(Duration::from_secs(5)).unwrap();
+        (exporter.spans().len(), exporter.events().len())
+    };
+    std::env::set_var("OTEL_TRACES_SAMPLER", "always_off");
+    // Only the caller's sampled trace; log lines are kept.
+    assert_eq!(spans_with(Builder::new()), (1, 1));
+    // Code beats the environment.
+    assert_eq!(
+        spans_with(Builder::new().with_sampler(tracing_appinsights::Sampler::always_on())),
+        (21, 1)
+    );
+    std::env::set_var("OTEL_TRACES_SAMPLER", "microsoft.fixed_percentage");
+    std::env::set_var("OTEL_TRACES_SAMPLER_ARG", "1");
+    assert_eq!(spans_with(Builder::new()), (21, 1));
+    // Off entirely: not even the caller's trace, not the log line.
+    std::env::set_var("OTEL_SDK_DISABLED", "true");
+    assert_eq!(
+        spans_with(Builder::new().with_sampler(tracing_appinsights::Sampler::always_on())),
+        (0, 0)
+    );
+    let server = FakeIngestion::start();
+    let (layer, guard) = Builder::new()
+        .with_connection_string(cs(&server, "aaaaaaaa-0000-0000-0000-000000000000"))
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("s").in_scope(|| tracing::info!("e"));
+    });
+    guard.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(server.requests().is_empty(), "nothing sent");
+    for name in [
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    ] {
+        std::env::remove_var(name);
+    }
+}

@@ -64,14 +64,49 @@ fn half_of_20_000_roots_are_sampled_within_3_percent() {
     assert_eq!(out.stats.dropped_queue_full, 0);
 }
 
+/// Before, events outside spans were sampled at the trace rate: with
+/// `probability(0.1)` about 200 of 2,000 log lines were kept. They have
+/// their own sampler, which keeps all by default.
 #[test]
-fn events_outside_spans_are_sampled_at_the_root_rate() {
+fn events_outside_spans_are_kept_by_the_log_sampler_whatever_the_trace_rate() {
+    let out = capture_with(
+        Builder::new()
+            .with_sampler(Sampler::probability(0.1))
+            .with_max_queue_size(8_192),
+        || {
+            for i in 0..2_000 {
+                tracing::info!(i, "a log line");
+            }
+        },
+    );
+    assert_eq!(out.events.len(), 2_000);
+    assert!(out.events.iter().all(|e| e.sample_rate == Some(100.0)));
     let off = capture_with(Builder::new().with_sampler(Sampler::always_off()), || {
-        tracing::info!("dropped");
+        tracing::info!("kept");
     });
-    assert!(off.events.is_empty());
-    let on = capture_with(Builder::new(), || tracing::info!("kept"));
-    assert_eq!(on.events.len(), 1);
+    assert_eq!(off.events.len(), 1);
+    let none = capture_with(
+        Builder::new().with_log_sampler(Sampler::always_off()),
+        || {
+            tracing::info!("dropped");
+            tracing::info_span!("s").in_scope(|| tracing::info!("in a sampled span: kept"));
+        },
+    );
+    assert!(none.events.is_empty());
+    assert_eq!(none.span("s").annotations.len(), 1);
+    let quarter = capture_with(
+        Builder::new()
+            .with_log_sampler(Sampler::fixed_percentage(25.0))
+            .with_max_queue_size(8_192),
+        || {
+            for i in 0..4_000 {
+                tracing::info!(i, "a log line");
+            }
+        },
+    );
+    let kept = quarter.events.len();
+    assert!((850..=1_150).contains(&kept), "{kept} of 4,000 at 25 %");
+    assert!(quarter.events.iter().all(|e| e.sample_rate == Some(25.0)));
 }
 
 #[test]
@@ -160,7 +195,7 @@ fn events_on_other_threads_are_recorded_exactly_when_in_a_sampled_span() {
                         tracing::info!("entered here too");
                         info_span!("child").in_scope(|| tracing::info!("in the child"));
                     });
-                    tracing::info!("outside, not drawn");
+                    tracing::info!("outside, for the log sampler");
                 })
             });
         });
@@ -175,5 +210,97 @@ fn events_on_other_threads_are_recorded_exactly_when_in_a_sampled_span() {
     let child = out.span("child");
     assert_eq!(child.annotations[0].description, "in the child");
     assert_eq!(child.parent_span_id, Some(span.context.span_id));
-    assert!(out.events.is_empty(), "{:#?}", out.events);
+    let outside: Vec<&str> = out.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(outside, ["outside, for the log sampler"]);
+}
+
+/// A rate-limited sampler decides at the root and every child and event
+/// follows: a trace is kept whole, at one `sampleRate` (the Python
+/// exporter decides again for each child and drops children of kept
+/// roots). On a manual clock that does not move, a burst of 200 traces is
+/// cut down to a few, at falling percentages of the form 100/n.
+#[test]
+fn a_rate_limited_trace_is_kept_whole_at_its_roots_rate() {
+    let clock = tracing_appinsights::ManualClock::new();
+    let out = capture_with(
+        Builder::new()
+            .with_sampler(Sampler::rate_limited(2.0))
+            .with_manual_clock(&clock),
+        || {
+            for i in 0..200 {
+                info_span!("root", i).in_scope(|| {
+                    info_span!("child").in_scope(|| tracing::info!("in the child"));
+                });
+            }
+        },
+    );
+    let roots: Vec<_> = out.spans.iter().filter(|s| s.name == "root").collect();
+    assert!(
+        !roots.is_empty() && roots.len() < 20,
+        "{} roots kept",
+        roots.len()
+    );
+    for root in &roots {
+        let rate = root.sample_rate.expect("a kept root's rate");
+        let n = 100.0 / rate;
+        assert!((n - n.round()).abs() < 1e-9, "{rate} is 100/n");
+        let children: Vec<_> = out
+            .spans
+            .iter()
+            .filter(|s| s.name == "child" && s.parent_span_id == Some(root.context.span_id))
+            .collect();
+        assert_eq!(children.len(), 1, "the child of every kept root");
+        assert_eq!(children[0].sample_rate, Some(rate));
+        assert_eq!(children[0].annotations.len(), 1);
+    }
+    let children = out.spans.iter().filter(|s| s.name == "child").count();
+    assert_eq!(children, roots.len(), "no child without its root");
+    // The first trace after start is kept, at 100 %.
+    assert!(roots.iter().any(|r| r.sample_rate == Some(100.0)));
+}
+
+/// On the wire, every item of a kept trace carries the rate its root was
+/// kept at; a fixed percentage's items carry it too.
+#[test]
+fn every_item_of_a_kept_trace_carries_its_sample_rate() {
+    use crate::support::delivery::{builder, start, TempDir};
+    let server = crate::support::FakeIngestion::start();
+    let dir = TempDir::new("sample-rate");
+    let (dispatch, guard) = start(
+        builder(&server.endpoint(), dir.path()).with_sampler(Sampler::fixed_percentage(50.0)),
+    );
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..40 {
+            info_span!("root").in_scope(|| {
+                info_span!("child").in_scope(|| tracing::info!("line"));
+            });
+        }
+        tracing::info!("outside spans");
+    });
+    guard.flush(std::time::Duration::from_secs(10)).unwrap();
+    let envelopes = server.envelopes();
+    let outside = envelopes
+        .iter()
+        .filter(|e| e["data"]["baseData"]["message"] == "outside spans")
+        .count();
+    assert_eq!(outside, 1, "kept by the log sampler");
+    for e in &envelopes {
+        let want = if e["data"]["baseData"]["message"] == "outside spans" {
+            100.0
+        } else {
+            50.0
+        };
+        assert_eq!(e["sampleRate"].as_f64(), Some(want), "{e}");
+    }
+    // Each kept trace is whole: root, child and its message.
+    let traces: std::collections::HashMap<&str, usize> =
+        envelopes.iter().fold(Default::default(), |mut m, e| {
+            if let Some(op) = e["tags"]["ai.operation.id"].as_str() {
+                *m.entry(op).or_default() += 1;
+            }
+            m
+        });
+    assert!(!traces.is_empty());
+    assert!(traces.values().all(|&n| n == 3), "{traces:?}");
+    guard.shutdown(std::time::Duration::from_secs(5)).unwrap();
 }

@@ -254,6 +254,7 @@ mod tests {
             message: Text::from("nope"),
             attributes: attrs(&[("error", AttributeValue::Error(Box::new(error)))]),
             span: None,
+            sample_rate: None,
         };
         let items = items(&Record::Event(Box::new(event)));
         let want = json!([{ "typeName": "Error", "message": "nope", "hasFullStack": false }]);

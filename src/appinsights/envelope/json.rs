@@ -667,7 +667,9 @@ mod tests {
                     span_id: SpanId::from_int(4),
                     operation_name: t.to_owned().into(),
                     sampled_remotely: true,
+                    sample_rate: None,
                 }),
+                sample_rate: None,
             };
             records.push(Record::Event(Box::new(event)));
         }

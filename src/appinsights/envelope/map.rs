@@ -37,7 +37,11 @@ pub(crate) fn map_record<'a>(
             let view = EventView::of_event(event);
             let data = event_data(&view);
             let Some(span) = &event.span else {
-                out.push(Envelope::new(ctx, view.timestamp, ctx.base_tags(), data));
+                let mut envelope = Envelope::new(ctx, view.timestamp, ctx.base_tags(), data);
+                if let Some(rate) = event.sample_rate {
+                    envelope.sample_rate = rate;
+                }
+                out.push(envelope);
                 return;
             };
             let tags = Tags {
@@ -50,8 +54,8 @@ pub(crate) fn map_record<'a>(
                 ..ctx.base_tags()
             };
             let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
-            if span.sampled_remotely {
-                envelope.sample_rate = 100.0;
+            if let Some(rate) = trace_rate(span.sampled_remotely, span.sample_rate) {
+                envelope.sample_rate = rate;
             }
             out.push(envelope);
         }
@@ -87,14 +91,24 @@ pub(crate) fn map_span<'a>(
         let data = event_data(&view);
         out.push(Envelope::new(ctx, view.timestamp, event_tags.clone(), data));
     }
-    if span.sampled_remotely {
-        // Recorded on the caller's decision, at the caller's (unknown) rate:
-        // our sampler's rate would extrapolate wrongly (or be 0).
+    if let Some(rate) = trace_rate(span.sampled_remotely, span.sample_rate) {
         let items = 1 + span.annotations.len();
         let start = out.len() - items;
         for envelope in &mut out[start..] {
-            envelope.sample_rate = 100.0;
+            envelope.sample_rate = rate;
         }
+    }
+}
+
+/// The `sampleRate` of a trace's items when it is not the sampler's fixed
+/// one: 100 when recorded on a remote caller's decision (at the caller's
+/// unknown rate: ours would extrapolate wrongly, or be 0), else the rate
+/// its root was kept at.
+fn trace_rate(sampled_remotely: bool, rate: Option<f64>) -> Option<f64> {
+    if sampled_remotely {
+        Some(100.0)
+    } else {
+        rate
     }
 }
 

@@ -154,6 +154,7 @@ mod tests {
             message: Text::from("started"),
             attributes: attrs(&[("port", AttributeValue::U64(8080))]),
             span: None,
+            sample_rate: None,
         };
         let items = items(&Record::Event(Box::new(event)));
         assert_eq!(items.len(), 1);

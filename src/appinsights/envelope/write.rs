@@ -459,6 +459,7 @@ mod tests {
             message: Text::from(text.as_str()),
             attributes: attrs(&[]),
             span: None,
+            sample_rate: None,
         };
         let item = &items(&Record::Event(Box::new(event)))[0];
         assert!(size(item) <= MAX_ITEM_BYTES);
@@ -547,6 +548,7 @@ mod tests {
                 message: Text::from(message.as_str()),
                 attributes: attrs(&fields),
                 span: None,
+                sample_rate: None,
             };
             let item = &items(&Record::Event(Box::new(event)))[0];
             prop_assert!(size(item) <= MAX_ITEM_BYTES, "{}", size(item));
