@@ -47,23 +47,27 @@ pub(super) fn exit(_key: usize) {
     });
 }
 
-/// Whether no span of layer `key` is entered here, when that is known.
-#[inline]
-pub(super) fn no_span(key: usize) -> bool {
-    DEPTH
-        .try_with(|depth| {
-            let (layer, n) = depth.get();
-            n == 0 && layer != MIXED && (layer == key || layer == 0)
-        })
-        .unwrap_or(false)
+/// How deep this thread is in entered spans of a layer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Depth {
+    /// None entered.
+    Zero,
+    /// Only this layer's are entered (at least one).
+    Ours,
+    /// Another layer's too: nothing is known from the depth.
+    Unknown,
 }
 
-/// Whether the depth here counts layer `key`'s spans alone.
+/// How deep this thread is in entered spans, as layer `key` sees it.
 #[inline]
-pub(super) fn depth_known(key: usize) -> bool {
+pub(super) fn depth(key: usize) -> Depth {
     DEPTH
-        .try_with(|depth| depth.get().0 == key)
-        .unwrap_or(false)
+        .try_with(|depth| match depth.get() {
+            (_, 0) => Depth::Zero,
+            (layer, _) if layer == key => Depth::Ours,
+            _ => Depth::Unknown,
+        })
+        .unwrap_or(Depth::Unknown)
 }
 
 /// Notes that the sampled span `id` of layer `key` was entered here.
@@ -110,6 +114,23 @@ pub(super) fn none(key: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_depth_is_per_layer_until_two_mix() {
+        let (a, b) = (11, 12);
+        assert_eq!(depth(a), Depth::Zero);
+        enter(a);
+        enter(a);
+        assert_eq!((depth(a), depth(b)), (Depth::Ours, Depth::Unknown));
+        enter(b);
+        assert_eq!((depth(a), depth(b)), (Depth::Unknown, Depth::Unknown));
+        exit(b);
+        exit(a);
+        exit(a);
+        assert_eq!((depth(a), depth(b)), (Depth::Zero, Depth::Zero));
+        exit(a);
+        assert_eq!(depth(a), Depth::Zero, "an exit too many changes nothing");
+    }
 
     #[test]
     fn entries_are_per_layer_and_removed_newest_first() {

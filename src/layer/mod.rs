@@ -49,6 +49,7 @@ mod state;
 mod table;
 mod visitor;
 
+use self::entered::Depth;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, NewSpan, SpanState};
 use self::table::SpanTable;
@@ -550,6 +551,19 @@ where
         self.log_rule.decide_random(ids::next_u64())
     }
 
+    /// An event outside spans: recorded if the log sampler keeps it (and
+    /// it is not the exporter's own).
+    fn root_event(&self, event: &Event<'_>) {
+        if crate::pipeline::on_exporter_thread()
+            || crate::diag::is_own_target(event.metadata().target())
+        {
+            return;
+        }
+        if let Some(rate) = self.root_event_rate() {
+            self.record_root_event(event, rate);
+        }
+    }
+
     fn record_root_event(&self, event: &Event<'_>, rate: f64) {
         let meta = event.metadata();
         let mut record = self.event_record();
@@ -619,34 +633,26 @@ where
         if self.rule.is_none() && self.log_rule.is_none() && self.table.none_alive() {
             return; // no sampled span to be in, no log line kept
         }
-        if crate::pipeline::on_exporter_thread()
-            || crate::diag::is_own_target(event.metadata().target())
-        {
-            return;
-        }
         if event.is_contextual() {
             // A contextual event's span is one of ours entered here: with
-            // none entered it is outside spans, for the log sampler.
-            if entered::no_span(self.key()) {
-                if let Some(rate) = self.root_event_rate() {
-                    self.record_root_event(event, rate);
-                }
-                return;
-            }
-            // With no sampled span alive, or none of ours entered here, it
-            // is in an unsampled span (when the depth is known) .
-            if (self.table.none_alive() || self.none_sampled_entered())
-                && entered::depth_known(self.key())
-            {
-                return;
+            // none entered it is outside spans, for the log sampler; with
+            // only ours entered and none of them sampled, it is in an
+            // unsampled span. Neither needs a lookup.
+            match entered::depth(self.key()) {
+                Depth::Zero => return self.root_event(event),
+                Depth::Ours if self.table.none_alive() || self.none_sampled_entered() => return,
+                _ => {}
             }
         } else if self.table.none_alive() {
             // An explicit parent, and no sampled span alive: unsampled.
             if event.is_root() {
-                if let Some(rate) = self.root_event_rate() {
-                    self.record_root_event(event, rate);
-                }
+                self.root_event(event);
             }
+            return;
+        }
+        if crate::pipeline::on_exporter_thread()
+            || crate::diag::is_own_target(event.metadata().target())
+        {
             return;
         }
         let candidate = if event.is_contextual() {
@@ -656,11 +662,7 @@ where
         };
         match self.owner(candidate, &ctx, || ctx.event_span(event)) {
             Owner::Sampled(span) => self.record_event_in_span(event, &span, &ctx),
-            Owner::None => {
-                if let Some(rate) = self.root_event_rate() {
-                    self.record_root_event(event, rate);
-                }
-            }
+            Owner::None => self.root_event(event),
             Owner::Unsampled => {}
         }
     }
