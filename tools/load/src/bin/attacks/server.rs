@@ -102,6 +102,7 @@ impl Tally {
 /// An endpoint; dropping it closes it.
 pub struct Server {
     pub addr: SocketAddr,
+    state: Arc<State>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -115,7 +116,7 @@ impl Drop for Server {
 
 /// What the connections of one endpoint share.
 struct State {
-    behaviour: Behaviour,
+    behaviour: Mutex<Behaviour>,
     tally: Arc<Tally>,
     addr: SocketAddr,
     started: Instant,
@@ -126,7 +127,16 @@ struct State {
 impl Server {
     /// Starts an endpoint answering as `behaviour`, counting in `tally`.
     pub fn start(behaviour: Behaviour, tally: &Arc<Tally>) -> std::io::Result<Server> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Server::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour, tally)
+    }
+
+    /// [`Server::start`] on `addr` (a [`Server::dead`] one coming back).
+    pub fn start_at(
+        addr: SocketAddr,
+        behaviour: Behaviour,
+        tally: &Arc<Tally>,
+    ) -> std::io::Result<Server> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -134,13 +144,14 @@ impl Server {
             .enable_all()
             .build()?;
         let state = Arc::new(State {
-            behaviour,
+            behaviour: Mutex::new(behaviour),
             tally: Arc::clone(tally),
             addr,
             started: Instant::now(),
             rng: Rng::default(),
             connections: AtomicU64::new(0),
         });
+        let accepting = Arc::clone(&state);
         runtime.spawn(async move {
             let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                 return;
@@ -149,13 +160,21 @@ impl Server {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(connection(stream, Arc::clone(&state)));
+                tokio::spawn(connection(stream, Arc::clone(&accepting)));
             }
         });
         Ok(Server {
             addr,
+            state,
             runtime: Some(runtime),
         })
+    }
+
+    /// From now on, new connections and requests are answered as
+    /// `behaviour` (the same endpoint: the crate keeps the storage of each
+    /// endpoint apart).
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().unwrap() = behaviour;
     }
 
     /// A loopback address where nothing listens: connections are refused.
@@ -165,7 +184,8 @@ impl Server {
 }
 
 async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
-    match state.behaviour {
+    let behaviour = *state.behaviour.lock().unwrap();
+    match behaviour {
         Behaviour::Hang => {
             // Hold the connection open, unread, until the server is dropped.
             let _held = stream;
@@ -271,7 +291,8 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Answer {
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let ids = ids_of(&body);
-    match state.behaviour {
+    let behaviour = *state.behaviour.lock().unwrap();
+    match behaviour {
         // (`connection` serves `Hang` and `Trickle` without hyper.)
         Behaviour::Healthy | Behaviour::Hang | Behaviour::Trickle => accept(&state, &ids, &[]),
         Behaviour::Slow(delay) => {
