@@ -28,6 +28,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tracing_appinsights_load::{connection_string, envelopes, peak_rss_mib, Rng};
 use tracing_subscriber::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,9 +55,7 @@ fn soak(rate: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
     let storage = std::env::temp_dir().join(format!("tai-soak-{}", std::process::id()));
 
     let (layer, guard) = tracing_appinsights::Builder::new()
-        .with_connection_string(format!(
-            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{addr}"
-        ))
+        .with_connection_string(connection_string(addr))
         .with_storage_dir(&storage)
         .build()?;
     tracing_subscriber::registry().with(layer).init();
@@ -81,7 +80,7 @@ fn soak(rate: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
                 s.in_queue,
                 s.stored,
                 s.requests,
-                peak_rss_mib()
+                peak_rss_mib().unwrap_or(f64::NAN)
             );
         }
         let next = producing + Duration::from_millis(slice + 1);
@@ -100,7 +99,7 @@ fn soak(rate: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
     }
     guard.shutdown(Duration::from_secs(5))?;
     let stats = guard.stats();
-    let peak = peak_rss_mib();
+    let peak = peak_rss_mib().unwrap_or(f64::NAN);
     let seen = server_stats(addr)?;
     let _ = server.kill();
     let _ = server.wait();
@@ -156,16 +155,6 @@ fn has_blobs(dir: &std::path::Path) -> bool {
     })
 }
 
-/// The process's peak resident memory, from `/proc/self/status` (Linux).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 /// What the server saw.
 #[derive(Debug, Default, Deserialize)]
 struct Seen {
@@ -199,35 +188,7 @@ struct Counts {
     throttled: AtomicU64,
     duplicates: AtomicU64,
     ids: Mutex<HashSet<u64>>,
-    rng: AtomicU64,
-}
-
-impl Counts {
-    /// A number in 0..100 (xorshift; the answers only need to be mixed).
-    fn percent(&self) -> u64 {
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
-        x % 100
-    }
-}
-
-#[derive(Deserialize)]
-struct Item {
-    data: ItemData,
-}
-
-#[derive(Deserialize)]
-struct ItemData {
-    #[serde(rename = "baseData")]
-    base_data: BaseData,
-}
-
-#[derive(Deserialize)]
-struct BaseData {
-    id: String,
+    rng: Rng,
 }
 
 fn serve() -> Result<(), Box<dyn std::error::Error>> {
@@ -236,10 +197,6 @@ fn serve() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     let counts = Arc::new(Counts::default());
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as u64;
-    counts.rng.store(seed | 1, Ordering::Relaxed);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -282,7 +239,7 @@ async fn answer(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     counts.requests.fetch_add(1, Ordering::Relaxed);
-    let roll = counts.percent();
+    let roll = counts.rng.below(100);
     if roll < 20 {
         counts.unavailable.fetch_add(1, Ordering::Relaxed);
         return Ok(status(StatusCode::SERVICE_UNAVAILABLE, None));
@@ -291,22 +248,14 @@ async fn answer(
         counts.throttled.fetch_add(1, Ordering::Relaxed);
         return Ok(status(StatusCode::TOO_MANY_REQUESTS, Some("1")));
     }
-    let mut json = Vec::new();
-    if flate2::read::GzDecoder::new(&body[..])
-        .read_to_end(&mut json)
-        .is_err()
-    {
-        json = body.to_vec();
-    }
-    let items: Vec<Item> = match serde_json::from_slice(&json) {
-        Ok(items) => items,
-        Err(_) => return Ok(status(StatusCode::BAD_REQUEST, None)),
+    let Some(items) = envelopes(&body) else {
+        return Ok(status(StatusCode::BAD_REQUEST, None));
     };
     let n = items.len();
     {
         let mut ids = counts.ids.lock().unwrap();
         for item in items {
-            let id = u64::from_str_radix(&item.data.base_data.id, 16).unwrap_or_default();
+            let id = u64::from_str_radix(item.id(), 16).unwrap_or_default();
             if !ids.insert(id) {
                 counts.duplicates.fetch_add(1, Ordering::Relaxed);
             }

@@ -9,7 +9,6 @@
 //! ```
 
 use std::convert::Infallible;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tracing_appinsights_load::{connection_string, peak_rss_mib, unzipped};
 use tracing_subscriber::prelude::*;
 
 /// Counts the envelopes POSTed to it, keeping none.
@@ -61,21 +61,12 @@ async fn count(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let mut json = Vec::new();
-    let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut json);
-    let items: Vec<serde::de::IgnoredAny> = serde_json::from_slice(&json).unwrap_or_default();
+    let items: Vec<serde::de::IgnoredAny> =
+        serde_json::from_slice(&unzipped(&body)).unwrap_or_default();
     received.fetch_add(items.len() as u64, Ordering::Relaxed);
     let n = items.len();
     let answer = format!(r#"{{"itemsReceived":{n},"itemsAccepted":{n},"errors":[]}}"#);
     Ok(Response::new(Full::new(Bytes::from(answer))))
-}
-
-/// The process's peak resident memory, from `/proc/self/status` (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -86,9 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let received = Arc::new(AtomicU64::new(0));
     let addr = start_counting_server(Arc::clone(&received));
     let (layer, guard) = tracing_appinsights::Builder::new()
-        .with_connection_string(format!(
-            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://{addr}"
-        ))
+        .with_connection_string(connection_string(addr))
         .with_export_interval(Duration::from_millis(200))
         // Measure what memory alone delivers: nothing parked on disk.
         .with_offline_storage(false)
