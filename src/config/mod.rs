@@ -12,9 +12,10 @@ use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
 use crate::pipeline::{Clock, ExporterGuard, ManualClock};
 use crate::sinks::InMemoryExporter;
-use connection_string::{Authorization, ConnectionString};
+use connection_string::ConnectionString;
 
 pub(crate) mod connection_string;
+mod credential;
 mod wiring;
 
 /// How long an idle connection to the endpoint is kept for reuse.
@@ -35,6 +36,7 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`Self::DEFAULT_SHUTDOWN_TIMEOUT`]) |
 /// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
 /// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
+/// | `with_credential` (feature `entra`) | the managed identity `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` names (feature `managed-identity`), else none: the instrumentation key alone |
 /// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, else the executable's name |
 /// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | the host name |
 /// | [`with_application_version`](Self::with_application_version) | none |
@@ -88,6 +90,8 @@ pub struct Builder {
     storage_max_size: u64,
     storage_retention: Duration,
     clock: Clock,
+    #[cfg(feature = "entra")]
+    credential: Option<credential::Credential>,
 }
 
 impl Default for Builder {
@@ -124,6 +128,12 @@ impl Builder {
     /// The environment variable holding a bare instrumentation key (deprecated
     /// by Azure in favour of connection strings, still honoured).
     pub const ENV_INSTRUMENTATION_KEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
+    /// The environment variable that asks for a managed identity's
+    /// Microsoft Entra ID tokens, `Authorization=AAD[;ClientId=<client id>]`,
+    /// as App Service and Functions set it for the other Application
+    /// Insights SDKs (read with feature `managed-identity`; without it, a
+    /// value is a [`BuildError`]). A credential given in code beats it.
+    pub const ENV_AUTHENTICATION_STRING: &str = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING";
 
     /// A builder with the default values of the table above.
     pub fn new() -> Self {
@@ -146,6 +156,8 @@ impl Builder {
             storage_max_size: Self::DEFAULT_STORAGE_MAX_SIZE,
             storage_retention: Self::DEFAULT_STORAGE_RETENTION,
             clock: Clock::System,
+            #[cfg(feature = "entra")]
+            credential: None,
         }
     }
 
@@ -164,6 +176,54 @@ impl Builder {
     /// [`with_connection_string`](Self::with_connection_string).
     pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
         self.instrumentation_key = Some(key.into());
+        self
+    }
+
+    /// Sends a Microsoft Entra ID bearer token, from `credential`, with every
+    /// request: what an Application Insights resource with local
+    /// authentication disabled accepts (the identity needs the
+    /// `Monitoring Metrics Publisher` role on it). Any
+    /// [`TokenCredential`](azure_core::credentials::TokenCredential) works:
+    /// `azure_identity`'s `ManagedIdentityCredential`,
+    /// `WorkloadIdentityCredential`, `ClientSecretCredential`,
+    /// `DeveloperToolsCredential`, or one of your own. Beats
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`
+    /// ([`ENV_AUTHENTICATION_STRING`](Self::ENV_AUTHENTICATION_STRING)).
+    ///
+    /// Tokens are asked for the scope `https://monitor.azure.com//.default`,
+    /// or the connection string's `AADAudience` followed by `/.default`,
+    /// on the exporter's thread (never on yours), and refreshed five minutes
+    /// before they expire. While the credential gives none, telemetry waits
+    /// in memory and then in offline storage; the first failure is logged as
+    /// a warning. A token is never logged, never stored, and never sent over
+    /// plain `http` except to a loopback address: with an `http://`
+    /// ingestion endpoint elsewhere, [`build`](Self::build) returns
+    /// [`BuildError::TokenOverPlainHttp`]. `docs/entra-id.md` has the
+    /// details.
+    ///
+    /// # Examples
+    ///
+    /// With `azure_identity`'s managed identity (on App Service, Functions,
+    /// Container Apps or a VM):
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let credential = azure_identity::ManagedIdentityCredential::new(None)?;
+    /// let (layer, _guard) = tracing_appinsights::Builder::new()
+    ///     .with_credential(credential)
+    ///     .build()?;
+    /// tracing_subscriber::registry().with(layer).init();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "entra")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "entra")))]
+    pub fn with_credential(
+        mut self,
+        credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+    ) -> Self {
+        self.credential = Some(credential::Credential(credential));
         self
     }
 
@@ -368,7 +428,9 @@ impl Builder {
 
     /// The connection string in force and where it came from, by the
     /// precedence of the table above; `None` when there is none.
-    fn resolve_connection_string(&self) -> Result<Option<ConnectionString>, BuildError> {
+    fn resolve_connection_string(
+        &self,
+    ) -> Result<Option<(ConnectionString, &'static str)>, BuildError> {
         let env = |name| {
             std::env::var(name)
                 .ok()
@@ -394,10 +456,7 @@ impl Builder {
         let parsed: ConnectionString = text
             .parse()
             .map_err(|source| BuildError::ConnectionString { origin, source })?;
-        if parsed.authorization() == Authorization::Aad {
-            return Err(BuildError::AadNeedsTokenProvider { origin });
-        }
-        Ok(Some(parsed))
+        Ok(Some((parsed, origin)))
     }
 }
 

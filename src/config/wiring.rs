@@ -67,9 +67,10 @@ impl Builder {
         if let Some(exporter) = &self.in_memory {
             return Ok(Box::new(Immediate::new(exporter.clone(), ledger)));
         }
-        let Some(connection) = self.resolve_connection_string()? else {
+        let Some((connection, origin)) = self.resolve_connection_string()? else {
             return Ok(Box::new(Immediate::new(StdoutSink::default(), ledger)));
         };
+        let auth = self.auth(&connection, origin)?;
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -78,6 +79,7 @@ impl Builder {
                 request_timeout: self.request_timeout,
                 pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             },
+            auth,
             context: EnvelopeContext::new(
                 connection.instrumentation_key(),
                 &self.telemetry,
