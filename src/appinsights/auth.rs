@@ -77,15 +77,18 @@ impl Auth {
     }
 }
 
-/// Whether a bearer token sent to `endpoint` would cross a network in
-/// clear: the endpoint is plain `http` (or not a URL at all) and its host
-/// is not a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+/// Whether a bearer token sent to `endpoint` could cross a network in
+/// clear: it is not `https`, unless it is plain `http` to a loopback
+/// address (`127.0.0.0/8`, `::1`, `localhost`).
 pub(crate) fn exposes_token(endpoint: &str) -> bool {
     let Ok(uri) = endpoint.trim().parse::<http::Uri>() else {
         return true;
     };
     if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
         return false;
+    }
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return true;
     }
     let host = uri.host().unwrap_or_default();
     let host = host

@@ -471,6 +471,31 @@ mod tests {
     }
 
     #[test]
+    fn a_403_or_a_credential_without_token_pauses_at_once() {
+        let b = Backoff::default();
+        let now = Instant::now();
+        for reason in [
+            RetryReason::Status(403),
+            RetryReason::Credential("no token".into()),
+        ] {
+            let mut h = Health::default();
+            h.on_failure(&reason, None, now, &b, u64::MAX);
+            assert_eq!(
+                h.paused_until(),
+                Some(now + Duration::from_millis(500)),
+                "{reason:?}"
+            );
+            assert_eq!(h.max_in_flight(4), 1, "then one probe");
+            h.on_failure(&reason, None, now, &b, u64::MAX);
+            assert_eq!(h.paused_until(), Some(now + Duration::from_secs(1)));
+        }
+        // A 401 does not pause: the token was dropped, a new one may do.
+        let mut h = Health::default();
+        h.on_failure(&RetryReason::Status(401), None, now, &b, u64::MAX);
+        assert_eq!(h.paused_until(), None);
+    }
+
+    #[test]
     fn health_pauses_on_failures_in_a_row() {
         let b = Backoff::default();
         let now = Instant::now();

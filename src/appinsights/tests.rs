@@ -62,6 +62,7 @@ fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink,
             request_timeout: Duration::from_millis(500),
             pool_idle_timeout: Duration::from_secs(1),
         },
+        auth: Default::default(),
         context: EnvelopeContext::new(
             "00000000-0000-0000-0000-000000000000",
             &Default::default(),
