@@ -23,8 +23,8 @@ pub(super) struct Warned {
     pub(super) quota: diag::Once,
     pub(super) slow: diag::Once,
     pub(super) redirect: diag::Once,
-    /// 401 and 403: the resource refused the request's authorisation.
-    pub(super) auth: diag::Once,
+    pub(super) unauthorized: diag::Once,
+    pub(super) forbidden: diag::Once,
     pub(super) credential: diag::Once,
 }
 
@@ -40,20 +40,20 @@ impl AppInsightsSink {
     pub(super) fn report_retry(&self, reason: &RetryReason, after: Option<Duration>, n: usize) {
         let (warned, what) = match reason {
             RetryReason::Status(401) if self.auth.is_bearer() => (
-                &self.warned.auth,
+                &self.warned.unauthorized,
                 "the ingestion service refused the bearer token (401); it was dropped, and \
                  the batch goes again with a new one"
                     .to_owned(),
             ),
             RetryReason::Status(401) => (
-                &self.warned.auth,
+                &self.warned.unauthorized,
                 "the ingestion service answered 401: the resource may accept only Microsoft \
                  Entra ID tokens (local authentication disabled); give the exporter a \
                  credential (Builder::with_credential, feature `entra`)"
                     .to_owned(),
             ),
             RetryReason::Status(403) => (
-                &self.warned.auth,
+                &self.warned.forbidden,
                 "the ingestion service answered 403: the identity may not send to this \
                  resource; give it the `Monitoring Metrics Publisher` role on the Application \
                  Insights resource (a new role assignment can take minutes to apply); sending \

@@ -207,6 +207,7 @@ impl Builder {
     /// Container Apps or a VM):
     ///
     /// ```no_run
+    /// # #[cfg(feature = "managed-identity")]
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use tracing_subscriber::prelude::*;
     ///
@@ -216,7 +217,15 @@ impl Builder {
     ///     .build()?;
     /// tracing_subscriber::registry().with(layer).init();
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "managed-identity"))]
+    /// # fn main() {}
     /// ```
+    ///
+    /// (`azure_identity`'s credentials need an HTTP client: its default
+    /// features bring one. With feature `managed-identity` and
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD`, the
+    /// exporter makes the managed identity's credential itself, on its own
+    /// HTTP client, with no code at all.)
     #[cfg(feature = "entra")]
     #[cfg_attr(docsrs, doc(cfg(feature = "entra")))]
     pub fn with_credential(

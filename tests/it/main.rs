@@ -14,7 +14,8 @@
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
-//! - configuration: [`connection_env`];
+//! - configuration: [`connection_env`], [`entra`] (Microsoft Entra ID
+//!   tokens, features `entra` and `managed-identity`);
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -39,6 +40,7 @@ mod delivery_diagnostics;
 #[cfg(feature = "tower")]
 mod distributed;
 mod endpoint_trouble;
+mod entra;
 mod events;
 mod export;
 mod http_requests;

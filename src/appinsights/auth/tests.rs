@@ -112,7 +112,10 @@ mod tokens {
     #[test]
     fn refresh_comes_five_minutes_early_or_half_way_for_short_tokens() {
         let now = std::time::Instant::now();
-        assert_eq!(schedule(now, HOUR), (now + HOUR, now + HOUR - REFRESH_AHEAD));
+        assert_eq!(
+            schedule(now, HOUR),
+            (now + HOUR, now + HOUR - REFRESH_AHEAD)
+        );
         let ten = Duration::from_secs(600);
         assert_eq!(schedule(now, ten), (now + ten, now + ten - REFRESH_AHEAD));
         let short = Duration::from_secs(200);
@@ -146,8 +149,7 @@ mod tokens {
 
     #[test]
     fn a_failed_refresh_keeps_the_current_token_then_tries_again_later() {
-        let (tokens, credential, clock) =
-            setup(vec![Ok(HOUR), Err("down".into()), Ok(HOUR)]);
+        let (tokens, credential, clock) = setup(vec![Ok(HOUR), Err("down".into()), Ok(HOUR)]);
         block_on(async {
             tokens.get().await.unwrap();
             clock.advance(HOUR - Duration::from_secs(60));
@@ -170,7 +172,10 @@ mod tokens {
             for result in [a, b] {
                 let error = result.unwrap_err();
                 assert!(error.contains("no identity"), "{error}");
-                assert!(error.contains("https://monitor.azure.com//.default"), "{error}");
+                assert!(
+                    error.contains("https://monitor.azure.com//.default"),
+                    "{error}"
+                );
             }
             assert_eq!(credential.calls.lock().unwrap().len(), 1, "asked once");
             // The next send asks again.
