@@ -389,10 +389,13 @@ impl AppInsightsSink {
                     // Over the quota the payload waits out the whole pause.
                     RetryReason::Quota(..) => self.health.paused_until().map(|u| u - now),
                     // The refused token was dropped: the first 401 in a row
-                    // is sent again at once, with a new one. A credential
-                    // whose tokens keep being refused backs off.
+                    // is sent again at once (unless the service said when),
+                    // with a new one. A credential whose tokens keep being
+                    // refused backs off.
                     RetryReason::Status(401)
-                        if self.auth.is_bearer() && self.health.failures_in_row() == 1 =>
+                        if after.is_none()
+                            && self.auth.is_bearer()
+                            && self.health.failures_in_row() == 1 =>
                     {
                         Some(Duration::ZERO)
                     }
