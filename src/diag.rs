@@ -17,6 +17,42 @@ pub(crate) fn is_own_target(target: &str) -> bool {
     }
 }
 
+/// A line the exporter says once about its own setup (where the data goes),
+/// logged by `build()` when a subscriber is there to hear it, else by the
+/// worker when the first records arrive (by then the application has
+/// installed its subscriber: records come through it).
+#[derive(Debug, Clone)]
+pub(crate) struct Note {
+    /// A warning (data goes nowhere the user may expect) or information.
+    pub(crate) warn: bool,
+    pub(crate) text: String,
+}
+
+impl Note {
+    /// Logs it now, to the calling thread's subscriber.
+    pub(crate) fn emit(&self) {
+        if self.warn {
+            tracing::warn!(target: TARGET, "{}", self.text);
+        } else {
+            tracing::info!(target: TARGET, "{}", self.text);
+        }
+    }
+
+    /// Logs `notes` now if the calling thread has a subscriber; else gives
+    /// them back, for later.
+    pub(crate) fn emit_if_heard(notes: Vec<Note>) -> Vec<Note> {
+        let heard =
+            tracing::dispatcher::get_default(|d| !d.is::<tracing_core::subscriber::NoSubscriber>());
+        if !heard {
+            return notes;
+        }
+        for note in &notes {
+            note.emit();
+        }
+        Vec::new()
+    }
+}
+
 /// Remembers whether a kind of trouble was already reported at warning
 /// level; later reports of it go to debug level, so a dead endpoint or a
 /// full disk does not flood the logs.

@@ -114,12 +114,14 @@
 //!   [`Builder::with_max_retry_memory`] (32 MiB).
 //! * **Offline storage**, on by default: what cannot be sent in time (its
 //!   retries ran out, memory is full, or a flush or the shutdown reached its
-//!   deadline) is written as JSON-lines blobs to a private directory
-//!   ([`Builder::with_storage_dir`], default `tracing-appinsights-<ikey>` in
-//!   the temporary directory; at most 50 MiB, kept at most 48 hours) and
-//!   sent later, in the background while the endpoint is healthy or by the
-//!   next run. Leases let several processes share the directory without
-//!   sending a blob twice. [`Builder::with_offline_storage`]`(false)` turns
+//!   deadline) is written as JSON-lines blobs to a private directory, one
+//!   per instrumentation key and endpoint, named by a hash
+//!   (`tracing-appinsights-<16 hex digits>`), in
+//!   [`Builder::with_storage_dir`] (which is otherwise left alone) or by
+//!   default in a per-user directory of the temporary directory (at most
+//!   50 MiB, kept at most 48 hours), and sent later, in the background
+//!   while the endpoint is healthy or by the next run. Leases let several
+//!   processes share the directory without sending a blob twice. [`Builder::with_offline_storage`]`(false)` turns
 //!   it off.
 //! * **Flush and shutdown.** [`ExporterGuard::flush`] returns when what was
 //!   queued before it was accepted, stored or dropped;
@@ -129,10 +131,10 @@
 //! * **Accounting.** [`ExporterStats`] counts telemetry items (a span is one
 //!   item, and so is every event), and each is in exactly one place: in the
 //!   queue, in memory, accepted, in storage, or dropped (queue full, after
-//!   shutdown, rejected by the service, too old, no room in storage,
-//!   corrupt, past a span's annotation bound in the stdout and in-memory
-//!   sinks); [`ExporterStats::balances`] checks it. Parts of items cut at a
-//!   bound are counted too (see the limits below).
+//!   shutdown, rejected by the service, too old, no room in storage, no
+//!   usable storage, corrupt, past a span's annotation bound in the stdout
+//!   and in-memory sinks); [`ExporterStats::balances`] checks it. Parts of
+//!   items cut at a bound are counted too (see the limits below).
 //! * **What can still be lost or duplicated:** a process killed (SIGKILL)
 //!   loses what was in its queue and memory, not what was stored; a request
 //!   that timed out may have been accepted, so its retry can duplicate it.

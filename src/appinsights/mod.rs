@@ -82,6 +82,21 @@ impl Policy {
             lease: request_timeout * 2 + Duration::from_secs(5),
         }
     }
+
+    /// The longest lease this sink takes on a stored blob: while it is
+    /// sent ([`lease`](Self::lease)), or until its retry is due (a backoff
+    /// delay, at most [`Backoff::cap`]; a `Retry-After`, at most
+    /// [`response::MAX_RETRY_AFTER`]; the pause over a quota, at most
+    /// [`retry::QUOTA_PROBE_INTERVAL`] without one; never less than
+    /// [`MIN_STORED_RETRY`]). Storage takes none longer and honours none
+    /// for longer.
+    pub(crate) fn max_lease(&self) -> Duration {
+        self.lease
+            .max(self.backoff.cap)
+            .max(response::MAX_RETRY_AFTER)
+            .max(retry::QUOTA_PROBE_INTERVAL)
+            .max(MIN_STORED_RETRY)
+    }
 }
 
 /// What the Application Insights sink is made of, from the settings.
@@ -189,6 +204,12 @@ impl AppInsightsSink {
             clock,
             timer: None,
         })
+    }
+
+    /// The proxy the configured endpoint is reached through, as it may be
+    /// logged; `None` when direct.
+    pub(crate) fn proxy(&self) -> Option<&str> {
+        self.configured.proxy()
     }
 
     // === taking batches ===

@@ -5,6 +5,7 @@
 use std::time::{Instant, SystemTime};
 
 use super::payload::{Origin, Payload};
+use super::storage::PutError;
 use super::AppInsightsSink;
 use crate::pipeline::add;
 
@@ -57,31 +58,38 @@ impl AppInsightsSink {
     }
 
     /// Writes a fresh payload (already out of `waiting`/`in_flight`) to
-    /// storage, leased until `lease_until`; without room, drops it,
-    /// counted.
+    /// storage, leased until `lease_until`; when storage cannot take it,
+    /// drops it, counted by why: full, or unavailable (off, or its
+    /// directory cannot be used).
     pub(super) fn store(&mut self, payload: Payload, lease_until: Option<SystemTime>) {
-        if let Some(payload) = self.try_store(payload, lease_until) {
-            let n = payload.len() as u64;
-            add(&self.ledger.dropped_storage_full, n);
-            if self.storage.is_none() {
+        let Some((payload, why)) = self.try_store(payload, lease_until) else {
+            return;
+        };
+        let n = payload.len() as u64;
+        match why {
+            Some(PutError::Full) => add(&self.ledger.dropped_storage_full, n),
+            Some(PutError::Unavailable { .. }) => add(&self.ledger.dropped_storage_unavailable, n),
+            None => {
+                add(&self.ledger.dropped_storage_unavailable, n);
                 self.warned.no_storage.warn(format_args!(
                     "Exporter.DroppedNoStorage: {n} items could not be sent in time and \
-                         offline storage is off; they are dropped (ExporterStats::\
-                         dropped_storage_full)"
+                     offline storage is off; they are dropped (ExporterStats::\
+                     dropped_storage_unavailable)"
                 ));
             }
         }
     }
 
-    /// Writes a fresh payload to storage, counted; gives it back when
-    /// storage is off, full or unwritable (storage reports that itself).
+    /// Writes a fresh payload to storage, counted; gives it back with why
+    /// not when storage is full or unwritable (storage reports that
+    /// itself), or off (`None`).
     pub(super) fn try_store(
         &mut self,
         payload: Payload,
         lease_until: Option<SystemTime>,
-    ) -> Option<Payload> {
+    ) -> Option<(Payload, Option<PutError>)> {
         let Some(storage) = &mut self.storage else {
-            return Some(payload);
+            return Some((payload, None));
         };
         let raw = payload.body.raw();
         match storage.put(payload.item_slices(&raw), lease_until) {
@@ -89,7 +97,7 @@ impl AppInsightsSink {
                 add(&self.ledger.stored, payload.len() as u64);
                 None
             }
-            Err(_) => Some(payload),
+            Err(why) => Some((payload, Some(why))),
         }
     }
 
@@ -176,7 +184,7 @@ impl AppInsightsSink {
             if let Some(payload) = self.waiting.remove(&key) {
                 self.unhold(&payload);
                 let lease = self.clock.wall_of(until.map_or(key.0, |u| u.max(key.0)));
-                if let Some(payload) = self.try_store(payload, lease) {
+                if let Some((payload, _)) = self.try_store(payload, lease) {
                     self.hold(&payload);
                     self.waiting.insert(key, payload);
                 }

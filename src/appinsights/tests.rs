@@ -1,6 +1,6 @@
 use super::*;
 use crate::appinsights::envelope::map_record;
-use crate::appinsights::storage::{tests::TempDir, StorageConfig};
+use crate::appinsights::storage::tests::TempDir;
 use crate::pipeline::items_of;
 use crate::pipeline::ManualClock;
 use crate::record::{Annotation, Attributes, EventData, SpanData};
@@ -61,6 +61,7 @@ fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink,
             connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_millis(500),
             pool_idle_timeout: Duration::from_secs(1),
+            proxy: crate::appinsights::transport::ProxySetting::Direct,
         },
         auth: Default::default(),
         context: EnvelopeContext::new(
@@ -132,11 +133,7 @@ fn when_retries_run_out_the_batch_is_stored() {
     let dir = TempDir::new("retries-out");
     let clock = ManualClock::new();
     let storage = Storage::new(
-        StorageConfig {
-            dir: dir.0.clone(),
-            max_bytes: 1024 * 1024,
-            retention: Duration::from_secs(3600),
-        },
+        storage::tests::config(&dir.0, 1024 * 1024, Duration::from_secs(3600)),
         Clock::Manual(clock.clone()),
     );
     let (mut sink, ledger) = dead_sink(Some(storage), &clock);
@@ -160,6 +157,6 @@ fn without_storage_they_are_dropped_and_counted() {
     run(&mut sink, spans(2), &clock);
     let stats = ledger.stats();
     assert!(sink.is_idle());
-    assert_eq!(stats.dropped_storage_full, 2);
+    assert_eq!(stats.dropped_storage_unavailable, 2);
     assert_eq!(stats.stored, 0);
 }

@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use self::proxy::ProxySetting;
+use self::proxy::{ProxyError, Route};
 use crate::appinsights::response::SendOutcome;
 use crate::diag::TARGET;
 use bytes::Bytes;
@@ -40,8 +42,9 @@ const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// At most this much of a response body goes into a debug event.
 const MAX_LOGGED_BODY: usize = 4096;
 
-/// The connector: TCP (with connect timeout, `TCP_NODELAY`) wrapped in TLS.
-pub(crate) type Connector = HttpsConnector<HttpConnector>;
+/// The connector: TCP (with connect timeout, `TCP_NODELAY`), straight or
+/// through a proxy ([`Route`]), wrapped in TLS.
+pub(crate) type Connector = HttpsConnector<Route>;
 
 /// A `rustls` client config builder waiting for its root certificates.
 type NeedsRoots = ConfigBuilder<ClientConfig, WantsVerifier>;
@@ -65,6 +68,8 @@ pub(crate) struct TransportConfig {
     pub(crate) request_timeout: Duration,
     /// How long an unused keep-alive connection stays in the pool.
     pub(crate) pool_idle_timeout: Duration,
+    /// Which proxy to go through.
+    pub(crate) proxy: ProxySetting,
 }
 
 /// Why [`Transport::new`] failed. Nothing has been sent yet.
@@ -78,6 +83,9 @@ pub(crate) enum TransportError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The proxy cannot be used (not `http://`, no host).
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// `rustls` rejected the TLS configuration (the crypto provider
     /// supports no safe protocol version).
     #[error("could not set up TLS: {0}")]
@@ -104,6 +112,8 @@ pub(crate) struct Transport {
     headers: HeaderMap,
     /// The bound on one request, connect to last body byte.
     request_timeout: Duration,
+    /// The proxy in use, as it may be logged (`None`: direct).
+    proxy: Option<String>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -131,15 +141,32 @@ impl Transport {
     pub(crate) fn new(config: TransportConfig) -> Result<Self, TransportError> {
         let (track_uri, track_url, https) = parse_endpoint(&config.endpoint)?;
         let tls = tls_config(&config.endpoint, https)?;
-        let connector = https_connector(tls, https, http_connector(config.connect_timeout));
+        let route = Route::new(
+            &config.proxy,
+            &track_uri,
+            http_connector(config.connect_timeout),
+        )?;
+        let mut headers = default_headers();
+        if let Some(auth) = route.request_auth() {
+            headers.insert(header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        let proxy = route.describe().map(str::to_owned);
+        let connector = https_connector(tls, https, route);
         let client = pooled_client(connector, config.pool_idle_timeout);
         Ok(Transport {
             client,
             track_uri,
             track_url,
-            headers: default_headers(),
+            headers,
             request_timeout: config.request_timeout,
+            proxy,
         })
+    }
+
+    /// The proxy requests go through (`http://host:port`, never its
+    /// credentials); `None` when they go straight to the endpoint.
+    pub(crate) fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
 
     /// `{endpoint}/v2.1/track`.
@@ -216,16 +243,18 @@ fn pooled_client(connector: Connector, idle_timeout: Duration) -> Client<Connect
 }
 
 /// A client for `http://` and `https://` URLs alike (`https://` only when
-/// root certificates could be loaded): the managed-identity credential's,
-/// whose token endpoints are plain `http` on the machine itself (App
-/// Service's `IDENTITY_ENDPOINT`, a VM's instance metadata service).
+/// root certificates could be loaded), never through a proxy: the
+/// managed-identity credential's, whose token endpoints are plain `http`
+/// on the machine itself or its host (App Service's `IDENTITY_ENDPOINT`, a
+/// VM's instance metadata service), which no proxy can reach.
 #[cfg(feature = "managed-identity")]
 pub(crate) fn any_scheme_client(
     connect_timeout: Duration,
     idle_timeout: Duration,
 ) -> Result<Client<Connector, Full<Bytes>>, TransportError> {
     let tls = tls_config("the token endpoint", false)?;
-    let connector = https_connector(tls, false, http_connector(connect_timeout));
+    let route = Route::Direct(http_connector(connect_timeout));
+    let connector = https_connector(tls, false, route);
     Ok(pooled_client(connector, idle_timeout))
 }
 
@@ -265,15 +294,15 @@ fn http_connector(connect_timeout: Duration) -> HttpConnector {
     http
 }
 
-/// Wraps `http` in TLS; plain http is allowed only for an `http://` endpoint.
-fn https_connector(tls: ClientConfig, https: bool, http: HttpConnector) -> Connector {
+/// Wraps `route` in TLS; plain http is allowed only for an `http://` endpoint.
+fn https_connector(tls: ClientConfig, https: bool, route: Route) -> Connector {
     let builder = HttpsConnectorBuilder::new().with_tls_config(tls);
     let builder = if https {
         builder.https_only()
     } else {
         builder.https_or_http()
     };
-    builder.enable_http1().wrap_connector(http)
+    builder.enable_http1().wrap_connector(route)
 }
 
 /// The TLS client configuration. Uses the process-wide crypto provider when
@@ -400,9 +429,11 @@ pub(crate) fn describe(err: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-#[allow(unreachable_pub)] // the support file is written for integration tests
+#[allow(unreachable_pub, dead_code)] // the support file is written for integration tests
 #[path = "../../tests/it/support/ingestion.rs"]
 mod support;
+
+mod proxy;
 
 #[cfg(test)]
 mod tests;

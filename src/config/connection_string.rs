@@ -543,7 +543,7 @@ fn is_port(s: &str) -> bool {
 
 /// At most the first eight characters of `value`, and never more than half
 /// of it, with control characters escaped, followed by `…`.
-fn shorten(value: &str) -> String {
+pub(crate) fn shorten(value: &str) -> String {
     let shown = SHORTENED_KEY_CHARS.min(value.chars().count() / 2);
     let mut out = String::with_capacity(shown * 4 + 3);
     for c in value.chars().take(shown) {

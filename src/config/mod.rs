@@ -7,6 +7,7 @@ use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::appinsights::envelope::TelemetrySettings;
+use crate::appinsights::transport::ProxySetting;
 use crate::error::BuildError;
 use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
@@ -16,6 +17,7 @@ use connection_string::ConnectionString;
 
 pub(crate) mod connection_string;
 mod credential;
+mod environment;
 mod wiring;
 
 /// How long an idle connection to the endpoint is kept for reuse.
@@ -37,15 +39,15 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
 /// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
 /// | `with_credential` (feature `entra`) | the managed identity `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` names (feature `managed-identity`), else none: the instrumentation key alone |
-/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, else the executable's name |
-/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | the host name |
-/// | [`with_application_version`](Self::with_application_version) | none |
+/// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, `service.namespace` + `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, `WEBSITE_SITE_NAME`, `CONTAINER_APP_NAME`, else the executable's name |
+/// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | `service.instance.id`, `WEBSITE_INSTANCE_ID`, `CONTAINER_APP_REPLICA_NAME`, the Kubernetes pod, else the host name |
+/// | [`with_application_version`](Self::with_application_version) | `service.version` of `OTEL_RESOURCE_ATTRIBUTES`, else none |
 /// | [`with_gzip`](Self::with_gzip) | `true` |
 /// | [`with_request_timeout`](Self::with_request_timeout) | 10 s ([`Self::DEFAULT_REQUEST_TIMEOUT`]) |
 /// | [`with_connect_timeout`](Self::with_connect_timeout) | 5 s ([`Self::DEFAULT_CONNECT_TIMEOUT`]) |
 /// | [`with_max_retry_memory`](Self::with_max_retry_memory) | 32 MiB ([`Self::DEFAULT_MAX_RETRY_MEMORY`]) |
 /// | [`with_offline_storage`](Self::with_offline_storage) | `true` |
-/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-<instrumentation key>` in [`std::env::temp_dir`] |
+/// | [`with_storage_dir`](Self::with_storage_dir) | `tracing-appinsights-uid-<user id>` in [`std::env::temp_dir`] (one per user) |
 /// | [`with_storage_max_size`](Self::with_storage_max_size) | 50 MiB ([`Self::DEFAULT_STORAGE_MAX_SIZE`]) |
 /// | [`with_storage_retention`](Self::with_storage_retention) | 48 h ([`Self::DEFAULT_STORAGE_RETENTION`]) |
 /// | sink | Application Insights with a connection string; else stdout, one OpenCensus-style line per record; or an [`InMemoryExporter`] |
@@ -78,8 +80,8 @@ pub struct Builder {
     export_interval: Duration,
     shutdown_timeout: Duration,
     in_memory: Option<InMemoryExporter>,
-    connection_string: Option<String>,
-    instrumentation_key: Option<String>,
+    connection_string: Option<Secret>,
+    instrumentation_key: Option<Secret>,
     telemetry: TelemetrySettings,
     gzip: bool,
     request_timeout: Duration,
@@ -89,6 +91,7 @@ pub struct Builder {
     storage_dir: Option<PathBuf>,
     storage_max_size: u64,
     storage_retention: Duration,
+    proxy: ProxySetting,
     clock: Clock,
     #[cfg(feature = "entra")]
     credential: Option<credential::Credential>,
@@ -155,6 +158,7 @@ impl Builder {
             storage_dir: None,
             storage_max_size: Self::DEFAULT_STORAGE_MAX_SIZE,
             storage_retention: Self::DEFAULT_STORAGE_RETENTION,
+            proxy: ProxySetting::FromEnv,
             clock: Clock::System,
             #[cfg(feature = "entra")]
             credential: None,
@@ -167,7 +171,7 @@ impl Builder {
     /// It is checked by [`build`](Self::build), whose error names the
     /// segment at fault (never the key itself).
     pub fn with_connection_string(mut self, connection_string: impl Into<String>) -> Self {
-        self.connection_string = Some(connection_string.into());
+        self.connection_string = Some(Secret(connection_string.into()));
         self
     }
 
@@ -175,7 +179,7 @@ impl Builder {
     /// endpoint. Beats both environment variables, but not
     /// [`with_connection_string`](Self::with_connection_string).
     pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
-        self.instrumentation_key = Some(key.into());
+        self.instrumentation_key = Some(Secret(key.into()));
         self
     }
 
@@ -236,21 +240,26 @@ impl Builder {
         self
     }
 
-    /// `ai.cloud.role`: the service's name on the application map (default
-    /// `OTEL_SERVICE_NAME`, else the executable's name).
+    /// `ai.cloud.role`: the service's name on the application map. Beats
+    /// the environment (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+    /// then the Azure host's variables; the README's environment table);
+    /// without either, the executable's name.
     pub fn with_cloud_role(mut self, role: impl Into<String>) -> Self {
         self.telemetry.cloud_role = Some(role.into());
         self
     }
 
-    /// `ai.cloud.roleInstance`: this instance of the service (default the
-    /// host name).
+    /// `ai.cloud.roleInstance`: this instance of the service. Beats the
+    /// environment (`service.instance.id`, `WEBSITE_INSTANCE_ID`,
+    /// `CONTAINER_APP_REPLICA_NAME`, the Kubernetes pod); without either,
+    /// the host name.
     pub fn with_cloud_role_instance(mut self, instance: impl Into<String>) -> Self {
         self.telemetry.cloud_role_instance = Some(instance.into());
         self
     }
 
-    /// `ai.application.ver`: the application's version (default none).
+    /// `ai.application.ver`: the application's version. Beats
+    /// `service.version` of `OTEL_RESOURCE_ATTRIBUTES`; without either, none.
     pub fn with_application_version(mut self, version: impl Into<String>) -> Self {
         self.telemetry.application_version = Some(version.into());
         self
@@ -281,7 +290,7 @@ impl Builder {
     /// gzipped in memory, and if that is not enough, the batch whose retry
     /// is furthest away goes to offline storage (or, without storage, is
     /// dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`](crate::ExporterStats::dropped_storage_full)).
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)).
     /// With the queue bound, this bounds the exporter's memory during an
     /// outage.
     pub fn with_max_retry_memory(mut self, bytes: usize) -> Self {
@@ -292,17 +301,33 @@ impl Builder {
     /// Whether telemetry that cannot be delivered now is kept on disk and
     /// sent later, by this process or the next one (default `true`, as in
     /// the Python exporters). Without it, telemetry whose retries run out,
-    /// or that is unsent at shutdown, is dropped and counted.
+    /// or that is unsent at shutdown, is dropped and counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable).
     pub fn with_offline_storage(mut self, enabled: bool) -> Self {
         self.offline_storage = enabled;
         self
     }
 
-    /// The offline storage directory (default `tracing-appinsights-<ikey>`
-    /// in the system's temporary directory). It is created with mode 0700
-    /// and must belong to the user the application runs as. Processes
-    /// sharing it never send the same data twice; give each application
-    /// (each instrumentation key) its own.
+    /// The directory offline storage keeps its own directory in (default
+    /// `tracing-appinsights-uid-<user id>` in the system's temporary
+    /// directory, created mode 0700; on Windows `tracing-appinsights`).
+    ///
+    /// `dir` may be shared with anything else, even be `/tmp`: the exporter
+    /// creates one directory in it, `tracing-appinsights-<16 hex digits>`
+    /// (a hash of the instrumentation key and the ingestion endpoint, so
+    /// the key appears in no path), and never creates, reads, changes or
+    /// deletes anything else there, nor changes `dir`'s mode. Both are
+    /// created (mode 0700) if missing. Its own directory, when it exists
+    /// already, must be a real directory (not a symbolic link) belonging to
+    /// the user the application runs as, and not writable by other users,
+    /// or storage is unavailable (reported as
+    /// `Storage.Unavailable`, counted in
+    /// [`ExporterStats::dropped_storage_unavailable`](crate::ExporterStats::dropped_storage_unavailable)):
+    /// it is refused, never repaired. Inside it, only files named by the
+    /// exporter's own scheme (see `docs/delivery.md`) are touched.
+    ///
+    /// Processes with the same key and endpoint and the same `dir` share
+    /// that directory and never send the same data twice.
     pub fn with_storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage_dir = Some(dir.into());
         self
@@ -323,6 +348,35 @@ impl Builder {
     /// [`ExporterStats::dropped_too_old`](crate::ExporterStats::dropped_too_old).
     pub fn with_storage_retention(mut self, retention: Duration) -> Self {
         self.storage_retention = retention;
+        self
+    }
+
+    /// Sends through this HTTP proxy, whatever the environment says: an
+    /// `http://host:port` URL, with `user:password@` when the proxy wants
+    /// credentials (sent as `Proxy-Authorization: Basic`, never logged).
+    /// An `https` endpoint is reached through a CONNECT tunnel, so TLS runs
+    /// end to end; an `http` one (a local emulator) by absolute-form
+    /// requests. Without this setting, `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` (upper or lower case) are honoured, as
+    /// curl reads them. A URL that is not `http://` makes
+    /// [`build`](Self::build) fail with [`BuildError::Transport`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = tracing_appinsights::Builder::new()
+    ///     .with_proxy("http://user:secret@proxy.internal:3128");
+    /// assert!(!format!("{builder:?}").contains("secret"));
+    /// ```
+    pub fn with_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxySetting::Url(url.into());
+        self
+    }
+
+    /// Connects straight to the endpoint, ignoring the proxy variables of
+    /// the environment.
+    pub fn without_proxy(mut self) -> Self {
+        self.proxy = ProxySetting::Direct;
         self
     }
 
@@ -445,9 +499,9 @@ impl Builder {
                 .ok()
                 .filter(|v: &String| !v.trim().is_empty())
         };
-        let (text, origin) = if let Some(cs) = &self.connection_string {
+        let (text, origin) = if let Some(Secret(cs)) = &self.connection_string {
             (cs.clone(), "with_connection_string")
-        } else if let Some(key) = &self.instrumentation_key {
+        } else if let Some(Secret(key)) = &self.instrumentation_key {
             (
                 key_only(key, "with_instrumentation_key")?,
                 "with_instrumentation_key",
@@ -466,6 +520,17 @@ impl Builder {
             .parse()
             .map_err(|source| BuildError::ConnectionString { origin, source })?;
         Ok(Some((parsed, origin)))
+    }
+}
+
+/// A connection string or key as given: kept whole, shown shortened, so
+/// that a `Builder` printed with `{:?}` does not show the key.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", connection_string::shorten(&self.0))
     }
 }
 

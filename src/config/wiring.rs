@@ -1,17 +1,18 @@
 //! Assembling the pipeline from the settings: the queue, the sink the
 //! settings ask for, the worker thread, the guard and the layer.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::environment::{process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
-use crate::appinsights::storage::{Storage, StorageConfig};
+use crate::appinsights::storage::{self, Storage, StorageConfig};
 use crate::appinsights::transport::TransportConfig;
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
+use crate::diag::Note;
 use crate::error::BuildError;
 use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
@@ -36,7 +37,7 @@ impl Builder {
     /// the checked sampler and the ledger the sink counts in).
     pub(crate) fn build_with_sink<S>(
         self,
-        make: impl FnOnce(&Builder, Sampler, Ledger) -> Result<Box<dyn Sink>, BuildError>,
+        make: impl FnOnce(&Builder, Sampler, Ledger) -> Result<Made, BuildError>,
     ) -> Result<(AppInsightsLayer<S>, ExporterGuard), BuildError>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -44,11 +45,12 @@ impl Builder {
         let sampler = self.validate()?;
         let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
-        let sink = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
+        let (sink, notes) = make(&self, sampler, Ledger::new(Arc::clone(&queue)))?;
         let config = WorkerConfig {
             max_batch_size: self.max_batch_size,
             export_interval: self.export_interval,
             clock: self.clock.clone(),
+            startup: Note::emit_if_heard(notes),
         };
         let (control, thread) =
             spawn_worker(Arc::clone(&queue), sink, config).map_err(BuildError::Spawn)?;
@@ -59,18 +61,57 @@ impl Builder {
             self.shutdown_timeout,
             self.clock.clone(),
         );
-        Ok((AppInsightsLayer::new(queue, sampler), guard))
+        Ok((AppInsightsLayer::new(queue, sampler, &self.clock), guard))
     }
 
-    /// The sink the settings ask for.
-    fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Box<dyn Sink>, BuildError> {
+    /// The sink the settings ask for, and what to say about it.
+    fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Made, BuildError> {
         if let Some(exporter) = &self.in_memory {
-            return Ok(Box::new(Immediate::new(exporter.clone(), ledger)));
+            return Ok((
+                Box::new(Immediate::new(exporter.clone(), ledger)),
+                Vec::new(),
+            ));
         }
         let Some((connection, origin)) = self.resolve_connection_string()? else {
-            return Ok(Box::new(Immediate::new(StdoutSink::default(), ledger)));
+            let note = Note {
+                warn: true,
+                text: "Exporter.StdoutSink: no connection string was given \
+                       (Builder::with_connection_string or APPLICATIONINSIGHTS_CONNECTION_STRING); \
+                       span records are printed to stdout"
+                    .into(),
+            };
+            return Ok((
+                Box::new(Immediate::new(StdoutSink::default(), ledger)),
+                vec![note],
+            ));
         };
         let auth = self.auth(&connection, origin)?;
+        let mut notes = Vec::new();
+        let telemetry = Defaults::from_env(&process_env, &mut notes).complete(&self.telemetry);
+        let policy = Policy::new(self.request_timeout, self.max_retry_memory);
+        // Nothing is touched on disk here (an application thread): the
+        // worker opens the directory.
+        let storage = self.offline_storage.then(|| {
+            let name = storage::dir_name(
+                connection.instrumentation_key(),
+                connection.ingestion_endpoint(),
+            );
+            let (base, parent_is_ours) = match &self.storage_dir {
+                Some(dir) => (dir.clone(), false),
+                None => (storage::default_base(), true),
+            };
+            Storage::new(
+                StorageConfig {
+                    dir: base.join(name),
+                    parent_is_ours,
+                    max_bytes: self.storage_max_size,
+                    retention: self.storage_retention,
+                    max_lease: policy.max_lease(),
+                },
+                self.clock.clone(),
+            )
+        });
+        let auth_is_bearer = auth.is_bearer();
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -78,47 +119,61 @@ impl Builder {
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
                 pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+                proxy: self.proxy.clone(),
             },
             auth,
             context: EnvelopeContext::new(
                 connection.instrumentation_key(),
-                &self.telemetry,
+                &telemetry,
                 sampler.ratio(),
             ),
-            policy: Policy::new(self.request_timeout, self.max_retry_memory),
+            policy,
         };
-        // Nothing is touched on disk here (an application thread): the
-        // worker opens the directory.
-        let storage = self.offline_storage.then(|| {
-            Storage::new(
-                StorageConfig {
-                    dir: self
-                        .storage_dir
-                        .clone()
-                        .unwrap_or_else(|| default_storage_dir(connection.instrumentation_key())),
-                    max_bytes: self.storage_max_size,
-                    retention: self.storage_retention,
-                },
-                self.clock.clone(),
-            )
-        });
         let sink =
             AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {
                 BuildError::Transport {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Box::new(sink))
+        let note = Note {
+            warn: false,
+            text: format!(
+                "Exporter.Configured: telemetry goes to {} (instrumentation key {}, {}) {}, \
+                 sampler {sampler}, offline storage {}",
+                endpoint_host(connection.ingestion_endpoint()),
+                connection.shortened_key(),
+                if auth_is_bearer {
+                    "with Microsoft Entra ID tokens"
+                } else {
+                    "no Entra ID credential"
+                },
+                match sink.proxy() {
+                    Some(proxy) => format!("through the proxy {proxy}"),
+                    None => "directly (no proxy)".to_owned(),
+                },
+                if self.offline_storage { "on" } else { "off" },
+            ),
+        };
+        notes.insert(0, note);
+        Ok((Box::new(sink), notes))
     }
 }
 
-/// `tracing-appinsights-<ikey>` in the system's temporary directory; the
-/// key keeps only the characters of a GUID, so it cannot name another path.
-fn default_storage_dir(ikey: &str) -> PathBuf {
-    let key: String = ikey
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(64)
-        .collect();
-    std::env::temp_dir().join(format!("tracing-appinsights-{key}"))
+/// A sink, and the lines to say about it (where its data goes, what in
+/// the environment was ignored).
+pub(crate) type Made = (Box<dyn Sink>, Vec<Note>);
+
+/// `scheme://host[:port]` of an endpoint, without any path or user
+/// information, for a log line.
+fn endpoint_host(endpoint: &str) -> String {
+    match endpoint.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}")
+            }
+            _ => "an unparsable endpoint".into(),
+        },
+        Err(_) => "an unparsable endpoint".into(),
+    }
 }

@@ -105,11 +105,13 @@ pub struct AppInsightsLayer<S = Registry> {
 }
 
 impl<S> AppInsightsLayer<S> {
-    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler) -> Self {
+    /// A layer handing records to `queue`, sampling with `sampler` (a
+    /// rate-limited one on the exporter's `clock`).
+    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler, clock: &crate::pipeline::Clock) -> Self {
         AppInsightsLayer {
             queue,
             sampler,
-            rule: sampler.rule(),
+            rule: sampler.rule(clock),
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
             clock: Clock::new(),
@@ -594,8 +596,7 @@ where
         // The fast path first: no sampled parent can exist, no root is
         // sampled, and no caller's context is pending (a sampled caller
         // makes a sampled span even when no local root is ever sampled).
-        if self.rule == SamplingRule::None && self.table.none_alive() && !propagation::has_pending()
-        {
+        if self.rule.is_none() && self.table.none_alive() && !propagation::has_pending() {
             return;
         }
         if crate::pipeline::on_exporter_thread()
@@ -641,7 +642,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.rule == SamplingRule::None && self.table.none_alive() {
+        if self.rule.is_none() && self.table.none_alive() {
             return; // no sampled span to be in, no root event sampled
         }
         if crate::pipeline::on_exporter_thread()

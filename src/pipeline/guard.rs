@@ -67,7 +67,10 @@ pub(crate) enum Control {
 /// # Ok(()) }
 /// ```
 #[must_use = "dropping the guard shuts the exporter down; bind it to a named variable such as `_guard`"]
-pub struct ExporterGuard {
+pub struct ExporterGuard(Arc<Shared>);
+
+/// What the guard and the threads of its async calls share.
+struct Shared {
     queue: Arc<Queue>,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
     thread: std::sync::Mutex<Option<WorkerThread>>,
@@ -81,8 +84,8 @@ impl std::fmt::Debug for ExporterGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExporterGuard")
             .field("stats", &self.stats())
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("is_shut_down", &self.is_shut_down.load(Ordering::Relaxed))
+            .field("shutdown_timeout", &self.0.shutdown_timeout)
+            .field("is_shut_down", &self.0.is_shut_down.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -95,14 +98,14 @@ impl ExporterGuard {
         shutdown_timeout: Duration,
         clock: Clock,
     ) -> Self {
-        ExporterGuard {
+        ExporterGuard(Arc::new(Shared {
             queue,
             control,
             thread: std::sync::Mutex::new(Some(thread)),
             shutdown_timeout,
             clock,
             is_shut_down: AtomicBool::new(false),
-        }
+        }))
     }
 
     /// Exports every record queued before the call, and returns when each
@@ -113,7 +116,8 @@ impl ExporterGuard {
     /// Items still waiting for a retry near the end of `timeout` are
     /// written to offline storage (and sent from there later), so a flush
     /// against a failing endpoint still settles in time. It blocks the
-    /// calling thread for at most `timeout`.
+    /// calling thread for at most `timeout`: in async code, use
+    /// [`flush_async`](Self::flush_async).
     ///
     /// # Errors
     ///
@@ -122,6 +126,99 @@ impl ExporterGuard {
     /// items wait in memory for their retry; nothing is lost yet);
     /// [`FlushError::ShutDown`] after [`shutdown`](Self::shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.0.flush(timeout)
+    }
+
+    /// [`flush`](Self::flush) for async code: the same, without blocking
+    /// the calling thread. The wait runs on a short-lived thread of its
+    /// own, and the future completes when it is over, on any executor
+    /// (tokio, async-std, smol, `futures::executor`): it needs no runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn demo(guard: tracing_appinsights::ExporterGuard) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// guard.flush_async(Duration::from_secs(5)).await?;
+    /// guard.shutdown_async(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_async(&self, timeout: Duration) -> Result<(), FlushError> {
+        let shared = Arc::clone(&self.0);
+        off_thread(move || shared.flush(timeout))
+            .await
+            .unwrap_or(Err(FlushError::ShutDown))
+    }
+
+    /// Exports what is queued and stops the worker thread, within `timeout`.
+    ///
+    /// The queue is drained and sent with the time left; what is still
+    /// unsent near the end of `timeout` (waiting for a retry, or in flight)
+    /// is written to offline storage, from where the next run sends it.
+    /// With a healthy endpoint, the time left also goes into sending what
+    /// earlier runs stored. It returns within `timeout` (plus 100 ms for
+    /// the thread to end) whatever the network, the
+    /// name resolver or the disk does. Records produced afterwards are
+    /// dropped and counted in [`ExporterStats::dropped_after_shutdown`].
+    /// When it returns, [`stats`](Self::stats) balances and no longer
+    /// changes (but for records produced afterwards). It blocks the calling
+    /// thread (and so does dropping the guard before a shutdown): in async
+    /// code, use [`shutdown_async`](Self::shutdown_async).
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::AlreadyShutDown`] on a second call;
+    /// [`ShutdownError::Timeout`] when the worker did not finish in time (a
+    /// disk or a sink that does not answer): what it still held is counted
+    /// as lost in [`ExporterStats::dropped_at_shutdown`], and the thread is
+    /// left to end in the background. Without storage (turned off or
+    /// unwritable), what could not be sent in time is dropped and counted in
+    /// [`ExporterStats::dropped_storage_unavailable`] (with storage full, in
+    /// [`ExporterStats::dropped_storage_full`]): check [`stats`](Self::stats).
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        self.0.shutdown(timeout)
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code: the same, without
+    /// blocking the calling thread (see [`flush_async`](Self::flush_async)).
+    /// Dropping the guard afterwards does not block.
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    pub async fn shutdown_async(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        let shared = Arc::clone(&self.0);
+        off_thread(move || shared.shutdown(timeout))
+            .await
+            .unwrap_or(Err(ShutdownError::WorkerGone))
+    }
+
+    /// The exporter's counters right now.
+    pub fn stats(&self) -> ExporterStats {
+        self.0.queue.counters.snapshot()
+    }
+}
+
+/// Runs `wait` on a thread of its own and completes with its result; `None`
+/// if the thread could not be started or panicked.
+async fn off_thread<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("appinsights-wait".into())
+        .spawn(move || {
+            let _ = done.send(wait());
+        })
+        .ok()?;
+    // tokio's oneshot needs no tokio runtime: any executor can await it.
+    result.await.ok()
+}
+
+impl Shared {
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         if self.is_shut_down.load(Ordering::Acquire) {
             return Err(FlushError::ShutDown);
         }
@@ -142,29 +239,7 @@ impl ExporterGuard {
         }
     }
 
-    /// Exports what is queued and stops the worker thread, within `timeout`.
-    ///
-    /// The queue is drained and sent with the time left; what is still
-    /// unsent near the end of `timeout` (waiting for a retry, or in flight)
-    /// is written to offline storage, from where the next run sends it.
-    /// With a healthy endpoint, the time left also goes into sending what
-    /// earlier runs stored. It returns within `timeout` (plus 100 ms for
-    /// the thread to end) whatever the network, the
-    /// name resolver or the disk does. Records produced afterwards are
-    /// dropped and counted in [`ExporterStats::dropped_after_shutdown`].
-    /// When it returns, [`stats`](Self::stats) balances and no longer
-    /// changes (but for records produced afterwards).
-    ///
-    /// # Errors
-    ///
-    /// [`ShutdownError::AlreadyShutDown`] on a second call;
-    /// [`ShutdownError::Timeout`] when the worker did not finish in time (a
-    /// disk or a sink that does not answer): what it still held is counted
-    /// as lost in [`ExporterStats::dropped_at_shutdown`], and the thread is
-    /// left to end in the background. Without storage (turned off or
-    /// unwritable), what could not be sent in time is dropped and counted in
-    /// [`ExporterStats::dropped_storage_full`]: check [`stats`](Self::stats).
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+    fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         if self.is_shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
         }
@@ -204,17 +279,12 @@ impl ExporterGuard {
             }
         }
     }
-
-    /// The exporter's counters right now.
-    pub fn stats(&self) -> ExporterStats {
-        self.queue.counters.snapshot()
-    }
 }
 
 impl Drop for ExporterGuard {
     fn drop(&mut self) {
-        if !self.is_shut_down.load(Ordering::Acquire) {
-            let _ = self.shutdown(self.shutdown_timeout);
+        if !self.0.is_shut_down.load(Ordering::Acquire) {
+            let _ = self.0.shutdown(self.0.shutdown_timeout);
         }
     }
 }

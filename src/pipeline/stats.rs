@@ -45,6 +45,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_rejected: AtomicU64,
     pub(crate) dropped_too_old: AtomicU64,
     pub(crate) dropped_storage_full: AtomicU64,
+    pub(crate) dropped_storage_unavailable: AtomicU64,
     pub(crate) dropped_corrupt: AtomicU64,
     pub(crate) dropped_annotations: AtomicU64,
     pub(crate) dropped_at_shutdown: AtomicU64,
@@ -117,6 +118,7 @@ impl Counters {
         let dropped_rejected = load(&self.dropped_rejected);
         let dropped_too_old = load(&self.dropped_too_old);
         let dropped_storage_full = load(&self.dropped_storage_full);
+        let dropped_storage_unavailable = load(&self.dropped_storage_unavailable);
         let dropped_corrupt = load(&self.dropped_corrupt);
         let dropped_annotations = load(&self.dropped_annotations);
         let dropped_at_shutdown = load(&self.dropped_at_shutdown);
@@ -137,6 +139,7 @@ impl Counters {
             dropped_rejected,
             dropped_too_old,
             dropped_storage_full,
+            dropped_storage_unavailable,
             dropped_corrupt,
             dropped_annotations,
             dropped_at_shutdown,
@@ -279,6 +282,7 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///   worker: [`dropped_rejected`](Self::dropped_rejected),
 ///   [`dropped_too_old`](Self::dropped_too_old),
 ///   [`dropped_storage_full`](Self::dropped_storage_full),
+///   [`dropped_storage_unavailable`](Self::dropped_storage_unavailable),
 ///   [`dropped_corrupt`](Self::dropped_corrupt),
 ///   [`dropped_annotations`](Self::dropped_annotations),
 ///   [`dropped_at_shutdown`](Self::dropped_at_shutdown).
@@ -293,8 +297,9 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 /// ```text
 /// queued + read_back == in_queue + in_memory + exported + stored
 ///                       + dropped_rejected + dropped_too_old
-///                       + dropped_storage_full + dropped_corrupt
-///                       + dropped_annotations + dropped_at_shutdown
+///                       + dropped_storage_full + dropped_storage_unavailable
+///                       + dropped_corrupt + dropped_annotations
+///                       + dropped_at_shutdown
 /// ```
 ///
 /// and `stored - read_back` is what this exporter left in storage, when it
@@ -357,12 +362,23 @@ pub struct ExporterStats {
     /// retention ([`Builder::with_storage_retention`](crate::Builder::with_storage_retention),
     /// default 48 hours, the service's own limit).
     pub dropped_too_old: u64,
-    /// Items that could not be kept: their retries ran out, or memory for
-    /// retries was full, and offline storage was full, unwritable or turned
-    /// off.
+    /// Items that could not be kept because offline storage was full: their
+    /// retries ran out, memory for retries was full, or the shutdown's
+    /// deadline came, and storage held
+    /// [`with_storage_max_size`](crate::Builder::with_storage_max_size)
+    /// already. Also the items of a stored blob larger than that whole
+    /// size, deleted.
     pub dropped_storage_full: u64,
-    /// Lines of stored blobs that were not telemetry items (a damaged or
-    /// foreign file), deleted.
+    /// Items that could not be kept because there was no usable offline
+    /// storage: as for [`dropped_storage_full`](Self::dropped_storage_full),
+    /// but storage was turned off
+    /// ([`with_offline_storage(false)`](crate::Builder::with_offline_storage)),
+    /// or its directory could not be used (not creatable, read-only, out of
+    /// space, not ours, a symbolic link, writable by other users; reported
+    /// as `Storage.Unavailable`).
+    pub dropped_storage_unavailable: u64,
+    /// Lines of stored blobs that were not telemetry items (a damaged
+    /// blob), deleted.
     pub dropped_corrupt: u64,
     /// Events not shown by the stdout or in-memory sink because their span
     /// already held [`MAX_ANNOTATIONS`](crate::record::MAX_ANNOTATIONS)
@@ -400,13 +416,14 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// The items the worker dropped: rejected, too old, storage full,
-    /// corrupt, past a span's annotation bound, and lost at a shutdown
-    /// that ran out of time (not those dropped before the queue).
+    /// The items the worker dropped: rejected, too old, storage full or
+    /// unavailable, corrupt, past a span's annotation bound, and lost at a
+    /// shutdown that ran out of time (not those dropped before the queue).
     pub fn dropped(&self) -> u64 {
         self.dropped_rejected
             + self.dropped_too_old
             + self.dropped_storage_full
+            + self.dropped_storage_unavailable
             + self.dropped_corrupt
             + self.dropped_annotations
             + self.dropped_at_shutdown

@@ -18,16 +18,18 @@
 //! [`Counters::end_step`]: the statistics are never read half way through
 //! one.
 
+use std::future::Future as _;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::stats::{add, Counters};
-use super::{items_of, Clock, Control, Queue, Sink};
+use super::{items_of, Clock, Control, Queue, Sink, Sleep};
 use crate::record::Record;
 
 /// The worker thread's name.
@@ -43,6 +45,9 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_batch_size: usize,
     pub(crate) export_interval: Duration,
     pub(crate) clock: Clock,
+    /// Where the data goes (and what in the settings was ignored), to say
+    /// with the first batch when `build()` had no subscriber to say it to.
+    pub(crate) startup: Vec<crate::diag::Note>,
 }
 
 /// The worker thread, as the guard holds it.
@@ -160,14 +165,7 @@ impl Worker {
         counters.end_step();
         loop {
             let timer = self.next_deadline();
-            let wake = tokio::select! {
-                biased;
-                command = control.recv(), if self.shutdown.is_none() => Wake::Control(command),
-                _ = self.queue.notify.notified() => Wake::Queue,
-                () = std::future::poll_fn(|cx| self.sink.poll_work(cx)) => Wake::Sink,
-                () = &mut tick => Wake::Tick,
-                () = sleep_until(&clock, timer), if timer.is_some() => Wake::Timer,
-            };
+            let wake = self.wait(&mut control, &mut tick, timer).await;
             counters.begin_step();
             let ticked = matches!(wake, Wake::Tick);
             let stop = self.step(wake, &mut next_tick);
@@ -183,6 +181,45 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// Waits for the next thing to do, looking in this order (so a command
+    /// is never starved by a busy queue): a command (unless shutting down),
+    /// records in the queue, the sink's work, the export tick, a flush's or
+    /// the shutdown's deadline.
+    async fn wait(
+        &mut self,
+        control: &mut UnboundedReceiver<Control>,
+        tick: &mut Sleep,
+        timer: Option<Instant>,
+    ) -> Wake {
+        let queue = Arc::clone(&self.queue);
+        let mut notified = std::pin::pin!(queue.notify.notified());
+        let clock = self.config.clock.clone();
+        let mut deadline = timer.map(|at| clock.sleep_until(at));
+        std::future::poll_fn(|cx| {
+            if self.shutdown.is_none() {
+                if let Poll::Ready(command) = control.poll_recv(cx) {
+                    return Poll::Ready(Wake::Control(command));
+                }
+            }
+            if notified.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Queue);
+            }
+            if self.sink.poll_work(cx).is_ready() {
+                return Poll::Ready(Wake::Sink);
+            }
+            if tick.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Tick);
+            }
+            if let Some(deadline) = &mut deadline {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Handles one wake-up; `Some` when the shutdown is over, with the
@@ -251,6 +288,9 @@ impl Worker {
     fn hand_over(&mut self) {
         if self.batch.is_empty() {
             return;
+        }
+        for note in std::mem::take(&mut self.config.startup) {
+            note.emit();
         }
         let counters: &Counters = &self.queue.counters;
         add(&counters.taken, self.batch.iter().map(items_of).sum());
@@ -356,14 +396,5 @@ impl Worker {
             let _ = flush.reply.try_send(true);
         }
         self.shutdown.take().map(|s| s.reply)
-    }
-}
-
-/// Sleeps until `at` on `clock`; never returns for `None` (the branch is
-/// disabled then anyway).
-async fn sleep_until(clock: &Clock, at: Option<Instant>) {
-    match at {
-        Some(at) => clock.sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

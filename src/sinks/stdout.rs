@@ -15,19 +15,10 @@ use crate::time::write_iso8601;
 #[derive(Debug, Default)]
 pub(crate) struct StdoutSink {
     line: String,
-    warned: crate::diag::Once,
 }
 
 impl StdoutSink {
     pub(crate) fn export(&mut self, batch: &[Record]) -> usize {
-        if self.warned.first() {
-            tracing::warn!(
-                target: crate::diag::TARGET,
-                "Exporter.StdoutSink: no connection string was given \
-                 (Builder::with_connection_string or APPLICATIONINSIGHTS_CONNECTION_STRING); \
-                 span records are printed to stdout"
-            );
-        }
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for record in batch {

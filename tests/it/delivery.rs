@@ -313,14 +313,16 @@ fn shutdown_with_a_dead_endpoint_returns_in_time_and_stores_everything() {
     let files = dir.files();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(".blob"), "{files:?}");
-    let content = std::fs::read_to_string(dir.path().join(&files[0])).unwrap();
+    let storage = dir.storage().unwrap();
+    let content = std::fs::read_to_string(storage.join(&files[0])).unwrap();
     assert_eq!(content.lines().count(), 50);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(dir.path()), 0o700);
-        assert_eq!(mode(&dir.path().join(&files[0])), 0o600);
+        assert_eq!(mode(dir.path()), 0o700, "created for us");
+        assert_eq!(mode(&storage), 0o700);
+        assert_eq!(mode(&storage.join(&files[0])), 0o600);
     }
 }
 
@@ -333,7 +335,7 @@ fn without_storage_shutdown_drops_and_counts_what_it_could_not_send() {
     guard.shutdown(Duration::from_millis(500)).unwrap();
     let stats = guard.stats();
     assert_eq!(
-        (stats.dropped_storage_full, stats.stored),
+        (stats.dropped_storage_unavailable, stats.stored),
         (7, 0),
         "{stats:?}"
     );
@@ -360,7 +362,7 @@ fn without_storage_a_flush_keeps_what_it_could_not_send_in_memory() {
     assert_eq!((stats.in_memory, stats.dropped()), (4, 0), "{stats:?}");
     assert!(stats.balances(), "{stats:?}");
     guard.shutdown(Duration::from_millis(500)).unwrap();
-    assert_eq!(guard.stats().dropped_storage_full, 4);
+    assert_eq!(guard.stats().dropped_storage_unavailable, 4);
 }
 
 #[test]

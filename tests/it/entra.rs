@@ -495,6 +495,13 @@ mod logs {
                 .collect();
             assert_eq!(warnings.len(), 1, "{what}: {:?}", diagnostics.all());
         }
+        // `build` said that requests carry tokens (and nothing of them).
+        let configured = diagnostics.with("Exporter.Configured");
+        assert_eq!(configured.len(), 1, "{configured:?}");
+        assert!(
+            configured[0].1.contains("with Microsoft Entra ID tokens"),
+            "{configured:?}"
+        );
         let credential = diagnostics.with("the identity endpoint is down");
         assert!(
             credential[0]

@@ -14,8 +14,9 @@
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
-//! - configuration: [`connection_env`], [`entra`] (Microsoft Entra ID
-//!   tokens, features `entra` and `managed-identity`);
+//! - configuration: [`connection_env`], [`startup`] (what `build` says),
+//!   [`proxies`], [`entra`] (Microsoft Entra ID tokens, features `entra`
+//!   and `managed-identity`);
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -47,12 +48,14 @@ mod http_requests;
 mod layer_records;
 mod offline_storage;
 mod propagation_props;
+mod proxies;
 mod quickstart;
 mod readme;
 mod remote_parent;
 mod sampling;
 mod schema;
 mod shutdown_bounds;
+mod startup;
 #[cfg(feature = "tower")]
 mod tower_layers;
 mod worker;

@@ -158,3 +158,78 @@ fn contradictory_settings_name_the_setting() {
         );
     }
 }
+
+/// The least executor there is: polls on this thread, parks between
+/// polls. No tokio runtime anywhere.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// The endpoint is down until a second future on the same thread brings it
+/// up: the flush succeeds only if waiting for it left the thread free.
+#[test]
+fn flush_async_leaves_its_thread_free_on_any_executor() {
+    use crate::support::delivery::{builder, dead_addr, emit, start, Forwarder, TempDir};
+    let server = crate::support::FakeIngestion::start();
+    let addr = dead_addr();
+    let dir = TempDir::new("flush-async");
+    let (dispatch, guard) = start(builder(&format!("http://{addr}"), dir.path()));
+    emit(&dispatch, "a", 0..3);
+    let (flushed, _forwarder) = block_on(async {
+        tokio::join!(guard.flush_async(Duration::from_secs(60)), async {
+            Forwarder::start(addr, server.addr())
+        })
+    });
+    flushed.unwrap();
+    let stats = guard.stats();
+    assert_eq!((stats.exported, stats.stored), (3, 0), "{stats:?}");
+    assert!(stats.balances(), "{stats:?}");
+    guard.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// The same for the shutdown, on one tokio runtime thread: a blocking
+/// shutdown would store the spans at its deadline, unsent.
+#[test]
+fn shutdown_async_leaves_a_current_thread_runtime_free() {
+    use crate::support::delivery::{builder, dead_addr, emit, start, Forwarder, TempDir};
+    let server = crate::support::FakeIngestion::start();
+    let addr = dead_addr();
+    let dir = TempDir::new("shutdown-async");
+    let (dispatch, guard) = start(builder(&format!("http://{addr}"), dir.path()));
+    emit(&dispatch, "s", 0..3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (result, _forwarder) = runtime.block_on(async {
+        let up = async {
+            tokio::task::yield_now().await;
+            Forwarder::start(addr, server.addr())
+        };
+        tokio::join!(guard.shutdown_async(Duration::from_secs(60)), up)
+    });
+    result.unwrap();
+    let stats = guard.stats();
+    assert_eq!((stats.exported, stats.stored), (3, 0), "{stats:?}");
+    assert!(stats.balances(), "{stats:?}");
+    assert!(matches!(
+        block_on(guard.shutdown_async(Duration::from_secs(1))),
+        Err(ShutdownError::AlreadyShutDown)
+    ));
+    // Dropping the guard now does not wait for anything.
+    drop(guard);
+}

@@ -301,15 +301,15 @@ pub(crate) fn cut(s: Cow<'_, str>, max_units: usize) -> Cow<'_, str> {
 
 // === impl EnvelopeContext ===
 
-/// Who is sending: the builder's settings for the process-wide tags.
+/// Who is sending: the settings for the process-wide tags (the builder's,
+/// completed from the environment by `config::environment`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TelemetrySettings {
-    /// `ai.cloud.role`; default `OTEL_SERVICE_NAME`, else the executable's
-    /// name.
+    /// `ai.cloud.role`; when `None`, the executable's name.
     pub(crate) cloud_role: Option<String>,
-    /// `ai.cloud.roleInstance`; default the host name.
+    /// `ai.cloud.roleInstance`; when `None`, the host name.
     pub(crate) cloud_role_instance: Option<String>,
-    /// `ai.application.ver`; default none.
+    /// `ai.application.ver`; none when `None`.
     pub(crate) application_version: Option<String>,
 }
 
@@ -413,12 +413,8 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `OTEL_SERVICE_NAME`, else the executable's file stem.
+/// The executable's file stem.
 fn default_role() -> String {
-    let env = std::env::var("OTEL_SERVICE_NAME").ok();
-    if let Some(name) = non_empty(env.as_deref()) {
-        return name.to_owned();
-    }
     std::env::current_exe()
         .ok()
         .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))

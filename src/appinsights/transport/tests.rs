@@ -17,6 +17,7 @@ fn config(endpoint: &str, gzip: bool) -> TransportConfig {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         pool_idle_timeout: Duration::from_secs(30),
+        proxy: super::ProxySetting::Direct,
     }
 }
 

@@ -384,6 +384,18 @@ fn debug_shows_only_shortened_key() {
     assert!(!format!("{cs:#?}").contains(KEY));
 }
 
+/// A `Builder` holds the key as given, and its `Debug` shortens it too.
+#[test]
+fn a_builders_debug_never_shows_the_key() {
+    for builder in [
+        crate::Builder::new().with_connection_string(format!("InstrumentationKey={KEY}")),
+        crate::Builder::new().with_instrumentation_key(KEY),
+    ] {
+        let debug = format!("{builder:?} {builder:#?}");
+        assert!(!debug.contains(KEY), "{debug}");
+    }
+}
+
 #[test]
 fn error_messages_name_the_problem() {
     let cases = [

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing_appinsights::{Builder, ExporterGuard};
 use tracing_subscriber::prelude::*;
 
-use super::connection_string;
+use super::{connection_string, FakeIngestion};
 
 /// A fresh directory path under the system's temporary directory (not
 /// created), removed with everything in it on drop.
@@ -39,9 +39,19 @@ impl TempDir {
         &self.0
     }
 
-    /// The files in the directory, sorted (empty if it does not exist).
+    /// The storage directory an exporter made in this one (see
+    /// [`storage_dir`]).
+    pub fn storage(&self) -> Option<PathBuf> {
+        storage_dir(&self.0)
+    }
+
+    /// The files in the storage directory, sorted (empty if there is
+    /// none).
     pub fn files(&self) -> Vec<String> {
-        let Ok(dir) = std::fs::read_dir(&self.0) else {
+        let Some(storage) = self.storage() else {
+            return Vec::new();
+        };
+        let Ok(dir) = std::fs::read_dir(storage) else {
             return Vec::new();
         };
         let mut names: Vec<String> = dir
@@ -51,7 +61,8 @@ impl TempDir {
         names
     }
 
-    /// Polls until the directory holds no file, or `timeout` passes.
+    /// Polls until the storage directory holds no file, or `timeout`
+    /// passes.
     pub fn wait_empty(&self, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -68,6 +79,22 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The storage directory an exporter made in `base` (given to
+/// `with_storage_dir`): the one directory in it named
+/// `tracing-appinsights-<16 hex digits>`; `None` before it was made.
+pub fn storage_dir(base: &Path) -> Option<PathBuf> {
+    let mut found = std::fs::read_dir(base).ok()?.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let name = entry.file_name().into_string().ok()?;
+        let hash = name.strip_prefix("tracing-appinsights-")?;
+        let hex = hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex && entry.file_type().ok()?.is_dir()).then(|| entry.path())
+    });
+    let dir = found.next()?;
+    assert!(found.next().is_none(), "one storage directory in {base:?}");
+    Some(dir)
 }
 
 /// A loopback address where nothing listens: connections are refused.
@@ -167,6 +194,30 @@ pub fn assert_exactly_once(names: &[String], prefix: &str, n: usize) {
         missing.len()
     );
     assert_eq!(mine.len(), n);
+}
+
+/// An ingestion endpoint that is down (its port refuses connections) until
+/// [`end`](Self::end) forwards it to a [`FakeIngestion`]: one URL before
+/// and after, so one storage directory (there is one per key and
+/// endpoint).
+pub struct Outage {
+    addr: SocketAddr,
+}
+
+impl Outage {
+    pub fn new() -> Outage {
+        Outage { addr: dead_addr() }
+    }
+
+    /// The endpoint's URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The endpoint is up: `server` answers, while the forwarder lives.
+    pub fn end(&self, server: &FakeIngestion) -> Forwarder {
+        Forwarder::start(self.addr, server.addr())
+    }
 }
 
 /// Forwards every TCP connection on a port to `upstream`: an endpoint that

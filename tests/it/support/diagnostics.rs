@@ -62,4 +62,12 @@ impl Diagnostics {
     pub fn all(&self) -> Vec<(Level, String)> {
         self.0.lock().unwrap().clone()
     }
+
+    /// The levels of the events whose message contains `text`, in order.
+    pub fn levels(&self, text: &str) -> Vec<Level> {
+        self.with(text)
+            .into_iter()
+            .map(|(level, _)| level)
+            .collect()
+    }
 }

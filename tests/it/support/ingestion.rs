@@ -50,6 +50,9 @@ struct Shared {
     requests: Mutex<Vec<CapturedRequest>>,
     script: Mutex<VecDeque<ScriptedResponse>>,
     connections: AtomicUsize,
+    /// Requests being answered right now, and the most there ever were.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// A fake ingestion server running on its own thread. See the module docs.
@@ -139,6 +142,11 @@ impl FakeIngestion {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// The most requests this server was answering at the same time.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// How many TCP connections have been accepted (to test keep-alive reuse).
@@ -339,7 +347,10 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Full<By
         .unwrap_or_else(ScriptedResponse::ok);
 
     if let Some(delay) = scripted.delay {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(delay).await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     let status = StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -11,6 +11,7 @@
 //! - [`credential`] (feature `entra`): a fake Microsoft Entra ID credential;
 //! - [`diagnostics`]: the crate's own log events, as a global subscriber
 //!   in such a process sees them;
+//! - [`proxy`]: a recording HTTP proxy on loopback;
 //! - [`tower`] (feature `tower`): tower services served over loopback.
 //!
 //! This module adds the test connection strings, the envelope helpers of
@@ -23,6 +24,7 @@ pub mod credential;
 pub mod delivery;
 pub mod diagnostics;
 pub mod ingestion;
+pub mod proxy;
 pub mod schema;
 #[cfg(feature = "tower")]
 pub mod tower;

@@ -141,15 +141,17 @@ fn soak(rate: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Whether the storage directory still holds a blob.
+/// Whether the storage directory still holds a blob: one in `dir` or in
+/// the exporter's own directory inside it.
 fn has_blobs(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut entries| {
-        entries.any(|e| {
-            e.is_ok_and(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                name.ends_with(".blob") || name.ends_with(".lock")
-            })
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                return has_blobs(&e.path());
+            }
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".blob") || name.ends_with(".lock")
         })
     })
 }
