@@ -37,15 +37,32 @@ pub enum BuildError {
         source: crate::ParseError,
     },
     /// The connection string asks for Microsoft Entra ID (`Authorization=AAD`)
-    /// authentication, which needs a token provider this version does not
-    /// have yet.
+    /// authentication, and there is no credential to get tokens from: give
+    /// one with `Builder::with_credential` (feature `entra`), or name the
+    /// managed identity with `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`
+    /// (feature `managed-identity`).
     #[error(
-        "the connection string from {origin} says Authorization=AAD, which needs a token \
-         provider; this version supports instrumentation-key authentication only"
+        "the connection string from {origin} says Authorization=AAD, which needs a Microsoft \
+         Entra ID credential: give one with Builder::with_credential (feature `entra`), or set \
+         APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD[;ClientId=<client id>] \
+         for the managed identity (feature `managed-identity`)"
     )]
     AadNeedsTokenProvider {
         /// Where the connection string came from.
         origin: &'static str,
+    },
+    /// There is a credential, and the ingestion endpoint is plain `http`
+    /// off this machine: a bearer token is never sent in clear. Plain
+    /// `http` is allowed to a loopback address only (`127.0.0.0/8`, `::1`,
+    /// `localhost`: tests and local viewers).
+    #[error(
+        "a Microsoft Entra ID token is never sent over plain http, and the ingestion endpoint \
+         `{endpoint}` is http:// and not a loopback address; use https://"
+    )]
+    TokenOverPlainHttp {
+        /// The ingestion endpoint (it holds no secret: user information is
+        /// refused by the connection string's parser).
+        endpoint: String,
     },
     /// The HTTP client for the ingestion endpoint could not be built (for
     /// example, no TLS root certificates could be loaded).

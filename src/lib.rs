@@ -293,6 +293,23 @@
 //! A trace recorded because its caller sampled it carries `sampleRate` 100
 //! (the caller's rate is not known), not this service's rate.
 //!
+//! # Microsoft Entra ID
+//!
+//! A resource with local authentication disabled accepts only Microsoft
+//! Entra ID tokens. With feature `entra`, `Builder::with_credential` takes
+//! any `azure_core::credentials::TokenCredential`; with feature
+//! `managed-identity`, `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD`
+//! ([`Builder::ENV_AUTHENTICATION_STRING`]) makes the managed identity's
+//! credential, as the other Application Insights SDKs do on App Service and
+//! Functions. Every request then carries `Authorization: Bearer …` for
+//! `https://monitor.azure.com//.default` (or the connection string's
+//! `AADAudience` and `/.default`). Tokens are fetched and refreshed on the
+//! exporter's thread, five minutes before they expire; while none can be
+//! had, telemetry waits in memory, then in offline storage. A 401 drops the
+//! token and resends with a new one; a 403 backs off. A token is never
+//! logged, stored, or sent over plain `http` except to a loopback address
+//! ([`BuildError::TokenOverPlainHttp`]). `docs/entra-id.md` has the details.
+//!
 //! # Feature flags
 //!
 //! | feature | what |
@@ -300,6 +317,8 @@
 //! | `webpki-roots` (default) | trust the Mozilla roots bundled by `webpki-roots` |
 //! | `native-roots` | trust the operating system's certificate store |
 //! | `tower` | [`tower::ServerLayer`] and [`tower::ClientLayer`] (adds `tower-layer`, `tower-service`, `pin-project-lite`) |
+//! | `entra` | Microsoft Entra ID bearer tokens from any Azure SDK credential: `Builder::with_credential` (adds `azure_core`; rustc 1.88) |
+//! | `managed-identity` | `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD[;ClientId=…]` makes the managed identity's credential (implies `entra`; adds `azure_identity`) |
 //!
 //! # Configuration
 //!

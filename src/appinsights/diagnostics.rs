@@ -23,6 +23,9 @@ pub(super) struct Warned {
     pub(super) quota: diag::Once,
     pub(super) slow: diag::Once,
     pub(super) redirect: diag::Once,
+    pub(super) unauthorized: diag::Once,
+    pub(super) forbidden: diag::Once,
+    pub(super) credential: diag::Once,
 }
 
 /// `5 minutes`, `42 s`: a duration for a log line.
@@ -36,6 +39,34 @@ fn humantime(d: Duration) -> String {
 impl AppInsightsSink {
     pub(super) fn report_retry(&self, reason: &RetryReason, after: Option<Duration>, n: usize) {
         let (warned, what) = match reason {
+            RetryReason::Status(401) if self.auth.is_bearer() => (
+                &self.warned.unauthorized,
+                "the ingestion service refused the bearer token (401); it was dropped, and \
+                 the batch goes again with a new one"
+                    .to_owned(),
+            ),
+            RetryReason::Status(401) => (
+                &self.warned.unauthorized,
+                "the ingestion service answered 401: the resource may accept only Microsoft \
+                 Entra ID tokens (local authentication disabled); give the exporter a \
+                 credential (Builder::with_credential, feature `entra`)"
+                    .to_owned(),
+            ),
+            RetryReason::Status(403) => (
+                &self.warned.forbidden,
+                "the ingestion service answered 403: the identity may not send to this \
+                 resource; give it the `Monitoring Metrics Publisher` role on the Application \
+                 Insights resource (a new role assignment can take minutes to apply); sending \
+                 pauses and backs off, and what waits goes to offline storage (if on)"
+                    .to_owned(),
+            ),
+            RetryReason::Credential(error) => (
+                &self.warned.credential,
+                format!(
+                    "{error}; sending pauses and backs off, and what waits goes to offline \
+                     storage (if on)"
+                ),
+            ),
             RetryReason::Status(status) => (
                 &self.warned.retry,
                 format!("the ingestion service answered {status}"),

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use std::task::{Context, Poll};
 
+use self::auth::Auth;
 use self::encode::Encoder;
 use self::envelope::EnvelopeContext;
 use self::payload::{Origin, Payload};
@@ -33,10 +34,13 @@ use crate::diag::TARGET;
 use crate::pipeline::{add, Clock, Ledger, Sink, Sleep};
 use crate::record::Record;
 
+pub(crate) mod auth;
 mod diagnostics;
 pub(crate) mod encode;
 pub(crate) mod envelope;
 pub(crate) mod gzip;
+#[cfg(feature = "managed-identity")]
+pub(crate) mod identity_http;
 mod memory;
 mod offline;
 mod payload;
@@ -99,6 +103,8 @@ impl Policy {
 #[derive(Debug)]
 pub(crate) struct SinkConfig {
     pub(crate) transport: TransportConfig,
+    /// How requests are authorised (to every endpoint, redirects included).
+    pub(crate) auth: Auth,
     pub(crate) context: EnvelopeContext,
     pub(crate) policy: Policy,
 }
@@ -113,6 +119,7 @@ pub(crate) struct AppInsightsSink {
     configured: Arc<Transport>,
     /// Its settings.
     configured_config: TransportConfig,
+    auth: Auth,
     encoder: Encoder,
     policy: Policy,
     storage: Option<Storage>,
@@ -167,6 +174,7 @@ impl AppInsightsSink {
     ) -> Result<Self, TransportError> {
         let SinkConfig {
             transport: transport_config,
+            auth,
             context,
             policy,
         } = config;
@@ -177,6 +185,7 @@ impl AppInsightsSink {
             configured_config: transport_config.clone(),
             transport,
             transport_config,
+            auth,
             encoder: Encoder::new(context),
             policy,
             storage,
@@ -263,24 +272,30 @@ impl AppInsightsSink {
         self.publish();
     }
 
-    /// Sends a payload in a task of the worker's runtime.
+    /// Sends a payload in a task of the worker's runtime. The request and,
+    /// for a payload sent before, its items as resent are counted when the
+    /// request goes out (a send without a token sends nothing).
     fn start(&mut self, mut payload: Payload) {
-        if payload.sent {
-            add(&self.ledger.retried, payload.len() as u64);
-        }
-        payload.sent = true;
+        let resent = payload.sent.then_some(payload.len() as u64);
         let now = self.clock.now();
         payload.first_attempt.get_or_insert(now);
-        add(&self.ledger.requests, 1);
         // Gzipped once, on the first attempt; retries send the same bytes.
         self.unhold(&payload);
         let (body, gzipped) = payload.body.for_wire(self.transport_config.gzip);
         self.hold(&payload);
         let transport = Arc::clone(&self.transport);
+        let auth = self.auth.clone();
+        let ledger = self.ledger.clone();
         let seq = payload.seq;
-        let task = self
-            .tasks
-            .spawn(async move { (seq, transport.send(body, gzipped).await) });
+        let task = self.tasks.spawn(async move {
+            let count = || {
+                add(&ledger.requests, 1);
+                if let Some(items) = resent {
+                    add(&ledger.retried, items);
+                }
+            };
+            (seq, auth.send(&transport, body, gzipped, count).await)
+        });
         self.task_seqs.insert(task.id(), seq);
         self.in_flight.insert(seq, payload);
     }
@@ -343,12 +358,16 @@ impl AppInsightsSink {
     fn on_sent(&mut self, seq: u64, outcome: SendOutcome) {
         self.task_seqs.retain(|_, s| *s != seq);
         // Gone when it was stored while in flight (shutdown).
-        let Some(payload) = self.in_flight.remove(&seq) else {
+        let Some(mut payload) = self.in_flight.remove(&seq) else {
             return;
         };
         self.unhold(&payload);
         if outcome == SendOutcome::Timeout {
             add(&self.ledger.timeouts, 1);
+        }
+        // Without a token nothing went out: it is still unsent.
+        if !matches!(outcome, SendOutcome::Credential(_)) {
+            payload.sent = true;
         }
         let n = payload.len();
         match response::classify(&outcome, n, self.clock.wall()) {
@@ -387,9 +406,20 @@ impl AppInsightsSink {
                 self.redirects.on_failure();
                 self.concurrency.on_failure();
                 self.report_retry(&reason, after, n);
-                // Over the quota the payload waits out the whole pause.
                 let after = match reason {
+                    // Over the quota the payload waits out the whole pause.
                     RetryReason::Quota(..) => self.health.paused_until().map(|u| u - now),
+                    // The refused token was dropped: the first 401 in a row
+                    // is sent again at once (unless the service said when),
+                    // with a new one. A credential whose tokens keep being
+                    // refused backs off.
+                    RetryReason::Status(401)
+                        if after.is_none()
+                            && self.auth.is_bearer()
+                            && self.health.failures_in_row() == 1 =>
+                    {
+                        Some(Duration::ZERO)
+                    }
                     _ => after,
                 };
                 self.retry_later(payload, after);
@@ -453,7 +483,11 @@ impl AppInsightsSink {
             self.settle(payload, 0, n);
             return;
         }
-        if let Err(why) = retry::may_redirect(&self.configured_config.endpoint, &endpoint) {
+        if let Err(why) = retry::may_redirect(
+            &self.configured_config.endpoint,
+            &endpoint,
+            self.auth.is_bearer(),
+        ) {
             let reason = RetryReason::RefusedRedirect(format!("{why}, to {endpoint}"));
             self.health.on_failure(
                 &reason,

@@ -12,7 +12,8 @@
 //! |---|---|
 //! | 200 | accepted (with per-item `errors`: as 206) |
 //! | 206 | partial: resend only the items whose per-item status is retryable |
-//! | 401, 403, 408, 429, 500, 502, 503, 504, timeout, connection error | retry the whole batch, after `Retry-After` when given |
+//! | 401, 403, 408, 429, 500, 502, 503, 504, timeout, connection error | retry the whole batch, after `Retry-After` when given (with a credential, a 401 also drops the refused token, and the first in a row is retried at once; a 403 pauses sending, see [`Health`](super::retry::Health)) |
+//! | no token: the credential failed | retry the whole batch, like a connection error |
 //! | 402, 439 (daily quota, throttled over a long time) | retry the whole batch; the endpoint is left alone until `Retry-After` or [`QUOTA_PROBE_INTERVAL`](super::retry::QUOTA_PROBE_INTERVAL) |
 //! | 307, 308 | redirect to the `Location` host, at most [`MAX_REDIRECTS`](super::retry::MAX_REDIRECTS) in a row (a `Location` with user information is refused: retried where it was sent) |
 //! | 400, 404, 413, anything else | drop, counted |
@@ -43,6 +44,9 @@ pub(crate) enum SendOutcome {
     /// No answer: connection refused or reset, DNS or TLS failure, TCP
     /// connect timeout, and the like (a short description).
     Connect(String),
+    /// Not sent: the credential gave no token (why, without secrets).
+    #[cfg_attr(not(feature = "entra"), allow(dead_code))]
+    Credential(String),
 }
 
 /// Statuses retried as a whole batch, and per item in a partial answer.
@@ -98,6 +102,8 @@ pub(crate) enum RetryReason {
     Timeout,
     /// No answer at all: refused, reset, DNS or TLS failure.
     Connect(String),
+    /// Not sent: the credential gave no token (why, without secrets).
+    Credential(String),
     /// The resource's daily cap (402) or long-term throttling (439), with
     /// the service's message: nothing is sent until the pause ends.
     Quota(u16, String),
@@ -130,6 +136,10 @@ pub(crate) fn classify(outcome: &SendOutcome, items: usize, now: SystemTime) -> 
         SendOutcome::Connect(error) => Outcome::RetryAll {
             after: None,
             reason: RetryReason::Connect(error.clone()),
+        },
+        SendOutcome::Credential(error) => Outcome::RetryAll {
+            after: None,
+            reason: RetryReason::Credential(error.clone()),
         },
         SendOutcome::Response {
             status,

@@ -87,14 +87,23 @@ pub(crate) const QUOTA_PROBE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Whether a redirect from the configured endpoint's scheme to `target`
 /// may be followed: to `https` always, to plain `http` only when the
-/// configured endpoint is `http` itself (a test or a local emulator).
-pub(crate) fn may_redirect(configured: &str, target: &str) -> Result<(), &'static str> {
+/// configured endpoint is `http` itself (a test or a local emulator), and,
+/// when requests carry a `bearer` token, only to a loopback address (the
+/// token never crosses a network in clear).
+pub(crate) fn may_redirect(
+    configured: &str,
+    target: &str,
+    bearer: bool,
+) -> Result<(), &'static str> {
     let plain = |url: &str| {
         url.get(..5)
             .is_some_and(|s| s.eq_ignore_ascii_case("http:"))
     };
     if plain(target) && !plain(configured) {
         return Err("from https to plain http");
+    }
+    if bearer && super::auth::exposes_token(target) {
+        return Err("to plain http off this machine, which would carry the bearer token in clear");
     }
     Ok(())
 }
@@ -217,7 +226,9 @@ pub(crate) const THROTTLES_BEFORE_PAUSE: u32 = 2;
 
 /// After this many retryable failures in a row of any kind, nothing is sent
 /// for a backoff delay. A connection error or a timeout pauses at once: the
-/// endpoint is unreachable, and each new batch would only confirm it.
+/// endpoint is unreachable, and each new batch would only confirm it. So do
+/// a credential that gives no token and a 403 (the identity may not send to
+/// the resource: a role assignment can take minutes to apply).
 pub(crate) const FAILURES_BEFORE_PAUSE: u32 = 4;
 
 /// Whether the endpoint may be sent to now, from the answers so far.
@@ -261,7 +272,13 @@ impl Health {
         } else {
             self.throttles_in_row = 0;
         }
-        let unreachable = matches!(reason, RetryReason::Timeout | RetryReason::Connect(_));
+        let unreachable = matches!(
+            reason,
+            RetryReason::Timeout
+                | RetryReason::Connect(_)
+                | RetryReason::Credential(_)
+                | RetryReason::Status(403)
+        );
         // Pauses start from the backoff's first step and grow with each
         // further failure in a row; over the quota, at once and long.
         let pause = if let RetryReason::Quota(..) = reason {
@@ -395,11 +412,18 @@ mod tests {
 
     #[test]
     fn redirects_are_followed_to_https_or_from_http_only() {
-        assert!(may_redirect("https://a.example", "https://b.example").is_ok());
-        assert!(may_redirect("https://a.example", "http://b.example").is_err());
-        assert!(may_redirect("https://a.example", "HTTP://b.example").is_err());
-        assert!(may_redirect("http://127.0.0.1:1", "http://127.0.0.1:2").is_ok());
-        assert!(may_redirect("http://127.0.0.1:1", "https://b.example").is_ok());
+        for bearer in [false, true] {
+            assert!(may_redirect("https://a.example", "https://b.example", bearer).is_ok());
+            assert!(may_redirect("https://a.example", "http://b.example", bearer).is_err());
+            assert!(may_redirect("https://a.example", "HTTP://b.example", bearer).is_err());
+            assert!(may_redirect("http://127.0.0.1:1", "http://127.0.0.1:2", bearer).is_ok());
+            assert!(may_redirect("http://127.0.0.1:1", "https://b.example", bearer).is_ok());
+        }
+        // A token never goes to plain http off this machine.
+        assert!(may_redirect("http://127.0.0.1:1", "http://b.example", false).is_ok());
+        assert!(may_redirect("http://127.0.0.1:1", "http://b.example", true).is_err());
+        assert!(may_redirect("http://127.0.0.1:1", "http://10.0.0.1:2", true).is_err());
+        assert!(may_redirect("http://127.0.0.1:1", "http://localhost:2", true).is_ok());
     }
 
     #[test]
@@ -444,6 +468,31 @@ mod tests {
             c.on_failure();
         }
         assert_eq!(c.limit(), 4, "never below the configured number");
+    }
+
+    #[test]
+    fn a_403_or_a_credential_without_token_pauses_at_once() {
+        let b = Backoff::default();
+        let now = Instant::now();
+        for reason in [
+            RetryReason::Status(403),
+            RetryReason::Credential("no token".into()),
+        ] {
+            let mut h = Health::default();
+            h.on_failure(&reason, None, now, &b, u64::MAX);
+            assert_eq!(
+                h.paused_until(),
+                Some(now + Duration::from_millis(500)),
+                "{reason:?}"
+            );
+            assert_eq!(h.max_in_flight(4), 1, "then one probe");
+            h.on_failure(&reason, None, now, &b, u64::MAX);
+            assert_eq!(h.paused_until(), Some(now + Duration::from_secs(1)));
+        }
+        // A 401 does not pause: the token was dropped, a new one may do.
+        let mut h = Health::default();
+        h.on_failure(&RetryReason::Status(401), None, now, &b, u64::MAX);
+        assert_eq!(h.paused_until(), None);
     }
 
     #[test]

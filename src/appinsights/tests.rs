@@ -64,6 +64,7 @@ fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink,
             pool_idle_timeout: Duration::from_secs(1),
             proxy: crate::appinsights::transport::ProxySetting::Direct,
         },
+        auth: Default::default(),
         context: EnvelopeContext::new(
             "00000000-0000-0000-0000-000000000000",
             &Default::default(),

@@ -44,7 +44,7 @@ const MAX_LOGGED_BODY: usize = 4096;
 
 /// The connector: TCP (with connect timeout, `TCP_NODELAY`), straight or
 /// through a proxy ([`Route`]), wrapped in TLS.
-type Connector = HttpsConnector<Route>;
+pub(crate) type Connector = HttpsConnector<Route>;
 
 /// A `rustls` client config builder waiting for its root certificates.
 type NeedsRoots = ConfigBuilder<ClientConfig, WantsVerifier>;
@@ -152,12 +152,7 @@ impl Transport {
         }
         let proxy = route.describe().map(str::to_owned);
         let connector = https_connector(tls, https, route);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            // Without a timer hyper checks the idle timeout only at the next
-            // checkout and never closes idle sockets in the background.
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let client = pooled_client(connector, config.pool_idle_timeout);
         Ok(Transport {
             client,
             track_uri,
@@ -179,11 +174,21 @@ impl Transport {
         &self.track_url
     }
 
-    /// POSTs one JSON array (`gzipped` or not) and returns what happened,
-    /// within `request_timeout`. Call it inside a tokio runtime (the
-    /// exporter's).
-    pub(crate) async fn send(&self, body: Bytes, gzipped: bool) -> SendOutcome {
-        let request = self.request(body, gzipped);
+    /// POSTs one JSON array (`gzipped` or not), with `Authorization:
+    /// bearer` when given, and returns what happened, within
+    /// `request_timeout`. Call it inside a tokio runtime (the exporter's).
+    pub(crate) async fn send(
+        &self,
+        body: Bytes,
+        gzipped: bool,
+        bearer: Option<&HeaderValue>,
+    ) -> SendOutcome {
+        let mut request = self.request(body, gzipped);
+        if let Some(bearer) = bearer {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, bearer.clone());
+        }
         match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(err)) => SendOutcome::Connect(describe(&err)),
@@ -225,6 +230,33 @@ impl Transport {
 }
 
 // === endpoint, TLS and connector ===
+
+/// A client over `connector` whose idle connections close after
+/// `idle_timeout`.
+fn pooled_client(connector: Connector, idle_timeout: Duration) -> Client<Connector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle_timeout)
+        // Without a timer hyper checks the idle timeout only at the next
+        // checkout and never closes idle sockets in the background.
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// A client for `http://` and `https://` URLs alike (`https://` only when
+/// root certificates could be loaded), never through a proxy: the
+/// managed-identity credential's, whose token endpoints are plain `http`
+/// on the machine itself or its host (App Service's `IDENTITY_ENDPOINT`, a
+/// VM's instance metadata service), which no proxy can reach.
+#[cfg(feature = "managed-identity")]
+pub(crate) fn any_scheme_client(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<Client<Connector, Full<Bytes>>, TransportError> {
+    let tls = tls_config("the token endpoint", false)?;
+    let route = Route::Direct(http_connector(connect_timeout));
+    let connector = https_connector(tls, false, route);
+    Ok(pooled_client(connector, idle_timeout))
+}
 
 /// Checks the endpoint; returns the track URI, its text, and whether it is
 /// `https://`.
@@ -385,7 +417,7 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// An error and its causes, `outer: inner: innermost`.
-fn describe(err: &dyn std::error::Error) -> String {
+pub(crate) fn describe(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

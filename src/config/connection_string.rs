@@ -51,6 +51,7 @@ const KEY_LIVE_ENDPOINT: &str = "LiveEndpoint";
 const KEY_ENDPOINT_SUFFIX: &str = "EndpointSuffix";
 const KEY_LOCATION: &str = "Location";
 const KEY_AUTHORIZATION: &str = "Authorization";
+const KEY_AAD_AUDIENCE: &str = "AADAudience";
 
 /// A parsed and validated Application Insights connection string.
 ///
@@ -83,6 +84,9 @@ const KEY_AUTHORIZATION: &str = "Authorization";
 /// * Otherwise the defaults are `https://dc.services.visualstudio.com` and
 ///   `https://rt.services.visualstudio.com`.
 /// * `Authorization` is `ikey` (the default) or `aad`, case-insensitive.
+/// * `AADAudience` is the Microsoft Entra ID audience tokens are requested
+///   for (sovereign clouds, e.g. `https://monitor.azure.us/`); kept as given,
+///   it must be printable ASCII without spaces.
 ///
 /// Error messages never repeat a value from the connection string (values
 /// may be secrets): they name the segment number or the key, and show at most
@@ -107,6 +111,7 @@ pub struct ConnectionString {
     ingestion_endpoint: String,
     live_endpoint: String,
     authorization: Authorization,
+    aad_audience: Option<String>,
 }
 
 /// How telemetry sent with a [`ConnectionString`] is authorised, from its
@@ -184,6 +189,14 @@ pub enum ParseError {
         /// What is wrong with it and what to write instead.
         reason: &'static str,
     },
+    /// The `AADAudience` value is empty or holds spaces or characters
+    /// outside printable ASCII.
+    #[error(
+        "the connection string's `AADAudience` must be a URL such as \
+         `https://monitor.azure.com/` (printable ASCII, no spaces); remove it to use the \
+         public cloud's audience"
+    )]
+    InvalidAadAudience,
     /// The `Authorization` value is neither `ikey` nor `aad`.
     #[error(
         "the connection string's `Authorization` must be `ikey` or `aad` (case-insensitive); \
@@ -223,6 +236,14 @@ impl ConnectionString {
         self.authorization
     }
 
+    /// The `AADAudience`, as given: the Microsoft Entra ID audience that
+    /// tokens are requested for (`AADAudience` + `/.default` is the scope);
+    /// `None` for the public cloud's, `https://monitor.azure.com/`.
+    #[must_use]
+    pub fn aad_audience(&self) -> Option<&str> {
+        self.aad_audience.as_deref()
+    }
+
     /// The instrumentation key shortened for logs: its first eight characters
     /// followed by `…`, e.g. `12345678…`.
     #[must_use]
@@ -238,6 +259,7 @@ impl fmt::Debug for ConnectionString {
             .field("ingestion_endpoint", &self.ingestion_endpoint)
             .field("live_endpoint", &self.live_endpoint)
             .field("authorization", &self.authorization)
+            .field("aad_audience", &self.aad_audience)
             .finish()
     }
 }
@@ -249,6 +271,7 @@ impl FromStr for ConnectionString {
         let fields = Fields::collect(s)?;
         let instrumentation_key = parse_instrumentation_key(fields.instrumentation_key)?;
         let authorization = parse_authorization(fields.authorization)?;
+        let aad_audience = parse_aad_audience(fields.aad_audience)?;
         let ingestion_endpoint = endpoint(
             KEY_INGESTION_ENDPOINT,
             fields.ingestion_endpoint,
@@ -268,6 +291,7 @@ impl FromStr for ConnectionString {
             ingestion_endpoint,
             live_endpoint,
             authorization,
+            aad_audience,
         })
     }
 }
@@ -283,6 +307,7 @@ struct Fields<'a> {
     endpoint_suffix: Option<&'a str>,
     location: Option<&'a str>,
     authorization: Option<&'a str>,
+    aad_audience: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -326,6 +351,8 @@ impl<'a> Fields<'a> {
             &mut self.location
         } else if key.eq_ignore_ascii_case(KEY_AUTHORIZATION) {
             &mut self.authorization
+        } else if key.eq_ignore_ascii_case(KEY_AAD_AUDIENCE) {
+            &mut self.aad_audience
         } else {
             return;
         };
@@ -361,6 +388,17 @@ fn parse_authorization(value: Option<&str>) -> Result<Authorization, ParseError>
         Some(v) if v.eq_ignore_ascii_case("ikey") => Ok(Authorization::Ikey),
         Some(v) if v.eq_ignore_ascii_case("aad") => Ok(Authorization::Aad),
         Some(_) => Err(ParseError::InvalidAuthorization),
+    }
+}
+
+/// The audience as given, if any: printable ASCII without spaces.
+fn parse_aad_audience(value: Option<&str>) -> Result<Option<String>, ParseError> {
+    match value {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(v.to_owned()))
+        }
+        Some(_) => Err(ParseError::InvalidAadAudience),
     }
 }
 

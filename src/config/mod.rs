@@ -13,9 +13,10 @@ use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
 use crate::pipeline::{Clock, ExporterGuard, ManualClock};
 use crate::sinks::InMemoryExporter;
-use connection_string::{Authorization, ConnectionString};
+use connection_string::ConnectionString;
 
 pub(crate) mod connection_string;
+mod credential;
 mod environment;
 mod wiring;
 
@@ -37,6 +38,7 @@ const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`Self::DEFAULT_SHUTDOWN_TIMEOUT`]) |
 /// | [`with_connection_string`](Self::with_connection_string) | `APPLICATIONINSIGHTS_CONNECTION_STRING`, else none (stdout) |
 /// | [`with_instrumentation_key`](Self::with_instrumentation_key) | `APPINSIGHTS_INSTRUMENTATIONKEY`, else none |
+/// | `with_credential` (feature `entra`) | the managed identity `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` names (feature `managed-identity`), else none: the instrumentation key alone |
 /// | [`with_cloud_role`](Self::with_cloud_role) | `OTEL_SERVICE_NAME`, `service.namespace` + `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, `WEBSITE_SITE_NAME`, `CONTAINER_APP_NAME`, else the executable's name |
 /// | [`with_cloud_role_instance`](Self::with_cloud_role_instance) | `service.instance.id`, `WEBSITE_INSTANCE_ID`, `CONTAINER_APP_REPLICA_NAME`, the Kubernetes pod, else the host name |
 /// | [`with_application_version`](Self::with_application_version) | `service.version` of `OTEL_RESOURCE_ATTRIBUTES`, else none |
@@ -93,6 +95,8 @@ pub struct Builder {
     storage_retention: Duration,
     proxy: ProxySetting,
     clock: Clock,
+    #[cfg(feature = "entra")]
+    credential: Option<credential::Credential>,
 }
 
 impl Default for Builder {
@@ -129,6 +133,12 @@ impl Builder {
     /// The environment variable holding a bare instrumentation key (deprecated
     /// by Azure in favour of connection strings, still honoured).
     pub const ENV_INSTRUMENTATION_KEY: &str = "APPINSIGHTS_INSTRUMENTATIONKEY";
+    /// The environment variable that asks for a managed identity's
+    /// Microsoft Entra ID tokens, `Authorization=AAD[;ClientId=<client id>]`,
+    /// as App Service and Functions set it for the other Application
+    /// Insights SDKs (read with feature `managed-identity`; without it, a
+    /// value is a [`BuildError`]). A credential given in code beats it.
+    pub const ENV_AUTHENTICATION_STRING: &str = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING";
 
     /// A builder with the default values of the table above.
     pub fn new() -> Self {
@@ -153,6 +163,8 @@ impl Builder {
             storage_retention: Self::DEFAULT_STORAGE_RETENTION,
             proxy: ProxySetting::FromEnv,
             clock: Clock::System,
+            #[cfg(feature = "entra")]
+            credential: None,
         }
     }
 
@@ -171,6 +183,63 @@ impl Builder {
     /// [`with_connection_string`](Self::with_connection_string).
     pub fn with_instrumentation_key(mut self, key: impl Into<String>) -> Self {
         self.instrumentation_key = Some(Secret(key.into()));
+        self
+    }
+
+    /// Sends a Microsoft Entra ID bearer token, from `credential`, with every
+    /// request: what an Application Insights resource with local
+    /// authentication disabled accepts (the identity needs the
+    /// `Monitoring Metrics Publisher` role on it). Any
+    /// [`TokenCredential`](azure_core::credentials::TokenCredential) works:
+    /// `azure_identity`'s `ManagedIdentityCredential`,
+    /// `WorkloadIdentityCredential`, `ClientSecretCredential`,
+    /// `DeveloperToolsCredential`, or one of your own. Beats
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`
+    /// ([`ENV_AUTHENTICATION_STRING`](Self::ENV_AUTHENTICATION_STRING)).
+    ///
+    /// Tokens are asked for the scope `https://monitor.azure.com//.default`,
+    /// or the connection string's `AADAudience` followed by `/.default`,
+    /// on the exporter's thread (never on yours), and refreshed five minutes
+    /// before they expire. While the credential gives none, telemetry waits
+    /// in memory and then in offline storage; the first failure is logged as
+    /// a warning. A token is never logged, never stored, and never sent over
+    /// plain `http` except to a loopback address: with an `http://`
+    /// ingestion endpoint elsewhere, [`build`](Self::build) returns
+    /// [`BuildError::TokenOverPlainHttp`]. `docs/entra-id.md` has the
+    /// details.
+    ///
+    /// # Examples
+    ///
+    /// With `azure_identity`'s managed identity (on App Service, Functions,
+    /// Container Apps or a VM):
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "managed-identity")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let credential = azure_identity::ManagedIdentityCredential::new(None)?;
+    /// let (layer, _guard) = tracing_appinsights::Builder::new()
+    ///     .with_credential(credential)
+    ///     .build()?;
+    /// tracing_subscriber::registry().with(layer).init();
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "managed-identity"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// (`azure_identity`'s credentials need an HTTP client: its default
+    /// features bring one. With feature `managed-identity` and
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD`, the
+    /// exporter makes the managed identity's credential itself, on its own
+    /// HTTP client, with no code at all.)
+    #[cfg(feature = "entra")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "entra")))]
+    pub fn with_credential(
+        mut self,
+        credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+    ) -> Self {
+        self.credential = Some(credential::Credential(credential));
         self
     }
 
@@ -445,7 +514,9 @@ impl Builder {
 
     /// The connection string in force and where it came from, by the
     /// precedence of the table above; `None` when there is none.
-    fn resolve_connection_string(&self) -> Result<Option<ConnectionString>, BuildError> {
+    fn resolve_connection_string(
+        &self,
+    ) -> Result<Option<(ConnectionString, &'static str)>, BuildError> {
         let env = |name| {
             std::env::var(name)
                 .ok()
@@ -471,10 +542,7 @@ impl Builder {
         let parsed: ConnectionString = text
             .parse()
             .map_err(|source| BuildError::ConnectionString { origin, source })?;
-        if parsed.authorization() == Authorization::Aad {
-            return Err(BuildError::AadNeedsTokenProvider { origin });
-        }
-        Ok(Some(parsed))
+        Ok(Some((parsed, origin)))
     }
 }
 

@@ -103,7 +103,7 @@ impl Builder {
                 Vec::new(),
             ));
         }
-        let Some(connection) = self.resolve_connection_string()? else {
+        let Some((connection, origin)) = self.resolve_connection_string()? else {
             let note = Note {
                 warn: true,
                 text: "Exporter.StdoutSink: no connection string was given \
@@ -116,6 +116,7 @@ impl Builder {
                 vec![note],
             ));
         };
+        let auth = self.auth(&connection, origin)?;
         let mut notes = Vec::new();
         let telemetry = Defaults::from_env(&process_env, &mut notes).complete(&self.telemetry);
         let policy = Policy::new(self.request_timeout, self.max_retry_memory);
@@ -141,6 +142,7 @@ impl Builder {
                 self.clock.clone(),
             )
         });
+        let auth_is_bearer = auth.is_bearer();
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -150,6 +152,7 @@ impl Builder {
                 pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
                 proxy: self.proxy.clone(),
             },
+            auth,
             context: EnvelopeContext::new(
                 connection.instrumentation_key(),
                 &telemetry,
@@ -166,10 +169,15 @@ impl Builder {
         let note = Note {
             warn: false,
             text: format!(
-                "Exporter.Configured: telemetry goes to {} (instrumentation key {}) {}, sampler \
-                 {sampler}, offline storage {}",
+                "Exporter.Configured: telemetry goes to {} (instrumentation key {}, {}) {}, \
+                 sampler {sampler}, offline storage {}",
                 endpoint_host(connection.ingestion_endpoint()),
                 connection.shortened_key(),
+                if auth_is_bearer {
+                    "with Microsoft Entra ID tokens"
+                } else {
+                    "no Entra ID credential"
+                },
                 match sink.proxy() {
                     Some(proxy) => format!("through the proxy {proxy}"),
                     None => "directly (no proxy)".to_owned(),

@@ -13,7 +13,7 @@ use tracing_appinsights::ManualClock;
 
 use crate::support::child::own_process;
 use crate::support::delivery::{
-    assert_exactly_once, builder, dead_addr, emit, names, start, TempDir,
+    advance_until, assert_exactly_once, builder, dead_addr, emit, names, start, TempDir,
 };
 use crate::support::diagnostics::Diagnostics;
 use crate::support::{FakeIngestion, ScriptedResponse};
@@ -28,25 +28,6 @@ fn accepted(server: &FakeIngestion) -> Vec<String> {
         .flat_map(|r| r.envelopes)
         .collect();
     names(&later)
-}
-
-/// Moves `clock` on in `step`s (giving the worker a moment after each)
-/// until `done`, for at most `limit` of clock time; whether it got there.
-fn advance_until(
-    clock: &ManualClock,
-    step: Duration,
-    limit: Duration,
-    mut done: impl FnMut() -> bool,
-) -> bool {
-    let end = clock.elapsed() + limit;
-    while clock.elapsed() < end {
-        if done() {
-            return true;
-        }
-        clock.advance(step);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
 }
 
 #[test]

@@ -15,7 +15,8 @@
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
 //! - configuration: [`connection_env`], [`startup`] (what `build` says),
-//!   [`proxies`];
+//!   [`proxies`], [`entra`] (Microsoft Entra ID tokens, features `entra`
+//!   and `managed-identity`);
 //! - propagation: [`propagation_props`] (property tests of the parsers);
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -40,6 +41,7 @@ mod delivery_diagnostics;
 #[cfg(feature = "tower")]
 mod distributed;
 mod endpoint_trouble;
+mod entra;
 mod events;
 mod export;
 mod http_requests;

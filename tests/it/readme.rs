@@ -1,5 +1,5 @@
-//! The README starts with the two commands, and CI runs the same test
-//! command as the README gives.
+//! The README starts with the two commands, shows Entra ID right after
+//! the usage, and CI runs the same test command as the README gives.
 
 const README: &str = include_str!("../../README.md");
 const CI: &str = include_str!("../../.ci/run");
@@ -31,5 +31,19 @@ fn ci_runs_the_readme_test_command() {
     assert!(
         CI.lines().any(|l| l.trim_start().starts_with(test_command)),
         "`.ci/run` must run `{test_command}`"
+    );
+}
+
+#[test]
+fn readme_shows_entra_id_right_after_the_usage() {
+    let headings: Vec<&str> = README.lines().filter(|l| l.starts_with("## ")).collect();
+    let usage = headings
+        .iter()
+        .position(|h| *h == "## Usage")
+        .expect("a usage section");
+    assert_eq!(
+        headings.get(usage + 1).copied(),
+        Some("## Entra ID with a managed identity"),
+        "{headings:?}"
     );
 }

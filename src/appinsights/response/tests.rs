@@ -73,6 +73,7 @@ fn classification_table() {
         (response(504, None, None, ""), retry(504, None)),
         (SendOutcome::Timeout, Outcome::RetryAll { after: None, reason: RetryReason::Timeout }),
         (SendOutcome::Connect("refused".into()), Outcome::RetryAll { after: None, reason: RetryReason::Connect("refused".into()) }),
+        (SendOutcome::Credential("no token".into()), Outcome::RetryAll { after: None, reason: RetryReason::Credential("no token".into()) }),
         // Redirects.
         (response(307, None, Some("https://westus-1.in.example.com/v2.1/track"), ""),
          Outcome::Redirect { endpoint: "https://westus-1.in.example.com".into() }),

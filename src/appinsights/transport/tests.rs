@@ -117,7 +117,7 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
 /// Sends `json` gzipped, as the sink does by default.
 async fn send(t: &Transport, json: Bytes) -> SendOutcome {
     let gz = gzip::compress(&json).expect("in memory");
-    t.send(Bytes::from(gz), true).await
+    t.send(Bytes::from(gz), true, None).await
 }
 
 // --- construction ---
@@ -251,7 +251,7 @@ async fn posts_plain_json_when_gzip_is_off() {
     let t = transport(&server.endpoint(), false);
     let (json, envelopes) = batch(2);
 
-    let outcome = t.send(json.clone(), false).await;
+    let outcome = t.send(json.clone(), false, None).await;
 
     assert!(
         matches!(outcome, SendOutcome::Response { status: 200, .. }),
@@ -271,8 +271,8 @@ async fn a_body_is_resent_unchanged() {
     let t = transport(&server.endpoint(), true);
     let body = Bytes::from(gzip::compress(&batch(4).0).expect("in memory"));
 
-    let first = t.send(body.clone(), true).await;
-    let second = t.send(body, true).await;
+    let first = t.send(body.clone(), true, None).await;
+    let second = t.send(body, true, None).await;
 
     assert!(
         matches!(first, SendOutcome::Response { status: 200, .. }),

@@ -464,3 +464,33 @@ fn never_panics_on_odd_input() {
         let _ = full[i..].parse::<ConnectionString>();
     }
 }
+
+#[test]
+fn aad_audience_is_kept_as_given() {
+    let cases = [
+        (with_key(""), None),
+        (
+            with_key("AADAudience=https://monitor.azure.us/"),
+            Some("https://monitor.azure.us/"),
+        ),
+        (
+            with_key("aadaudience= https://monitor.azure.com "),
+            Some("https://monitor.azure.com"),
+        ),
+    ];
+    for (input, audience) in cases {
+        let cs: ConnectionString = input.parse().unwrap();
+        assert_eq!(cs.aad_audience(), audience, "{input:?}");
+    }
+    for bad in [
+        "AADAudience=",
+        "AADAudience=https://a b/",
+        "AADAudience=https://é/",
+    ] {
+        assert_eq!(
+            with_key(bad).parse::<ConnectionString>(),
+            Err(ParseError::InvalidAadAudience),
+            "{bad:?}"
+        );
+    }
+}

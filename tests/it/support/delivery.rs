@@ -124,6 +124,25 @@ pub fn start(builder: Builder) -> (tracing::Dispatch, ExporterGuard) {
     (dispatch, guard)
 }
 
+/// Moves `clock` on in `step`s (giving the worker a moment after each)
+/// until `done`, for at most `limit` of clock time; whether it got there.
+pub fn advance_until(
+    clock: &tracing_appinsights::ManualClock,
+    step: Duration,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let end = clock.elapsed() + limit;
+    while clock.elapsed() < end {
+        if done() {
+            return true;
+        }
+        clock.advance(step);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done()
+}
+
 /// Emits `n` spans without events (one item each) named `{prefix}-{i}`.
 pub fn emit(dispatch: &tracing::Dispatch, prefix: &str, range: std::ops::Range<usize>) {
     tracing::dispatcher::with_default(dispatch, || {

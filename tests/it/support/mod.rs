@@ -8,6 +8,7 @@
 //! - [`delivery`]: storage directories, endpoints that refuse connections, a
 //!   forwarder that brings one up, and spans with checkable names;
 //! - [`child`]: a test of this binary run in a child process of its own;
+//! - [`credential`] (feature `entra`): a fake Microsoft Entra ID credential;
 //! - [`diagnostics`]: the crate's own log events, as a global subscriber
 //!   in such a process sees them;
 //! - [`proxy`]: a recording HTTP proxy on loopback;
@@ -18,6 +19,8 @@
 
 pub mod capture;
 pub mod child;
+#[cfg(feature = "entra")]
+pub mod credential;
 pub mod delivery;
 pub mod diagnostics;
 pub mod ingestion;
