@@ -56,6 +56,7 @@ fn soak(rate: u64, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
 
     let (layer, guard) = tracing_appinsights::Builder::new()
         .with_connection_string(connection_string(addr))
+        .without_proxy()
         .with_storage_dir(&storage)
         .build()?;
     tracing_subscriber::registry().with(layer).init();

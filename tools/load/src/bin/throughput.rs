@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = start_counting_server(Arc::clone(&received));
     let (layer, guard) = tracing_appinsights::Builder::new()
         .with_connection_string(connection_string(addr))
+        .without_proxy()
         .with_export_interval(Duration::from_millis(200))
         // Measure what memory alone delivers: nothing parked on disk.
         .with_offline_storage(false)

@@ -148,6 +148,8 @@ pub fn run(config: &str) -> Result<(), Box<dyn std::error::Error>> {
     let config: AppConfig = serde_json::from_str(config)?;
     let mut builder = tracing_appinsights::Builder::new()
         .with_connection_string(connection_string(config.endpoint))
+        // Whatever the environment's proxy variables say: loopback only.
+        .without_proxy()
         .with_storage_dir(&config.storage);
     if let Some(ms) = config.request_timeout_ms {
         builder = builder.with_request_timeout(Duration::from_millis(ms));
