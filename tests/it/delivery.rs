@@ -69,8 +69,13 @@ fn each_status_code_of_the_design_once() {
                 "{code}: {stats:?}"
             );
         } else if retried.contains(&code) {
+            // After a 408 the server closes the connection; a request
+            // hyper had already started on it is resent by hyper itself
+            // (the server saw it, the service never answered it).
+            let seen = if code == 408 { 2..=3 } else { 2..=2 };
+            assert!(seen.contains(&requests), "{code}: {requests} requests");
             assert_eq!(
-                (requests, stats.exported, stats.retried),
+                (stats.requests, stats.exported, stats.retried),
                 (2, 1, 1),
                 "{code}: {stats:?}"
             );

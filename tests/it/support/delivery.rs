@@ -98,11 +98,21 @@ pub fn storage_dir(base: &Path) -> Option<PathBuf> {
 }
 
 /// A loopback address where nothing listens: connections are refused.
+///
+/// The port is picked below Linux's ephemeral range (32768 and up), so no
+/// other test's outgoing connection takes it as its source port before a
+/// [`Forwarder`] binds it again.
 pub fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 997) as u16 * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_700;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            let addr = listener.local_addr().unwrap();
+            drop(listener);
+            return addr;
+        }
+    }
 }
 
 /// The builder every delivery test starts from: `endpoint`, a private
