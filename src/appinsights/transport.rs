@@ -231,6 +231,17 @@ impl Transport {
 
 // === endpoint, TLS and connector ===
 
+/// `scheme://host[:port]` of a URL: what a log line may show of an
+/// endpoint or a proxy (never user information, a path or a query).
+pub(crate) fn origin(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("?");
+    let host = url.host().unwrap_or("?");
+    match url.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
+}
+
 /// A client over `connector` whose idle connections close after
 /// `idle_timeout`.
 fn pooled_client(connector: Connector, idle_timeout: Duration) -> Client<Connector, Full<Bytes>> {

@@ -10,7 +10,7 @@ use super::environment::{self, process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
 use crate::appinsights::storage::{self, Storage, StorageConfig};
-use crate::appinsights::transport::TransportConfig;
+use crate::appinsights::transport::{origin, TransportConfig};
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
 use crate::diag::Note;
 use crate::error::BuildError;
@@ -194,17 +194,9 @@ impl Builder {
 /// the environment was ignored).
 pub(crate) type Made = (Box<dyn Sink>, Vec<Note>);
 
-/// `scheme://host[:port]` of an endpoint, without any path or user
-/// information, for a log line.
+/// What a log line may show of an endpoint (see [`origin`]).
 fn endpoint_host(endpoint: &str) -> String {
-    match endpoint.parse::<http::Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => {
-                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-                format!("{scheme}://{host}")
-            }
-            _ => "an unparsable endpoint".into(),
-        },
-        Err(_) => "an unparsable endpoint".into(),
-    }
+    endpoint
+        .parse::<http::Uri>()
+        .map_or_else(|_| "an unparsable endpoint".into(), |uri| origin(&uri))
 }

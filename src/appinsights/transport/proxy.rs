@@ -21,6 +21,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::origin;
+
 /// Which proxy the exporter uses (its `Debug` never shows credentials).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) enum ProxySetting {
@@ -43,7 +45,7 @@ impl std::fmt::Debug for ProxySetting {
             ProxySetting::Url(url) => {
                 let shown = url
                     .parse::<Uri>()
-                    .map_or_else(|_| "<unparsable>".into(), |u| shown(&u));
+                    .map_or_else(|_| "<unparsable>".into(), |u| origin(&u));
                 f.debug_tuple("Url").field(&shown).finish()
             }
         }
@@ -99,7 +101,7 @@ impl Route {
             return Ok(Route::Direct(tcp));
         };
         let proxy = intercept.uri().clone();
-        let shown = shown(&proxy);
+        let shown = origin(&proxy);
         if !proxy
             .scheme_str()
             .is_some_and(|s| s.eq_ignore_ascii_case("http"))
@@ -155,16 +157,6 @@ impl Route {
             Route::Forward { auth, .. } => auth.as_ref(),
             _ => None,
         }
-    }
-}
-
-/// `scheme://host[:port]` of a proxy URL: what may be logged of it.
-fn shown(proxy: &Uri) -> String {
-    let scheme = proxy.scheme_str().unwrap_or("?");
-    let host = proxy.host().unwrap_or("?");
-    match proxy.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
     }
 }
 
