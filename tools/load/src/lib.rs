@@ -8,6 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
+/// A request's whole body (empty when it could not be read).
+pub async fn body_of(req: hyper::Request<hyper::body::Incoming>) -> hyper::body::Bytes {
+    use http_body_util::BodyExt as _;
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// The connection string of an ingestion endpoint on `addr` (loopback).
 pub fn connection_string(addr: std::net::SocketAddr) -> String {
     format!(

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -233,12 +233,7 @@ async fn answer(
         );
         return Ok(Response::new(Full::new(Bytes::from(body))));
     }
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = tracing_appinsights_load::body_of(req).await;
     counts.requests.fetch_add(1, Ordering::Relaxed);
     let roll = counts.rng.below(100);
     if roll < 20 {

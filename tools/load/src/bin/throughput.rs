@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -55,12 +55,7 @@ async fn count(
     req: Request<Incoming>,
     received: Arc<AtomicU64>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = tracing_appinsights_load::body_of(req).await;
     let items: Vec<serde::de::IgnoredAny> =
         serde_json::from_slice(&unzipped(&body)).unwrap_or_default();
     received.fetch_add(items.len() as u64, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -284,12 +284,7 @@ fn accept(state: &State, ids: &[Option<u64>], retry: &[usize]) -> Answer {
 }
 
 async fn answer(req: Request<Incoming>, state: Arc<State>) -> Answer {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = tracing_appinsights_load::body_of(req).await;
     let ids = ids_of(&body);
     let behaviour = *state.behaviour.lock().unwrap();
     match behaviour {
