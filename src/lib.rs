@@ -353,6 +353,7 @@ mod config;
 mod diag;
 mod error;
 mod layer;
+mod live;
 mod pipeline;
 mod propagation;
 pub mod record;

@@ -21,6 +21,7 @@
 //! envelopes are).
 
 use bytes::Bytes;
+use http::HeaderValue;
 
 use super::response::SendOutcome;
 use super::transport::Transport;
@@ -74,6 +75,28 @@ impl Auth {
         }
         on_request();
         transport.send(body, gzipped, None).await
+    }
+}
+
+impl Auth {
+    /// The `Authorization` value for a request to `endpoint` (Live
+    /// Metrics'): `None` without a credential, an error when no token could
+    /// be had or the endpoint would expose it.
+    pub(crate) async fn authorization(
+        &self,
+        endpoint: &str,
+    ) -> Option<Result<HeaderValue, String>> {
+        #[cfg(feature = "entra")]
+        if let Some(tokens) = &self.tokens {
+            if exposes_token(endpoint) {
+                return Some(Err(
+                    "a bearer token is never sent over plain http beyond loopback".to_owned(),
+                ));
+            }
+            return Some(tokens.get().await.map(|token| token.header().clone()));
+        }
+        let _ = endpoint;
+        None
     }
 }
 

@@ -2,8 +2,11 @@
 //! (`envelope`), each envelope serialised, and the serialised items framed
 //! into JSON arrays of at most [`MAX_BODY_BYTES`](super::payload::MAX_BODY_BYTES).
 
+use std::sync::Arc;
+
 use super::envelope::{map_record, write_envelope, Envelope, EnvelopeContext};
 use super::payload::{PayloadBuilder, Written};
+use crate::live::Live;
 use crate::pipeline::items_of;
 use crate::record::Record;
 
@@ -11,6 +14,8 @@ use crate::record::Record;
 #[derive(Debug)]
 pub(crate) struct Encoder {
     context: EnvelopeContext,
+    /// Live Metrics, shown every item while someone watches.
+    live: Option<Arc<Live>>,
 }
 
 /// What [`Encoder::encode`] made of a batch.
@@ -31,7 +36,15 @@ const BYTES_PER_RECORD: usize = 640;
 
 impl Encoder {
     pub(crate) fn new(context: EnvelopeContext) -> Self {
-        Encoder { context }
+        Encoder {
+            context,
+            live: None,
+        }
+    }
+
+    /// Shows the items to Live Metrics while someone watches.
+    pub(crate) fn set_live(&mut self, live: Arc<Live>) {
+        self.live = Some(live);
     }
 
     /// Maps, serialises and frames `batch`. Items are written straight
@@ -45,6 +58,9 @@ impl Encoder {
         for (i, record) in batch.iter().enumerate() {
             envelopes.clear();
             map_record(record, &self.context, &mut envelopes);
+            if let Some(live) = self.live.as_deref().filter(|l| l.watching()) {
+                super::live::observe(live, record, &envelopes);
+            }
             let expected = items_of(record);
             let mapped = envelopes.len() as u64;
             encoded.extra += mapped.saturating_sub(expected);

@@ -31,6 +31,7 @@ use self::retry::{Backoff, Concurrency, Health, Redirects};
 use self::storage::Storage;
 use self::transport::{Transport, TransportConfig, TransportError};
 use crate::diag::TARGET;
+use crate::live::Live;
 use crate::pipeline::{add, Clock, Ledger, Sink, Sleep};
 use crate::record::Record;
 
@@ -41,6 +42,7 @@ pub(crate) mod envelope;
 pub(crate) mod gzip;
 #[cfg(feature = "managed-identity")]
 pub(crate) mod identity_http;
+pub(crate) mod live;
 mod memory;
 mod offline;
 mod payload;
@@ -52,6 +54,9 @@ pub(crate) mod transport;
 /// A stored blob whose send failed is not read again for at least this
 /// long (its failure count is not kept on disk).
 const MIN_STORED_RETRY: Duration = Duration::from_secs(1);
+
+/// The export interval while someone watches Live Metrics.
+const LIVE_TICK: Duration = Duration::from_secs(1);
 
 /// How the sink retries and how much it may hold.
 #[derive(Clone, Debug)]
@@ -148,6 +153,10 @@ pub(crate) struct AppInsightsSink {
     clock: Clock,
     /// The sleep until [`next_due`](Self::next_due), and its instant.
     timer: Option<(Instant, Sleep)>,
+    /// Live Metrics: what the items are shown to, and the client, spawned
+    /// on the worker's runtime the first time the sink is polled.
+    live: Option<Arc<Live>>,
+    live_client: Option<live::Client>,
 }
 
 impl std::fmt::Debug for AppInsightsSink {
@@ -203,7 +212,17 @@ impl AppInsightsSink {
             ledger,
             clock,
             timer: None,
+            live: None,
+            live_client: None,
         })
+    }
+
+    /// Sends Live Metrics with `client`, and shows the items to `live`.
+    pub(crate) fn with_live(mut self, live: Arc<Live>, client: live::Client) -> Self {
+        self.encoder.set_live(Arc::clone(&live));
+        self.live = Some(live);
+        self.live_client = Some(client);
+        self
     }
 
     /// The proxy the configured endpoint is reached through, as it may be
@@ -646,7 +665,20 @@ impl Sink for AppInsightsSink {
     }
 
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(client) = self.live_client.take() {
+            // Detached: it ends with the runtime, at shutdown.
+            drop(tokio::spawn(client.run()));
+        }
         self.poll_sends(cx)
+    }
+
+    /// While someone watches Live Metrics, batches go every second, so
+    /// the sample documents are live too.
+    fn tick_interval(&self, configured: Duration) -> Duration {
+        match &self.live {
+            Some(live) if live.watching() => configured.min(LIVE_TICK),
+            _ => configured,
+        }
     }
 
     fn start_due(&mut self) {

@@ -100,6 +100,15 @@ pub(crate) enum TransportError {
     },
 }
 
+/// An answer to [`Transport::post_json`]: the status, the headers and the
+/// body (at most [`MAX_RESPONSE_BODY`] bytes).
+#[derive(Debug)]
+pub(crate) struct RawAnswer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
 /// POSTs batches to the ingestion endpoint over one pooled client.
 pub(crate) struct Transport {
     /// The client, built once; its pool keeps connections alive.
@@ -193,6 +202,38 @@ impl Transport {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(err)) => SendOutcome::Connect(describe(&err)),
             Err(_elapsed) => SendOutcome::Timeout,
+        }
+    }
+
+    /// POSTs `body` (plain JSON) to `uri` with `headers` added to the
+    /// defaults, within `timeout`: Live Metrics' requests, over the same
+    /// kind of client. The error is a text fit for a log line.
+    pub(crate) async fn post_json(
+        &self,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<RawAnswer, String> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let mut all = self.headers.clone();
+        all.extend(headers);
+        *request.headers_mut() = all;
+        let exchange = async {
+            let (parts, body) = self.client.request(request).await?.into_parts();
+            let body = read_body(body).await;
+            Ok::<_, hyper_util::client::legacy::Error>(RawAnswer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => Err(describe(&err)),
+            Err(_elapsed) => Err(format!("no answer within {timeout:?}")),
         }
     }
 

@@ -110,6 +110,9 @@ pub struct ConnectionString {
     instrumentation_key: String,
     ingestion_endpoint: String,
     live_endpoint: String,
+    /// `LiveEndpoint` or `EndpointSuffix` was given: Live Metrics is on by
+    /// default (every connection string the portal hands out names one).
+    names_live_endpoint: bool,
     authorization: Authorization,
     aad_audience: Option<String>,
 }
@@ -230,6 +233,32 @@ impl ConnectionString {
         &self.live_endpoint
     }
 
+    /// Whether the connection string names its Live Metrics endpoint
+    /// (`LiveEndpoint`, or `EndpointSuffix` to derive it from): then Live
+    /// Metrics is on unless `Builder::with_live_metrics(false)`. Without
+    /// either, [`live_endpoint`](Self::live_endpoint) is the public default
+    /// and Live Metrics stays off unless enabled, so a connection string
+    /// pointing ingestion at a local endpoint never makes the process call
+    /// the public host.
+    ///
+    /// ```
+    /// use tracing_appinsights::ConnectionString;
+    /// let local: ConnectionString =
+    ///     "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+    ///         .parse()?;
+    /// assert!(!local.names_live_endpoint());
+    /// let portal: ConnectionString = "InstrumentationKey=00000000-0000-0000-0000-000000000000;\
+    ///     IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/;\
+    ///     LiveEndpoint=https://westeurope.livediagnostics.monitor.azure.com/"
+    ///     .parse()?;
+    /// assert!(portal.names_live_endpoint());
+    /// # Ok::<(), tracing_appinsights::ParseError>(())
+    /// ```
+    #[must_use]
+    pub fn names_live_endpoint(&self) -> bool {
+        self.names_live_endpoint
+    }
+
     /// How requests are authorised (the `Authorization` key).
     #[must_use]
     pub fn authorization(&self) -> Authorization {
@@ -286,10 +315,13 @@ impl FromStr for ConnectionString {
             "live.",
             DEFAULT_LIVE_ENDPOINT,
         )?;
+        let names_live_endpoint =
+            fields.live_endpoint.is_some() || fields.endpoint_suffix.is_some();
         Ok(Self {
             instrumentation_key,
             ingestion_endpoint,
             live_endpoint,
+            names_live_endpoint,
             authorization,
             aad_audience,
         })

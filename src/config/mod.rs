@@ -86,6 +86,9 @@ pub struct Builder {
     instrumentation_key: Option<Secret>,
     telemetry: TelemetrySettings,
     gzip: bool,
+    /// `with_live_metrics`; `None`: on when the connection string names a
+    /// Live Metrics endpoint.
+    live_metrics: Option<bool>,
     request_timeout: Duration,
     connect_timeout: Duration,
     max_retry_memory: usize,
@@ -154,6 +157,7 @@ impl Builder {
             instrumentation_key: None,
             telemetry: TelemetrySettings::default(),
             gzip: true,
+            live_metrics: None,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             max_retry_memory: Self::DEFAULT_MAX_RETRY_MEMORY,
@@ -272,6 +276,28 @@ impl Builder {
     /// accepts both).
     pub fn with_gzip(mut self, gzip: bool) -> Self {
         self.gzip = gzip;
+        self
+    }
+
+    /// Whether the process sends Live Metrics (the portal's 1-second view:
+    /// request, dependency and exception rates, durations, CPU, memory,
+    /// sample failures; `docs/live-metrics.md`).
+    ///
+    /// By default it is on when the connection string names a
+    /// `LiveEndpoint` or an `EndpointSuffix` (every connection string the
+    /// portal hands out does) and off otherwise, so a connection string
+    /// that points ingestion at a local endpoint never calls the public
+    /// Live Metrics host. While nobody watches the blade, the process only
+    /// pings the service every 5 seconds and the layer pays one relaxed
+    /// load per span. Without a connection string (stdout or in-memory
+    /// sink) there is no Live Metrics.
+    ///
+    /// ```
+    /// let builder = tracing_appinsights::Builder::new().with_live_metrics(false);
+    /// # drop(builder);
+    /// ```
+    pub fn with_live_metrics(mut self, enabled: bool) -> Self {
+        self.live_metrics = Some(enabled);
         self
     }
 

@@ -9,13 +9,15 @@ use tracing_subscriber::registry::LookupSpan;
 use super::environment::{self, process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
+use crate::appinsights::live;
 use crate::appinsights::storage::{self, Storage, StorageConfig};
-use crate::appinsights::transport::{origin, TransportConfig};
+use crate::appinsights::transport::{origin, Transport, TransportConfig};
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
 use crate::diag::Note;
 use crate::error::BuildError;
 use crate::layer::sampler::Sampler;
 use crate::layer::AppInsightsLayer;
+use crate::live::Live;
 use crate::pipeline::{spawn_worker, ExporterGuard, Ledger, Queue, Sink, WorkerConfig};
 use crate::sinks::{Immediate, StdoutSink};
 
@@ -54,7 +56,7 @@ impl Builder {
         }
         let queue = Queue::new(self.max_queue_size, self.max_batch_size);
         let queue = Arc::new(queue);
-        let (sink, mut notes) = if disabled {
+        let (sink, mut notes, live) = if disabled {
             let nothing = Note {
                 warn: false,
                 text: "Exporter.Disabled: OTEL_SDK_DISABLED is true: nothing is recorded or sent"
@@ -64,7 +66,7 @@ impl Builder {
                 crate::InMemoryExporter::with_capacity(0),
                 Ledger::new(Arc::clone(&queue)),
             ));
-            (sink, vec![nothing])
+            (sink, vec![nothing], None)
         } else {
             make(&self, sampler, Ledger::new(Arc::clone(&queue)))?
         };
@@ -90,7 +92,7 @@ impl Builder {
             self.log_sampler
         };
         Ok((
-            AppInsightsLayer::new(queue, sampler, log_sampler, &self.clock),
+            AppInsightsLayer::new(queue, sampler, log_sampler, &self.clock, live),
             guard,
         ))
     }
@@ -101,6 +103,7 @@ impl Builder {
             return Ok((
                 Box::new(Immediate::new(exporter.clone(), ledger)),
                 Vec::new(),
+                None,
             ));
         }
         let Some((connection, origin)) = self.resolve_connection_string()? else {
@@ -114,6 +117,7 @@ impl Builder {
             return Ok((
                 Box::new(Immediate::new(StdoutSink::default(), ledger)),
                 vec![note],
+                None,
             ));
         };
         let auth = self.auth(&connection, origin)?;
@@ -143,6 +147,41 @@ impl Builder {
             )
         });
         let auth_is_bearer = auth.is_bearer();
+        let context = EnvelopeContext::new(
+            connection.instrumentation_key(),
+            &telemetry,
+            sampler.ratio(),
+        );
+        let live_on = self
+            .live_metrics
+            .unwrap_or_else(|| connection.names_live_endpoint());
+        let live = if live_on {
+            let transport = Transport::new(TransportConfig {
+                endpoint: connection.live_endpoint().to_owned(),
+                gzip: false,
+                connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
+                pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+                proxy: self.proxy.clone(),
+            })
+            .map_err(|e| BuildError::Transport {
+                reason: e.to_string(),
+            })?;
+            let shared = Arc::new(Live::default());
+            let client = live::Client::new(
+                Arc::clone(&shared),
+                live::ClientConfig {
+                    endpoint: connection.live_endpoint().to_owned(),
+                    ikey: connection.instrumentation_key().to_owned(),
+                    identity: live::Client::identity(&context),
+                    auth: auth.clone(),
+                    transport,
+                },
+            );
+            Some((shared, client))
+        } else {
+            None
+        };
         let config = SinkConfig {
             transport: TransportConfig {
                 endpoint: connection.ingestion_endpoint().to_owned(),
@@ -153,24 +192,30 @@ impl Builder {
                 proxy: self.proxy.clone(),
             },
             auth,
-            context: EnvelopeContext::new(
-                connection.instrumentation_key(),
-                &telemetry,
-                sampler.ratio(),
-            ),
+            context,
             policy,
         };
-        let sink =
+        let mut sink =
             AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {
                 BuildError::Transport {
                     reason: e.to_string(),
                 }
             })?;
+        let live_endpoint = live
+            .as_ref()
+            .map(|_| endpoint_host(connection.live_endpoint()));
+        let live = match live {
+            Some((shared, client)) => {
+                sink = sink.with_live(Arc::clone(&shared), client);
+                Some(shared)
+            }
+            None => None,
+        };
         let note = Note {
             warn: false,
             text: format!(
                 "Exporter.Configured: telemetry goes to {} (instrumentation key {}, {}) {}, \
-                 sampler {sampler}, offline storage {}",
+                 sampler {sampler}, offline storage {}, Live Metrics {}",
                 endpoint_host(connection.ingestion_endpoint()),
                 connection.shortened_key(),
                 if auth_is_bearer {
@@ -183,16 +228,20 @@ impl Builder {
                     None => "directly (no proxy)".to_owned(),
                 },
                 if self.offline_storage { "on" } else { "off" },
+                match &live_endpoint {
+                    Some(host) => format!("at {host}"),
+                    None => "off".to_owned(),
+                },
             ),
         };
         notes.insert(0, note);
-        Ok((Box::new(sink), notes))
+        Ok((Box::new(sink), notes, live))
     }
 }
 
 /// A sink, and the lines to say about it (where its data goes, what in
 /// the environment was ignored).
-pub(crate) type Made = (Box<dyn Sink>, Vec<Note>);
+pub(crate) type Made = (Box<dyn Sink>, Vec<Note>, Option<Arc<Live>>);
 
 /// What a log line may show of an endpoint (see [`origin`]).
 fn endpoint_host(endpoint: &str) -> String {

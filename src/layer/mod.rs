@@ -33,7 +33,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
@@ -43,6 +43,7 @@ use tracing_subscriber::registry::{ExtensionsMut, LookupSpan, SpanRef};
 use tracing_subscriber::Registry;
 
 mod entered;
+mod live;
 mod reparent;
 pub(crate) mod sampler;
 mod state;
@@ -100,6 +101,12 @@ pub struct AppInsightsLayer<S = Registry> {
     /// thread while unsampled, so [`entered::none_sampled`] no longer
     /// proves anything.
     upgraded: AtomicBool,
+    /// Live Metrics, when on (`layer/live.rs`).
+    live: Option<Arc<crate::live::Live>>,
+    /// Unsampled spans alive that Live Metrics counts (with a
+    /// [`LiveSpan`](live::LiveSpan) in their extensions); zero lets
+    /// `on_record` and `on_close` skip looking for one.
+    live_spans: crate::pipeline::CacheAligned<AtomicUsize>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -111,6 +118,7 @@ impl<S> AppInsightsLayer<S> {
         sampler: Sampler,
         log_sampler: Sampler,
         clock: &crate::pipeline::Clock,
+        live: Option<Arc<crate::live::Live>>,
     ) -> Self {
         AppInsightsLayer {
             queue,
@@ -120,6 +128,8 @@ impl<S> AppInsightsLayer<S> {
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
             upgraded: AtomicBool::new(false),
+            live,
+            live_spans: crate::pipeline::CacheAligned::default(),
             _subscriber: PhantomData,
         }
     }
@@ -276,6 +286,66 @@ where
             }
             Err(_) => None,
         }
+    }
+
+    /// Live Metrics while someone watches it.
+    #[inline]
+    fn live_watching(&self) -> Option<&crate::live::Live> {
+        self.live.as_deref().filter(|live| live.watching())
+    }
+
+    /// Starts counting an unsampled span for Live Metrics.
+    fn track_unsampled(
+        &self,
+        attrs: &SpanAttributes<'_>,
+        id: &Id,
+        ctx: &Context<'_, S>,
+        remote_parent: bool,
+    ) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut fields = live::LiveFields::default();
+        attrs.record(&mut fields);
+        let tracked = live::LiveSpan {
+            start: self.queue.clock.ticks(),
+            remote_parent,
+            fields,
+        };
+        span.extensions_mut().insert(tracked);
+        self.live_spans.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `record()` on an unsampled span Live Metrics counts.
+    fn record_unsampled(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: &Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        // Visited first, applied under the lock after: a `Debug` impl may
+        // log, which re-enters the layer.
+        let mut fields = live::LiveFields::default();
+        values.record(&mut fields);
+        let mut extensions = span.extensions_mut();
+        if let Some(tracked) = extensions.get_mut::<live::LiveSpan>() {
+            tracked.fields.update(fields);
+        }
+    }
+
+    /// Counts a closing unsampled span; `false` when it was not tracked.
+    fn close_unsampled(&self, id: &Id, ctx: &Context<'_, S>) -> bool {
+        let Some(span) = ctx.span(id) else {
+            return false;
+        };
+        let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
+            return false;
+        };
+        self.live_spans.fetch_sub(1, Ordering::Relaxed);
+        if let Some(live) = self.live_watching() {
+            let clock = &self.queue.clock;
+            let nanos = clock.nanos_between(tracked.start, clock.ticks());
+            live.count_span(tracked.counted(), nanos, tracked.fields.failed());
+        }
+        true
     }
 
     /// Keeps the state of a new sampled span: in the table, or, when its
@@ -584,7 +654,11 @@ where
         // The fast path first: no sampled parent can exist, no root is
         // sampled, and no caller's context is pending (a sampled caller
         // makes a sampled span even when no local root is ever sampled).
-        if self.rule.is_none() && self.table.none_alive() && !propagation::has_pending() {
+        if self.rule.is_none()
+            && self.table.none_alive()
+            && !propagation::has_pending()
+            && self.live_watching().is_none()
+        {
             return;
         }
         if crate::pipeline::on_exporter_thread()
@@ -593,6 +667,7 @@ where
             return; // and a pending context stays for the application's span
         }
         let remote = propagation::take_pending();
+        let remote_parent = remote.is_some();
         let origin = match remote {
             Some(remote) => ctx
                 .span(id)
@@ -602,10 +677,15 @@ where
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
             self.keep_state(id, &ctx, state);
+        } else if self.live_watching().is_some() {
+            self.track_unsampled(attrs, id, &ctx, remote_parent);
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
+        if self.live_spans.load(Ordering::Relaxed) > 0 && !self.table.holds(id) {
+            self.record_unsampled(id, values, &ctx);
+        }
         if !self.table.may_hold(id) {
             return;
         }
@@ -630,6 +710,15 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(live) = self.live_watching() {
+            let metadata = event.metadata();
+            if live::is_exception(metadata)
+                && !crate::pipeline::on_exporter_thread()
+                && !crate::diag::is_own_target(metadata.target())
+            {
+                live.count_exception();
+            }
+        }
         if self.rule.is_none() && self.log_rule.is_none() && self.table.none_alive() {
             return; // no sampled span to be in, no log line kept
         }
@@ -702,14 +791,26 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.live_spans.load(Ordering::Relaxed) > 0
+            && !self.table.holds(&id)
+            && self.close_unsampled(&id, &ctx)
+        {
+            return;
+        }
         if !self.table.may_hold(&id) {
             return;
         }
         if let Some(state) = self.take_state(&id, &ctx) {
+            let end = self.queue.clock.ticks();
+            if let Some(live) = self.live_watching() {
+                let nanos = self.queue.clock.nanos_between(state.start, end);
+                let counted = live::counted(state.kind, state.remote_parent);
+                live.count_span(counted, nanos, live::failed(&state.data));
+            }
             self.queue.send(Queued::Span {
                 record: state.data,
                 start: state.start,
-                end: self.queue.clock.ticks(),
+                end,
                 kind: state.kind,
                 remote_parent: state.remote_parent,
             });

@@ -61,6 +61,11 @@ pub(crate) trait Sink: Send + 'static {
     /// in flight (stored or dropped, counted).
     fn abandon(&mut self) {}
 
+    /// The export interval to use now (the configured one by default).
+    fn tick_interval(&self, configured: std::time::Duration) -> std::time::Duration {
+        configured
+    }
+
     /// Whether the sink takes another batch now. While it says no, the
     /// records wait in the queue (and past its bound are dropped, counted
     /// as `dropped_queue_full`), instead of being encoded only to be

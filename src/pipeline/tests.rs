@@ -127,11 +127,15 @@ impl<F: FnMut(&[Record]) + Send + 'static> Sink for Callback<F> {
 
 /// A sink and its startup note, as a sink maker gives them (spelled out:
 /// the pipeline does not name the config module).
-type Made = (Box<dyn Sink>, Vec<crate::diag::Note>);
+type Made = (
+    Box<dyn Sink>,
+    Vec<crate::diag::Note>,
+    Option<std::sync::Arc<crate::live::Live>>,
+);
 
 /// The sink maker for [`Builder::build_with_sink`] of a [`Callback`] of `f`.
 fn callback(
     f: impl FnMut(&[Record]) + Send + 'static,
 ) -> impl FnOnce(&Builder, crate::Sampler, Ledger) -> Result<Made, crate::BuildError> {
-    move |_, _, ledger| Ok((Box::new(Callback { f, ledger }), Vec::new()))
+    move |_, _, ledger| Ok((Box::new(Callback { f, ledger }), Vec::new(), None))
 }

@@ -57,6 +57,15 @@ impl TickClock {
         Ticks(self.counter.raw())
     }
 
+    /// Nanoseconds from `from` to `to` (zero when `to` is earlier).
+    #[inline]
+    pub(crate) fn nanos_between(&self, from: Ticks, to: Ticks) -> u64 {
+        if to.0 <= from.0 {
+            return 0;
+        }
+        self.counter.delta_as_nanos(from.0, to.0)
+    }
+
     /// The system time of a reading (re-aligning the counter with the
     /// system clock first when that is due).
     pub(crate) fn to_system(&self, ticks: Ticks) -> SystemTime {

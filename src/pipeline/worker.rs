@@ -259,7 +259,7 @@ impl Worker {
             Wake::Queue | Wake::Sink => self.take_while_room(false),
             Wake::Tick => {
                 // Missed ticks are not caught up: the next is a period on.
-                *next_tick = now + self.config.export_interval;
+                *next_tick = now + self.sink.tick_interval(self.config.export_interval);
                 self.take_while_room(true);
                 self.sink.housekeep();
             }

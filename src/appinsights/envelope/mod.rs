@@ -54,7 +54,7 @@ use write::shrink;
 pub(crate) use dependency::RemoteDependencyData;
 pub(crate) use exception::ExceptionData;
 pub(crate) use message::MessageData;
-pub(crate) use properties::Properties;
+pub(crate) use properties::{PropValue, Properties};
 pub(crate) use request::RequestData;
 pub(crate) use tags::Tags;
 // The exporter's entry points. `map_span` and `MAX_ITEM_BYTES` have no user
@@ -382,6 +382,16 @@ impl EnvelopeContext {
         &self.ikey
     }
 
+    /// `ai.cloud.role` and `ai.cloud.roleInstance`, as sent.
+    pub(crate) fn role(&self) -> (&str, &str) {
+        (&self.cloud_role, &self.cloud_role_instance)
+    }
+
+    /// `ai.internal.sdkVersion`, as sent.
+    pub(crate) fn sdk_version(&self) -> &str {
+        &self.sdk_version
+    }
+
     /// `100 * ratio`: the percentage of items kept.
     pub(crate) fn sample_rate(&self) -> f64 {
         self.sample_rate
@@ -423,7 +433,7 @@ fn default_role() -> String {
 }
 
 /// The host name: the kernel's, else `HOSTNAME` or `COMPUTERNAME`.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
     let candidates = [
         kernel,
