@@ -1,12 +1,75 @@
-//! What the load harnesses (`src/bin/*`) share: reading the envelopes out
-//! of a request body, the process's peak memory, a connection string to a
-//! loopback endpoint and a cheap random number generator.
+//! What the load harnesses (`src/bin/*`) share: a loopback HTTP server and
+//! an ingestion endpoint that counts items,
+//! reading the envelopes out of a request body, the process's peak memory,
+//! a connection string to a loopback endpoint, a cheap random number
+//! generator and a fake Live Metrics service ([`live`]).
+
+pub mod live;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
+
+/// Serves HTTP/1.1 on a new loopback port, on a thread of its own, each
+/// request answered by `handler`; returns the address.
+pub fn serve<F, Fut>(handler: F) -> std::net::SocketAddr
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<
+            Output = Result<
+                hyper::Response<http_body_util::Full<hyper::body::Bytes>>,
+                std::convert::Infallible,
+            >,
+        > + Send
+        + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(handler);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// Serves, on a new loopback port, an ingestion endpoint that accepts
+/// everything and adds the number of items of each request to `received`.
+pub fn counting_ingestion(received: std::sync::Arc<AtomicU64>) -> std::net::SocketAddr {
+    serve(move |req| {
+        let received = std::sync::Arc::clone(&received);
+        async move {
+            let body = body_of(req).await;
+            let items: Vec<serde::de::IgnoredAny> =
+                serde_json::from_slice(&unzipped(&body)).unwrap_or_default();
+            let n = items.len();
+            received.fetch_add(n as u64, Ordering::Relaxed);
+            let answer = format!(r#"{{"itemsReceived":{n},"itemsAccepted":{n},"errors":[]}}"#);
+            Ok(hyper::Response::new(http_body_util::Full::new(
+                hyper::body::Bytes::from(answer),
+            )))
+        }
+    })
+}
 
 /// A request's whole body (empty when it could not be read).
 pub async fn body_of(req: hyper::Request<hyper::body::Incoming>) -> hyper::body::Bytes {

@@ -4,65 +4,23 @@
 //! reports losses and the process's peak memory, and exits non-zero if a
 //! span was lost.
 //!
+//! With a third argument `live`, a fake Live Metrics service watches the
+//! whole run (it is always subscribed): the exporter posts to it every
+//! second while it delivers, and the run also fails if the posts were not
+//! at 1 Hz (±10 %).
+//!
 //! ```sh
 //! cargo run --release -p tracing-appinsights-load --bin throughput -- 100000 10
+//! cargo run --release -p tracing-appinsights-load --bin throughput -- 100000 10 live
 //! ```
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tracing_appinsights_load::{connection_string, peak_rss_mib, unzipped};
+use tracing_appinsights_load::live::FakeLive;
+use tracing_appinsights_load::{connection_string, counting_ingestion, peak_rss_mib};
 use tracing_subscriber::prelude::*;
-
-/// Counts the envelopes POSTed to it, keeping none.
-fn start_counting_server(received: Arc<AtomicU64>) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let received = Arc::clone(&received);
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| count(req, Arc::clone(&received)));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    addr
-}
-
-async fn count(
-    req: Request<Incoming>,
-    received: Arc<AtomicU64>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = tracing_appinsights_load::body_of(req).await;
-    let items: Vec<serde::de::IgnoredAny> =
-        serde_json::from_slice(&unzipped(&body)).unwrap_or_default();
-    received.fetch_add(items.len() as u64, Ordering::Relaxed);
-    let n = items.len();
-    let answer = format!(r#"{{"itemsReceived":{n},"itemsAccepted":{n},"errors":[]}}"#);
-    Ok(Response::new(Full::new(Bytes::from(answer))))
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -70,9 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
 
     let received = Arc::new(AtomicU64::new(0));
-    let addr = start_counting_server(Arc::clone(&received));
+    let addr = counting_ingestion(Arc::clone(&received));
+    let live = (args.next().as_deref() == Some("live")).then(FakeLive::start);
+    let mut connection = connection_string(addr);
+    if let Some(live) = &live {
+        connection = format!("{connection};LiveEndpoint={}", live.endpoint());
+    }
     let (layer, guard) = tracing_appinsights::Builder::new()
-        .with_connection_string(connection_string(addr))
+        .with_connection_string(connection)
         .without_proxy()
         .with_export_interval(Duration::from_millis(200))
         // Measure what memory alone delivers: nothing parked on disk.
@@ -108,6 +71,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.dropped(),
         peak_rss_mib().unwrap_or(f64::NAN),
     );
+    if let Some(live) = &live {
+        let posts = live.posts();
+        let hz = match (posts.first(), posts.last()) {
+            (Some(first), Some(last)) if posts.len() > 1 => {
+                (posts.len() - 1) as f64 / last.at.duration_since(first.at).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let counted: f64 = posts
+            .windows(2)
+            .map(|pair| {
+                let seconds = pair[1].ticks.saturating_sub(pair[0].ticks) as f64 / 1e7;
+                pair[1].metric("\\ApplicationInsights\\Dependency Calls/Sec") * seconds
+            })
+            .sum();
+        println!(
+            "Live Metrics: {} posts at {hz:.3} Hz, {counted:.0} spans counted",
+            posts.len()
+        );
+        if !(0.9..=1.1).contains(&hz) {
+            eprintln!("Live Metrics posted at {hz:.3} Hz, not 1 Hz ±10 %");
+            std::process::exit(1);
+        }
+    }
     if received != produced {
         eprintln!("lost {} spans", produced - received.min(produced));
         std::process::exit(1);
