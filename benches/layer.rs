@@ -9,6 +9,9 @@
 //! 3. `ours_unsampled`: our layer with `Sampler::always_off()`;
 //!    `ours_unsampled_busy`: the same while a sampled trace (sampled by its
 //!    caller) is in flight, so the layer cannot skip its lookups;
+//!    with the `bench-internals` feature, `ours_unsampled_live_idle` and
+//!    `ours_unsampled_live_watched`: `ours_unsampled` with Live Metrics on,
+//!    nobody watching / someone watching (every unsampled span counted);
 //! 4. `ours_sampled`: our layer recording everything, into a worker whose
 //!    sink discards (`InMemoryExporter::with_capacity(0)`), so every record
 //!    goes back to the record pool: the warm-pool rung;
@@ -47,6 +50,8 @@
 //! | `parent_3_children` | `ours_sampled` | ≤ 1.65× |
 //! | both | `ours_unsampled` | ≤ 1.15× |
 //! | both | `ours_unsampled_busy` | ≤ 1.5× |
+//! | both | `ours_unsampled_live_idle` | `ours_unsampled` (Live Metrics adds nothing while nobody watches) |
+//! | both | `ours_unsampled_live_watched` | ≤ `ours_unsampled` + 300 Ir per counted span (`tools/span-cost.sh`) |
 //! | `threads/span_event` | `2_threads` | ≥ 1.5× the throughput of `1_thread` |
 
 #[path = "support/floor.rs"]
@@ -87,12 +92,29 @@ fn ours(sampler: Sampler, capacity: usize) -> (Dispatch, ExporterGuard) {
     )
 }
 
+/// `ours` with sampler `always_off` and Live Metrics counting as when
+/// someone watches (`watching`) or not, with no service behind it.
+#[cfg(feature = "bench-internals")]
+fn ours_live(watching: bool) -> (Dispatch, ExporterGuard) {
+    let builder = Builder::new()
+        .with_sampler(Sampler::always_off())
+        .with_in_memory_exporter(InMemoryExporter::with_capacity(0))
+        .with_max_queue_size(65_536);
+    let (layer, guard) =
+        tracing_appinsights::bench::build_with_live(builder, watching).expect("valid builder");
+    (
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+        guard,
+    )
+}
+
 fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
     let (unsampled, g1) = ours(Sampler::always_off(), 0);
     let (busy, g2) = ours(Sampler::always_off(), 0);
     let (sampled, g3) = ours(Sampler::always_on(), 0);
     let (cold, g4) = ours(Sampler::always_on(), COLD_CAPACITY);
-    vec![
+    #[allow(unused_mut)] // without bench-internals, nothing is added
+    let mut ladder = vec![
         ("no_subscriber", Dispatch::none(), None),
         (
             "registry_noop",
@@ -110,7 +132,19 @@ fn ladder() -> Vec<(&'static str, Dispatch, Option<ExporterGuard>)> {
             Dispatch::new(tracing_subscriber::registry().with(FloorLayer)),
             None,
         ),
+    ];
+    #[cfg(feature = "bench-internals")]
+    for (i, (rung, watching)) in [
+        ("ours_unsampled_live_idle", false),
+        ("ours_unsampled_live_watched", true),
     ]
+    .into_iter()
+    .enumerate()
+    {
+        let (dispatch, guard) = ours_live(watching);
+        ladder.insert(5 + i, (rung, dispatch, Some(guard)));
+    }
+    ladder
 }
 
 /// Says on stderr when the worker fell behind and records were dropped.

@@ -6,12 +6,20 @@
 //! span_cost <rung> [iterations] [workload]
 //! ```
 //!
+//! It needs the `bench-internals` feature (the Live Metrics rungs build the
+//! layer through `tracing_appinsights::bench`).
+//!
 //! Rungs (default `ours_sampled`):
 //!
 //! * `registry_noop`: `registry()` with a no-op layer — the floor;
 //! * `ours_unsampled`: our layer with `Sampler::always_off()`;
 //! * `ours_unsampled_busy`: the same while a sampled trace (sampled by its
 //!   caller) is in flight, so the layer cannot skip its lookups;
+//! * `ours_unsampled_live_idle`: `ours_unsampled` with Live Metrics on
+//!   and nobody watching (the service's answer says unsubscribed): what
+//!   Live Metrics costs an unsampled span then;
+//! * `ours_unsampled_live_watched`: the same while someone watches: every
+//!   unsampled span is counted (its kind, duration and failure);
 //! * `ours_sampled`: our layer recording everything into a sink that
 //!   discards (`InMemoryExporter::with_capacity(0)`), so the worker hands
 //!   every record back to the record pool: the *warm-pool* rung;
@@ -42,7 +50,7 @@
 //! by hand:
 //!
 //! ```sh
-//! cargo build --release --example span_cost
+//! cargo build --release --features bench-internals --example span_cost
 //! valgrind --tool=callgrind --fair-sched=yes --collect-atstart=no \
 //!   --toggle-collect=span_cost::run_loop --callgrind-out-file=/tmp/cg.out \
 //!   target/release/examples/span_cost ours_sampled 10000 span_event 2>&1 \
@@ -64,10 +72,12 @@ use std::hint::black_box;
 use std::sync::Barrier;
 
 use tracing::Dispatch;
+use tracing_appinsights::bench::build_with_live;
 use tracing_appinsights::{Builder, InMemoryExporter, Sampler};
 use tracing_subscriber::prelude::*;
 
-const RUNGS: &str = "registry_noop, ours_unsampled, ours_unsampled_busy, ours_sampled, \
+const RUNGS: &str = "registry_noop, ours_unsampled, ours_unsampled_busy, \
+                     ours_unsampled_live_idle, ours_unsampled_live_watched, ours_sampled, \
                      ours_sampled_cold, ours_sampled_2threads or floor_sampled";
 
 /// Iterations each thread runs before its measured loop.
@@ -119,7 +129,8 @@ fn main() {
         std::process::exit(2);
     };
     let (sampler, capacity) = match rung.as_str() {
-        "ours_unsampled" | "ours_unsampled_busy" => (Some(Sampler::always_off()), 0),
+        "ours_unsampled" | "ours_unsampled_busy" | "ours_unsampled_live_idle"
+        | "ours_unsampled_live_watched" => (Some(Sampler::always_off()), 0),
         "ours_sampled" | "ours_sampled_2threads" => (Some(Sampler::always_on()), 0),
         "ours_sampled_cold" => (Some(Sampler::always_on()), COLD_CAPACITY),
         "registry_noop" | "floor_sampled" => (None, 0),
@@ -131,12 +142,16 @@ fn main() {
     let exporter = InMemoryExporter::with_capacity(capacity);
     let (dispatch, guard) = match sampler {
         Some(sampler) => {
-            let (layer, guard) = Builder::new()
+            let builder = Builder::new()
                 .with_sampler(sampler)
                 .with_in_memory_exporter(exporter.clone())
-                .with_max_queue_size(1 << 18)
-                .build()
-                .expect("valid builder");
+                .with_max_queue_size(1 << 18);
+            let (layer, guard) = match rung.as_str() {
+                "ours_unsampled_live_idle" => build_with_live(builder, false),
+                "ours_unsampled_live_watched" => build_with_live(builder, true),
+                _ => builder.build(),
+            }
+            .expect("valid builder");
             (
                 Dispatch::new(tracing_subscriber::registry().with(layer)),
                 Some(guard),

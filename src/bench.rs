@@ -1,12 +1,40 @@
-//! The seam the crate's own benchmarks measure through (`benches/envelope.rs`),
-//! behind the `bench-internals` feature: the exporter's real encoder
+//! The seam the crate's own benchmarks measure through, behind the
+//! `bench-internals` feature: the exporter's real encoder
 //! (`appinsights::encode::Encoder::encode`, the one the Application Insights
-//! sink runs) and its gzip, not a copy. Not part of the public API; no
-//! stability promise.
+//! sink runs) and its gzip, not a copy (`benches/envelope.rs`), and a layer
+//! with Live Metrics watching or not and no service behind it
+//! (`examples/span_cost.rs`). Not part of the public API; no stability
+//! promise.
+
+use std::sync::Arc;
+
+use tracing_core::Subscriber;
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::appinsights::encode;
 use crate::appinsights::envelope::{EnvelopeContext, TelemetrySettings};
+use crate::live::Live;
 use crate::record::{EventData, EventSpan, Record, SpanData};
+use crate::{AppInsightsLayer, BuildError, Builder, ExporterGuard};
+
+/// Builds `builder`'s layer as [`Builder::build`] does, with Live Metrics
+/// counting as when the service says someone watches (`watching`) or not,
+/// whatever the sink: the application thread's cost of Live Metrics without
+/// a service. Nothing is ever posted.
+pub fn build_with_live<S>(
+    builder: Builder,
+    watching: bool,
+) -> Result<(AppInsightsLayer<S>, ExporterGuard), BuildError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    builder.build_with_sink(move |builder, sampler, ledger| {
+        let (sink, notes, _) = builder.sink(sampler, ledger)?;
+        let live = Arc::new(Live::default());
+        live.set_watching(watching);
+        Ok((sink, notes, Some(live)))
+    })
+}
 
 /// Encodes records exactly as the Application Insights sink does: envelopes,
 /// JSON arrays of at most 1 MiB, then gzip as on the first attempt.

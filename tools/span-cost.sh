@@ -12,7 +12,8 @@
 # temporary directory (printed), for callgrind_annotate.
 set -euo pipefail
 
-ALL_RUNGS=(registry_noop ours_unsampled ours_unsampled_busy ours_sampled
+ALL_RUNGS=(registry_noop ours_unsampled ours_unsampled_busy
+    ours_unsampled_live_idle ours_unsampled_live_watched ours_sampled
     ours_sampled_cold ours_sampled_2threads floor_sampled)
 ITERATIONS="${ITERATIONS:-10000}"
 read -r -a WORKLOADS <<<"${WORKLOADS:-span_event parent_3_children}"
@@ -47,7 +48,7 @@ bin="$target_dir/release/examples/span_cost"
 
 out_dir="$(mktemp -d "${TMPDIR:-/tmp}/span-cost.XXXXXX")"
 
-build=(cargo build --release --example span_cost)
+build=(cargo build --release --features bench-internals --example span_cost)
 valgrind=(valgrind --tool=callgrind --fair-sched=yes --collect-atstart=no
     --toggle-collect=span_cost::run_loop)
 

@@ -98,7 +98,7 @@ impl Builder {
     }
 
     /// The sink the settings ask for, and what to say about it.
-    fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Made, BuildError> {
+    pub(crate) fn sink(&self, sampler: Sampler, ledger: Ledger) -> Result<Made, BuildError> {
         if let Some(exporter) = &self.in_memory {
             return Ok((
                 Box::new(Immediate::new(exporter.clone(), ledger)),
