@@ -449,14 +449,15 @@ fn overrides_are_consumed_in_order_and_wait_for_their_turn() {
             .with_header(header::SUBSCRIBED, "false")
             .without_header(header::CONFIGURATION_ETAG),
     ]);
-    let mut statuses = Vec::new();
-    statuses.push(ping(&fake, Some("")).status); // 1 of the 2 let through
-    statuses.push(post(&fake, Some("")).status); // 2 of 2
-    statuses.push(ping(&fake, Some("")).status); // 500
-    statuses.push(ping(&fake, Some("")).status); // not a post: usual
-                                                 // Another path is answered 404 and leaves the script alone.
-    statuses.push(send(&fake, "/QuickPulseService.svc/other", Some(""), "{}").status);
-    statuses.push(post(&fake, Some("")).status); // 503
+    let statuses = [
+        ping(&fake, Some("")).status, // 1 of the 2 let through
+        post(&fake, Some("")).status, // 2 of 2
+        ping(&fake, Some("")).status, // 500
+        ping(&fake, Some("")).status, // not a post: usual
+        // Another path is answered 404 and leaves the script alone.
+        send(&fake, "/QuickPulseService.svc/other", Some(""), "{}").status,
+        post(&fake, Some("")).status, // 503
+    ];
     assert_eq!(statuses, [200, 200, 500, 200, 404, 503]);
     assert_eq!(fake.script_left(), 1);
 

@@ -665,8 +665,9 @@ impl FakeLiveMetrics {
 
     /// A test connection string for `ingestion` (see
     /// [`super::connection_string`]) with this server as its
-    /// `LiveEndpoint`:
-    /// `InstrumentationKey=<TEST_IKEY>;IngestionEndpoint=<ingestion>/;LiveEndpoint=<this>/`.
+    /// `LiveEndpoint`: `InstrumentationKey=<TEST_IKEY>;IngestionEndpoint=<ingestion>/;`
+    /// `LiveEndpoint=http://127.0.0.1:PORT/` (Live Metrics is on by default
+    /// with a `LiveEndpoint`).
     pub fn connection_string(&self, ingestion: &FakeIngestion) -> String {
         format!(
             "{};LiveEndpoint={}",
