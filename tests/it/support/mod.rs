@@ -11,6 +11,8 @@
 //! - [`credential`] (feature `entra`): a fake Microsoft Entra ID credential;
 //! - [`diagnostics`]: the crate's own log events, as a global subscriber
 //!   in such a process sees them;
+//! - [`live`]: the fake Live Metrics (QuickPulse) service, beside the
+//!   fake ingestion;
 //! - [`proxy`]: a recording HTTP proxy on loopback;
 //! - [`tower`] (feature `tower`): tower services served over loopback.
 //!
@@ -24,6 +26,7 @@ pub mod credential;
 pub mod delivery;
 pub mod diagnostics;
 pub mod ingestion;
+pub mod live;
 pub mod proxy;
 pub mod schema;
 #[cfg(feature = "tower")]
