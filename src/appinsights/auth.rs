@@ -385,7 +385,6 @@ mod tokens {
 
     impl Token {
         /// The `Authorization` header value, `Bearer …`.
-        #[cfg(test)]
         pub(crate) fn header(&self) -> &HeaderValue {
             &self.header
         }
