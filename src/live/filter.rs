@@ -1187,3 +1187,786 @@ fn json_kind(value: &Value) -> &'static str {
 fn quoted(text: &str) -> String {
     format!("'{}'", truncate_utf16(text, QUOTED))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::live::item::Dimensions;
+
+    const VECTORS: &str = include_str!("testdata/filter-vectors.json");
+    const ETAG_1: &str = include_str!("testdata/configs-etag-1.json");
+
+    /// Dimensions from pairs.
+    struct Dims<'a>(&'a [(&'a str, &'a str)]);
+
+    impl Dimensions for Dims<'_> {
+        fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| Cow::Borrowed(*v))
+        }
+        fn any_value(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+            self.0.iter().any(|(_, v)| f(v))
+        }
+        fn for_each(&self, f: &mut dyn FnMut(&str, &str)) {
+            for (k, v) in self.0 {
+                f(k, v)
+            }
+        }
+    }
+
+    const GOLD: Dims<'static> = Dims(&[("customer.tier", "gold")]);
+    const SILVER: Dims<'static> = Dims(&[("customer.tier", "silver")]);
+    const BATCH: Dims<'static> = Dims(&[("batch", "41")]);
+
+    fn vectors() -> Value {
+        serde_json::from_str(VECTORS).unwrap()
+    }
+
+    fn parse(value: &Value) -> Configuration {
+        Configuration::parse(value.to_string().as_bytes()).unwrap()
+    }
+
+    fn taken(configuration: &Configuration) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        configuration.take_metrics(&mut out);
+        out
+    }
+
+    fn error_types(configuration: &Configuration) -> Vec<&str> {
+        configuration
+            .errors()
+            .iter()
+            .map(|e| e["CollectionConfigurationErrorType"].as_str().unwrap())
+            .collect()
+    }
+
+    /// Whether a Count() metric of `item`'s type with one group of
+    /// `filters` counts `item`.
+    fn matches(filters: &Value, item: &Item<'_>) -> bool {
+        let configuration = parse(&json!({
+            "ETag": "e",
+            "Metrics": [{
+                "Id": "m",
+                "TelemetryType": format!("{:?}", item.kind),
+                "FilterGroups": [{"Filters": filters}],
+                "Projection": "Count()",
+                "Aggregation": "Sum",
+            }],
+        }));
+        assert_eq!(configuration.errors(), &[] as &[Value], "{filters}");
+        configuration.observe(item);
+        match taken(&configuration)[..] {
+            [(_, value)] => value == 1.0,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    /// One second of the reference traffic: 5 requests, 4 dependencies,
+    /// 2 exceptions, 1 trace. A request or dependency succeeds when its
+    /// status is not an error and its HTTP code is below 400.
+    fn traffic() -> Vec<Item<'static>> {
+        let request = |name, url, code, text, ms, success, dims: &'static Dims<'static>| Item {
+            name,
+            url,
+            result_code: Some(code),
+            result_text: text,
+            duration_ms: ms,
+            success,
+            dimensions: dims,
+            ..Item::empty(ItemKind::Request)
+        };
+        let dependency = |name, target, kind, data, code, text, ms, success| Item {
+            name,
+            target,
+            dependency_type: kind,
+            data,
+            result_code: code,
+            result_text: text,
+            duration_ms: ms,
+            success,
+            ..Item::empty(ItemKind::Dependency)
+        };
+        let exception = |kind, message, stack| Item {
+            exception_type: kind,
+            message,
+            stack,
+            ..Item::empty(ItemKind::Exception)
+        };
+        vec![
+            request(
+                "GET /api/items/{id}",
+                "http://example.local:8080/api/items/0",
+                200,
+                "200",
+                120.0,
+                true,
+                &GOLD,
+            ),
+            request(
+                "GET /api/items/{id}",
+                "http://example.local:8080/api/items/1",
+                200,
+                "200",
+                120.0,
+                true,
+                &GOLD,
+            ),
+            request(
+                "GET /api/items/{id}",
+                "http://example.local:8080/api/items/2",
+                200,
+                "200",
+                120.0,
+                true,
+                &GOLD,
+            ),
+            request(
+                "POST /api/orders",
+                "https://example.local/api/orders",
+                500,
+                "500",
+                250.0,
+                false,
+                &SILVER,
+            ),
+            request(
+                "GET /missing",
+                "http://example.local/missing",
+                404,
+                "404",
+                5.0,
+                false,
+                &Dims(&[]),
+            ),
+            dependency(
+                "GET",
+                "api.example.com",
+                "HTTP",
+                "https://api.example.com/v1/x?q=1",
+                Some(200),
+                "200",
+                40.0,
+                true,
+            ),
+            dependency(
+                "POST",
+                "pay.example.com",
+                "HTTP",
+                "https://pay.example.com/charge",
+                Some(503),
+                "503",
+                1500.0,
+                false,
+            ),
+            dependency(
+                "SELECT orders",
+                "db.local",
+                "postgresql",
+                "SELECT * FROM orders",
+                None,
+                "0",
+                8.0,
+                true,
+            ),
+            dependency("compute-total", "", "InProc", "", None, "0", 2.0, true),
+            exception("ValueError", "order 41 failed", ""),
+            exception(
+                "KeyError",
+                "missing key 'sku'",
+                "Traceback ...\nKeyError: 'sku'",
+            ),
+            Item {
+                message: "processed batch 41",
+                dimensions: &BATCH,
+                ..Item::empty(ItemKind::Trace)
+            },
+        ]
+    }
+
+    #[test]
+    fn timespans() {
+        let vectors = vectors();
+        let cases = vectors["timespan_ms"].as_object().unwrap();
+        assert!(cases.len() >= 8);
+        for (text, expected) in cases {
+            assert_eq!(timespan_ms(text), expected.as_f64(), "{text:?}");
+        }
+        assert_eq!(timespan_ms("0.0:0:0.1234567891"), Some(123.456789));
+    }
+
+    #[test]
+    fn filters_on_requests() {
+        let vectors = vectors();
+        for (request, cases) in [
+            ("request_post_orders_500", "filters_on_post_orders_500"),
+            ("request_get_missing_404", "filters_on_get_missing_404"),
+        ] {
+            let r = &vectors[request];
+            let code = r["ResponseCode"].as_i64().unwrap();
+            let text = code.to_string();
+            let pairs: Vec<(&str, &str)> = r["CustomDimensions"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+                .collect();
+            let dims = Dims(&pairs);
+            let item = Item {
+                name: r["Name"].as_str().unwrap(),
+                url: r["Url"].as_str().unwrap(),
+                result_code: Some(code),
+                result_text: &text,
+                duration_ms: r["DurationMs"].as_f64().unwrap(),
+                success: r["Success"].as_bool().unwrap(),
+                dimensions: &dims,
+                ..Item::empty(ItemKind::Request)
+            };
+            let cases = vectors[cases].as_array().unwrap();
+            assert!(cases.len() >= 4);
+            for case in cases {
+                let expected = case["expected"].as_bool().unwrap();
+                assert_eq!(
+                    matches(&case["filters"], &item),
+                    expected,
+                    "{}",
+                    case["name"]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn derived_metric_validation() {
+        let vectors = vectors();
+        let cases = vectors["validate_derived_metric"].as_array().unwrap();
+        assert!(cases.len() >= 20);
+        for case in cases {
+            let name = &case["name"];
+            let configuration = parse(&json!({"ETag": "e", "Metrics": [case["metric"]]}));
+            match case["error"].as_str() {
+                None => {
+                    assert_eq!(configuration.errors(), &[] as &[Value], "{name}");
+                    assert_eq!(taken(&configuration), [("m".to_owned(), 0.0)], "{name}");
+                }
+                Some(expected) => {
+                    assert_eq!(error_types(&configuration), [expected], "{name}");
+                    let error = &configuration.errors()[0];
+                    let data =
+                        json!([{"key": "MetricId", "value": "m"}, {"key": "ETag", "value": "e"}]);
+                    assert_eq!(error["Data"], data, "{name}");
+                    assert!(!error["Message"].as_str().unwrap().is_empty());
+                    assert_eq!(taken(&configuration), [], "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn etag_1_over_the_reference_traffic() {
+        let configuration = Configuration::parse(ETAG_1.as_bytes()).unwrap();
+        assert_eq!(
+            error_types(&configuration),
+            ["MetricTelemetryTypeUnsupported", "MetricDuplicateIds"]
+        );
+        for item in &traffic() {
+            configuration.observe(item);
+        }
+        let expected = [
+            ("req-dur-gold-avg", 120.0),
+            ("failed-req-count", 2.0),
+            ("slow-dep-max", 1500.0),
+            ("dep-dur-max-all", 1500.0),
+            ("exc-count", 2.0),
+            ("trace-batch-min", 41.0),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(id, v)| (id.to_string(), *v))
+            .collect();
+        assert_eq!(taken(&configuration), expected);
+        // A new interval: every metric again, at 0.
+        let zeros: Vec<_> = expected.iter().map(|(id, _)| (id.clone(), 0.0)).collect();
+        assert_eq!(taken(&configuration), zeros);
+    }
+
+    #[test]
+    fn etag_1_documents() {
+        let failures = Some(vec!["stream-failures".to_owned()]);
+        let requests = Some(vec!["stream-all-requests".to_owned()]);
+        let both = Some(vec![
+            "stream-failures".to_owned(),
+            "stream-all-requests".to_owned(),
+        ]);
+        let expected = [
+            requests.clone(),
+            requests.clone(),
+            requests.clone(),
+            both.clone(),
+            both,
+            None,
+            failures.clone(),
+            None,
+            None,
+            failures.clone(),
+            failures.clone(),
+            // No stream has a Trace group.
+            None,
+        ];
+        // Items two seconds apart: the quotas never run short.
+        let configuration = Configuration::parse(ETAG_1.as_bytes()).unwrap();
+        for (i, (item, expected)) in traffic().iter().zip(&expected).enumerate() {
+            assert_eq!(
+                &configuration.stream_ids(item, 2.0 * i as f64),
+                expected,
+                "{i}"
+            );
+        }
+        // All at once: each stream takes 3 documents of a type.
+        let configuration = Configuration::parse(ETAG_1.as_bytes()).unwrap();
+        let mut at_once = expected;
+        at_once[3] = failures.clone();
+        at_once[4] = failures;
+        for (i, (item, expected)) in traffic().iter().zip(&at_once).enumerate() {
+            assert_eq!(&configuration.stream_ids(item, 0.5), expected, "{i}");
+        }
+    }
+
+    fn request_named(name: &'static str) -> Item<'static> {
+        Item {
+            name,
+            ..Item::empty(ItemKind::Request)
+        }
+    }
+
+    fn streams(quota: Value) -> Configuration {
+        let group = |comparand| {
+            json!({"TelemetryType": "Request", "Filters": {"Filters": [
+            {"FieldName": "Name", "Predicate": "Equal", "Comparand": comparand}]}})
+        };
+        parse(&json!({
+            "ETag": "q",
+            "DocumentStreams": [
+                {"Id": "a", "DocumentFilterGroups": [group("a"),
+                    {"TelemetryType": "Exception", "Filters": {"Filters": []}}]},
+                {"Id": "b", "DocumentFilterGroups": [group("b")]},
+            ],
+            "QuotaInfo": quota,
+        }))
+    }
+
+    /// How many of `n` requests named `name` at `now` stream `name` takes.
+    fn takes(configuration: &Configuration, name: &'static str, now: f64, n: usize) -> usize {
+        (0..n)
+            .filter(|_| {
+                configuration
+                    .stream_ids(&request_named(name), now)
+                    .is_some()
+            })
+            .count()
+    }
+
+    #[test]
+    fn quotas() {
+        // Defaults: 3 at first, then 30 / 60 = 0.5 a second, at most 30.
+        let c = streams(Value::Null);
+        assert_eq!(takes(&c, "a", 10.0, 5), 3);
+        assert_eq!(takes(&c, "a", 11.0, 5), 0);
+        assert_eq!(takes(&c, "a", 12.0, 5), 1);
+        assert_eq!(takes(&c, "a", 1e9, 50), 30);
+        // Another stream, and another type of the same stream, have their own.
+        assert_eq!(takes(&c, "b", 1e9, 5), 3);
+        let exception = Item::empty(ItemKind::Exception);
+        assert_eq!(c.stream_ids(&exception, 1e9), Some(vec!["a".to_owned()]));
+        // The clock going back, or not finite, accrues nothing.
+        assert_eq!(takes(&c, "b", 0.0, 5), 0);
+        assert_eq!(takes(&c, "b", f64::NAN, 5), 0);
+        assert_eq!(takes(&c, "b", f64::INFINITY, 5), 0);
+        assert_eq!(takes(&c, "b", 1e9 + 2.0, 5), 1);
+
+        let c = streams(json!({"InitialQuota": 1, "MaxQuota": 2, "QuotaAccrualRatePerSec": 0.25}));
+        assert_eq!(takes(&c, "a", 0.0, 5), 1);
+        assert_eq!(takes(&c, "a", 3.0, 5), 0);
+        assert_eq!(takes(&c, "a", 4.0, 5), 1);
+        assert_eq!(takes(&c, "a", 100.0, 5), 2);
+        // Without a rate: MaxQuota / 60.
+        let c = streams(json!({"InitialQuota": 0, "MaxQuota": 120}));
+        assert_eq!(takes(&c, "a", 0.0, 5), 0);
+        assert_eq!(takes(&c, "a", 1.0, 5), 2);
+
+        // Hostile numbers clamp.
+        let c = streams(
+            json!({"InitialQuota": 1e300, "MaxQuota": -5, "QuotaAccrualRatePerSec": 1e300}),
+        );
+        assert_eq!(takes(&c, "a", 0.0, 3), 0);
+        assert_eq!(takes(&c, "a", 1e300, 3), 0);
+        let c =
+            streams(json!({"InitialQuota": "9", "MaxQuota": 1e300, "QuotaAccrualRatePerSec": -1}));
+        assert_eq!(takes(&c, "a", 0.0, 5), 3);
+        assert_eq!(takes(&c, "a", 1e300, 5), 0);
+        let c = streams(json!({"QuotaAccrualRatePerSec": 0}));
+        assert_eq!(takes(&c, "a", -1e308, 5), 3);
+        assert_eq!(takes(&c, "a", 1e308, 5), 0);
+        let c = streams(json!("not an object"));
+        assert_eq!(takes(&c, "a", 0.0, 5), 3);
+    }
+
+    #[test]
+    fn error_objects() {
+        let metric = |id: &str, kind: &str| {
+            json!({"Id": id, "TelemetryType": kind, "FilterGroups": [],
+                   "Projection": "Count()", "Aggregation": "Sum"})
+        };
+        let configuration = parse(&json!({
+            "ETag": "etag-9",
+            "Metrics": [metric("m1", "Request"), metric("m1", "Trace"), metric("pc", "PerformanceCounter")],
+            "DocumentStreams": [
+                {"Id": "s", "DocumentFilterGroups": []},
+                {"Id": "s", "DocumentFilterGroups": []},
+            ],
+        }));
+        let error = |kind: &str, message: &str, key: &str, id: &str| {
+            json!({
+                "CollectionConfigurationErrorType": kind,
+                "Message": message,
+                "FullException": "",
+                "Data": [{"key": key, "value": id}, {"key": "ETag", "value": "etag-9"}],
+            })
+        };
+        assert_eq!(
+            configuration.errors(),
+            [
+                error(
+                    "MetricDuplicateIds",
+                    "the derived metric 'm1' has the Id of an earlier one; it is ignored",
+                    "MetricId",
+                    "m1"
+                ),
+                error(
+                    "MetricTelemetryTypeUnsupported",
+                    "the derived metric 'pc': the telemetry type 'PerformanceCounter' is not \
+                     supported (Request, Dependency, Exception or Trace)",
+                    "MetricId",
+                    "pc"
+                ),
+                error(
+                    "DocumentStreamDuplicateIds",
+                    "the document stream 's' has the Id of an earlier one; it is ignored",
+                    "DocumentStreamId",
+                    "s"
+                ),
+            ]
+        );
+        assert_eq!(taken(&configuration), [("m1".to_owned(), 0.0)]);
+    }
+
+    #[test]
+    fn a_stream_keeps_its_valid_groups() {
+        let configuration = parse(&json!({
+            "ETag": "g",
+            "DocumentStreams": [{"Id": "s", "DocumentFilterGroups": [
+                {"TelemetryType": "Trace", "Filters": {"Filters": [
+                    {"FieldName": "Message", "Predicate": "LessThan", "Comparand": "x"}]}},
+                {"TelemetryType": "Event", "Filters": {"Filters": []}},
+                {"TelemetryType": "Request", "Filters": {"Filters": [
+                    {"FieldName": "Success", "Predicate": "Equal", "Comparand": "false"}]}},
+                "garbage",
+                {"TelemetryType": "Exception", "Filters": [1]},
+                {"TelemetryType": "Dependency"},
+            ]}],
+        }));
+        assert_eq!(
+            error_types(&configuration),
+            [
+                "FilterFailureToCreateUnexpected",
+                "DocumentStreamFailureToCreateFilterUnexpected",
+                "DocumentStreamFailureToCreateFilterUnexpected",
+                "DocumentStreamFailureToCreateFilterUnexpected",
+            ]
+        );
+        let data =
+            json!([{"key": "DocumentStreamId", "value": "s"}, {"key": "ETag", "value": "g"}]);
+        assert!(configuration.errors().iter().all(|e| e["Data"] == data));
+        let ids = |item: &Item<'_>| configuration.stream_ids(item, 0.0);
+        let failed = Item {
+            success: false,
+            ..Item::empty(ItemKind::Request)
+        };
+        assert_eq!(ids(&failed), Some(vec!["s".to_owned()]));
+        assert_eq!(ids(&Item::empty(ItemKind::Request)), None);
+        assert_eq!(ids(&Item::empty(ItemKind::Trace)), None);
+        assert_eq!(ids(&Item::empty(ItemKind::Exception)), None);
+        // A group without `Filters` takes every item of its type.
+        assert_eq!(
+            ids(&Item::empty(ItemKind::Dependency)),
+            Some(vec!["s".to_owned()])
+        );
+    }
+
+    #[test]
+    fn projections_and_aggregations() {
+        let metric = |id: &str, aggregation: &str| {
+            json!({"Id": id, "TelemetryType": "Trace", "Projection": "CustomDimensions.v",
+                   "Aggregation": aggregation})
+        };
+        let configuration = parse(&json!({"Metrics": [
+            metric("sum", "Sum"), metric("min", "min"), metric("max", "MAX"), metric("avg", "Avg"),
+            {"Id": "n", "TelemetryType": "Trace", "Projection": "Count()", "Aggregation": "Sum",
+             "FilterGroups": [
+                {"Filters": [{"FieldName": "CustomDimensions.v", "Predicate": "GreaterThan", "Comparand": "2.5"}]},
+                {"Filters": [{"FieldName": "CustomDimensions.v", "Predicate": "Equal", "Comparand": "x"}]},
+             ]},
+        ]}));
+        assert_eq!(configuration.errors(), &[] as &[Value]);
+        for dims in [
+            Dims(&[("v", "2")]),
+            Dims(&[("v", " 4.0 ")]),
+            Dims(&[("v", "x")]),
+            Dims(&[("v", "inf")]),
+            Dims(&[("v", "NaN")]),
+            Dims(&[("w", "7")]),
+        ] {
+            configuration.observe(&Item {
+                dimensions: &dims,
+                ..Item::empty(ItemKind::Trace)
+            });
+        }
+        // "x", "inf", "NaN" and the missing `v` are skipped by the
+        // projections; `n` counts 4.0 (> 2.5) and "x" (== "x").
+        let expected = [
+            ("sum", 6.0),
+            ("min", 2.0),
+            ("max", 4.0),
+            ("avg", 3.0),
+            ("n", 2.0),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(id, v)| (id.to_string(), *v))
+            .collect();
+        assert_eq!(taken(&configuration), expected);
+        let zeros: Vec<_> = expected.iter().map(|(id, _)| (id.clone(), 0.0)).collect();
+        assert_eq!(taken(&configuration), zeros);
+        // Huge values stay finite.
+        for _ in 0..3 {
+            configuration.observe(&Item {
+                dimensions: &Dims(&[("v", "1e308")]),
+                ..Item::empty(ItemKind::Trace)
+            });
+        }
+        assert_eq!(taken(&configuration)[0], ("sum".to_owned(), f64::MAX));
+    }
+
+    #[test]
+    fn other_fields() {
+        let items = traffic();
+        let (db, key_error) = (&items[7], &items[10]);
+        let f = |name: &str, predicate: &str, comparand: &str| json!([{"FieldName": name, "Predicate": predicate, "Comparand": comparand}]);
+        assert!(matches(
+            &f("Exception.StackTrace", "Contains", "keyerror: 'SKU'"),
+            key_error
+        ));
+        assert!(matches(
+            &f("exception.message", "Equal", "missing key 'sku'"),
+            key_error
+        ));
+        assert!(matches(&f("*", "Contains", "keyERROR"), key_error));
+        assert!(!matches(&f("*", "DoesNotContain", "sku"), key_error));
+        assert!(matches(&f("Type", "Equal", "postgresql"), db));
+        assert!(matches(&f("Data", "Contains", "from ORDERS"), db));
+        assert!(matches(&f("Target", "NotEqual", "db"), db));
+        // No numeric result code: no numeric filter matches.
+        assert!(!matches(&f("ResultCode", "NotEqual", "200"), db));
+        assert!(!matches(&f("ResultCode", "Equal", "0"), db));
+        assert!(matches(
+            &f("Duration", "LessThanOrEqual", "0.0:0:0.008"),
+            db
+        ));
+        assert!(matches(&f("Success", "NotEqual", "FALSE"), db));
+        // Text orderings on dimensions do not match; numbers do.
+        let trace = &items[11];
+        assert!(matches(
+            &f("CustomDimensions.batch", "GreaterThanOrEqual", "41.0"),
+            trace
+        ));
+        assert!(matches(
+            &f("CustomDimensions.batch", "Equal", "41.0"),
+            trace
+        ));
+        assert!(!matches(&f("CustomDimensions.batch", "Equal", "x"), trace));
+        assert!(matches(
+            &f("CustomDimensions.batch", "NotEqual", "x"),
+            trace
+        ));
+        assert!(!matches(
+            &f("CustomDimensions.batch", "LessThan", "x"),
+            trace
+        ));
+        assert!(matches(&f("Message", "DoesNotContain", "ünïcode"), trace));
+        // Two groups: either.
+        let either = json!([
+            {"Filters": f("Message", "Contains", "nothing")},
+            {"Filters": f("Message", "Contains", "BATCH")},
+        ]);
+        let configuration = parse(&json!({"Metrics": [{"Id": "t", "TelemetryType": "Trace",
+            "FilterGroups": either, "Projection": "Count()", "Aggregation": "Sum"}]}));
+        configuration.observe(trace);
+        configuration.observe(&items[0]);
+        assert_eq!(taken(&configuration), [("t".to_owned(), 1.0)]);
+    }
+
+    #[test]
+    fn parse_errors() {
+        for body in [
+            &b""[..],
+            b"   ",
+            b"{not json",
+            b"null",
+            b"[]",
+            b"42",
+            b"\"x\"",
+            b"true",
+            b"{} x",
+        ] {
+            let error = Configuration::parse(body).unwrap_err().to_string();
+            assert!(!error.is_empty(), "{body:?}");
+        }
+        assert!(Configuration::parse(b"[{\"ETag\": \"e\"}]")
+            .unwrap_err()
+            .to_string()
+            .contains("a list"));
+        let configuration = Configuration::parse(b"\xEF\xBB\xBF{}").unwrap();
+        assert!(configuration.errors().is_empty());
+        assert_eq!(taken(&configuration), []);
+    }
+
+    #[test]
+    fn bounds() {
+        let metric = |i: usize| {
+            json!({"Id": format!("m{i}"), "TelemetryType": "Request", "Projection": "Count()",
+                   "Aggregation": "Sum"})
+        };
+        let configuration = parse(&json!({"Metrics": (0..600).map(metric).collect::<Vec<_>>()}));
+        assert_eq!(taken(&configuration).len(), MAX_METRICS);
+        assert_eq!(error_types(&configuration), ["MetricFailureToCreate"]);
+        let message = configuration.errors()[0]["Message"].as_str().unwrap();
+        assert!(message.contains("100 after them"), "{message}");
+
+        let streams: Vec<_> = (0..600)
+            .map(|i| json!({"Id": format!("s{i}"), "DocumentFilterGroups": [{"TelemetryType": "Trace"}]}))
+            .collect();
+        let configuration = parse(&json!({"DocumentStreams": streams}));
+        let ids = configuration
+            .stream_ids(&Item::empty(ItemKind::Trace), 0.0)
+            .unwrap();
+        assert_eq!(ids.len(), MAX_STREAMS);
+        assert_eq!(
+            error_types(&configuration),
+            ["DocumentStreamFailureToCreate"]
+        );
+
+        let configuration = parse(&json!({"Metrics": vec![json!(1); 10_000]}));
+        assert_eq!(configuration.errors().len(), MAX_ERRORS + 1);
+        let last = &configuration.errors()[MAX_ERRORS]["Message"];
+        assert!(
+            last.as_str().unwrap().starts_with("9900 more problems"),
+            "{last}"
+        );
+
+        let filters =
+            vec![json!({"FieldName": "Name", "Predicate": "Equal", "Comparand": "x"}); 101];
+        let configuration = parse(&json!({"Metrics": [{"Id": "m", "TelemetryType": "Request",
+            "FilterGroups": [{"Filters": filters}], "Projection": "Count()", "Aggregation": "Sum"}]}));
+        assert_eq!(error_types(&configuration), ["MetricFailureToCreate"]);
+    }
+
+    /// Odd bodies: nothing panics, errors stay bounded and well formed.
+    #[test]
+    fn garbage() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let huge_id = "x".repeat(100_000);
+        let bodies = [
+            "{}".to_owned(),
+            r#"{"ETag": 5, "Metrics": 5, "DocumentStreams": "x", "QuotaInfo": []}"#.to_owned(),
+            r#"{"Metrics": [1, "x", null, [], {}, {"Id": 5}, {"Id": ""}, {"Id": "a", "TelemetryType": 7}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "FilterGroups": "x"}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "FilterGroups": [5, null]}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "FilterGroups": [{"Filters": {"x": 1}}]}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "Projection": "Count()", "Aggregation": "Sum",
+                "FilterGroups": [{"Filters": [{"FieldName": "Duration", "Predicate": "Equal",
+                "Comparand": "99999999999999999999.0:0:0"}]}]}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "Projection": "Count()", "Aggregation": "Sum",
+                "FilterGroups": [{"Filters": [{"FieldName": "ResponseCode", "Predicate": "Equal",
+                "Comparand": "99999999999999999999"}]}]}]}"#.to_owned(),
+            r#"{"Metrics": [{"Id": "a", "TelemetryType": "Request", "Projection": "Count()", "Aggregation": "Sum",
+                "FilterGroups": [{"Filters": [{"FieldName": "CustomDimensions.é", "Predicate": "LessThan",
+                "Comparand": "1e308"}, {"FieldName": "*", "Predicate": "DoesNotContain", "Comparand": "é"}]}]}]}"#.to_owned(),
+            r#"{"DocumentStreams": [1, {"Id": "s"}, {"Id": "t", "DocumentFilterGroups": {"a": 1}},
+                {"Id": "u", "DocumentFilterGroups": [{"TelemetryType": "Request", "Filters": "x"}]}]}"#.to_owned(),
+            r#"{"QuotaInfo": {"InitialQuota": -1e308, "MaxQuota": 1e308, "QuotaAccrualRatePerSec": 1e308},
+                "DocumentStreams": [{"Id": "s", "DocumentFilterGroups": [{"TelemetryType": "Request"},
+                {"TelemetryType": "Trace"}, {"TelemetryType": "Exception"}, {"TelemetryType": "Dependency"}]}]}"#.to_owned(),
+            r#"{"QuotaInfo": {"MaxQuota": 1e400}}"#.to_owned(),
+            format!(r#"{{"ETag": {}}}"#, deep(100)),
+            format!(r#"{{"Metrics": {}}}"#, deep(120)),
+            deep(100_000),
+            format!(r#"{{"Metrics": [{{"Id": "{huge_id}", "TelemetryType": "{huge_id}"}}]}}"#),
+            format!(r#"{{"Metrics": [{{"Id": "a", "TelemetryType": "Trace", "Projection": "{huge_id}"}}]}}"#),
+            "{\"Metrics\": [{\"Id\": \"\u{0}\u{ffff}\", \"TelemetryType\": \"Trace\", \"Projection\": \"CustomDimensions.\u{1F600}\", \"Aggregation\": \"Avg\"}]}".to_owned(),
+        ];
+        let items = traffic();
+        for body in &bodies {
+            let Ok(configuration) = Configuration::parse(body.as_bytes()) else {
+                continue;
+            };
+            assert!(configuration.errors().len() <= MAX_ERRORS + 1);
+            for error in configuration.errors() {
+                let error = error.as_object().unwrap();
+                assert_eq!(error.len(), 4);
+                assert!(error["Message"].as_str().unwrap().len() < 1000);
+                assert_eq!(error["FullException"], "");
+                assert!(error["Data"].is_array());
+            }
+            for now in [
+                0.0,
+                -1.0,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                1e308,
+                -1e308,
+                5.0,
+            ] {
+                for item in &items {
+                    configuration.observe(item);
+                    let _ = configuration.stream_ids(item, now);
+                }
+            }
+            let mut out = Vec::new();
+            configuration.take_metrics(&mut out);
+            assert!(out.iter().all(|(_, v)| v.is_finite()));
+        }
+        assert!(Configuration::parse(deep(100_000).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Configuration>();
+        // A poisoned lock is recovered.
+        let configuration = std::sync::Arc::new(Configuration::parse(ETAG_1.as_bytes()).unwrap());
+        let poisoner = configuration.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.state.lock();
+            panic!("poison");
+        })
+        .join();
+        configuration.observe(&traffic()[9]);
+        assert_eq!(taken(&configuration)[4], ("exc-count".to_owned(), 1.0));
+    }
+}
