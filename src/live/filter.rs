@@ -802,6 +802,9 @@ impl Entries {
     };
 }
 
+/// Builds one entry from its `Id` and object (see [`accept`]).
+type Build<T> = fn(&str, &Map<String, Value>, &mut Vec<Problem>) -> Result<T, Problem>;
+
 /// Builds the valid entries of `infos` (at most `entries.max`), reporting
 /// the others: not an object or no `Id`, a duplicate `Id` (of an accepted
 /// entry), or whatever `build` finds. `build` reports the problems of
@@ -810,7 +813,7 @@ fn accept<T>(
     entries: &Entries,
     infos: &[Value],
     errors: &mut Errors<'_>,
-    build: fn(&str, &Map<String, Value>, &mut Vec<Problem>) -> Result<T, Problem>,
+    build: Build<T>,
 ) -> Vec<T> {
     let mut accepted: Vec<T> = Vec::new();
     let mut ids = HashSet::new();
