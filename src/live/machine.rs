@@ -94,6 +94,7 @@ impl Machine {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         self.state
     }
