@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::auth::Auth;
 use super::envelope::{Data, Envelope};
-use super::transport::{origin, RawAnswer, Transport};
+use super::transport::{origin, RawAnswer, Transport, TransportConfig};
 use crate::diag::{Once, TARGET};
 use crate::live::filter::Configuration;
 use crate::live::item::{Dimensions, Item, ItemKind};
@@ -52,7 +52,11 @@ pub(crate) struct ClientConfig {
     pub(crate) ikey: String,
     pub(crate) identity: Identity,
     pub(crate) auth: Auth,
+    /// The transport to `endpoint`, and its settings: a redirect builds a
+    /// new one to the host it names (each transport routes to its own
+    /// host: direct, or through the proxy with a tunnel for `https`).
     pub(crate) transport: Transport,
+    pub(crate) transport_config: TransportConfig,
 }
 
 /// The client's state between requests.
@@ -336,12 +340,25 @@ impl Client {
     fn redirect(&mut self, target: &str) {
         match allowed_redirect(target) {
             Ok(base) => {
-                if base != self.base {
-                    tracing::info!(
-                        target: TARGET,
-                        "LiveMetrics.Redirected: the service moved Live Metrics to {base}"
-                    );
-                    self.base = base;
+                if base == self.base {
+                    return;
+                }
+                let config = TransportConfig {
+                    endpoint: base.clone(),
+                    ..self.config.transport_config.clone()
+                };
+                match Transport::new(config) {
+                    Ok(transport) => {
+                        tracing::info!(
+                            target: TARGET,
+                            "LiveMetrics.Redirected: the service moved Live Metrics to {base}"
+                        );
+                        self.config.transport = transport;
+                        self.base = base;
+                    }
+                    Err(err) => self.warned.redirect.warn(format_args!(
+                        "LiveMetrics.RedirectRefused: a redirect to {base} was not followed: {err}"
+                    )),
                 }
             }
             Err(reason) => self.warned.redirect.warn(format_args!(

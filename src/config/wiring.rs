@@ -156,17 +156,18 @@ impl Builder {
             .live_metrics
             .unwrap_or_else(|| connection.names_live_endpoint());
         let live = if live_on {
-            let transport = Transport::new(TransportConfig {
+            let transport_config = TransportConfig {
                 endpoint: connection.live_endpoint().to_owned(),
                 gzip: false,
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
                 pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
                 proxy: self.proxy.clone(),
-            })
-            .map_err(|e| BuildError::Transport {
-                reason: e.to_string(),
-            })?;
+            };
+            let transport =
+                Transport::new(transport_config.clone()).map_err(|e| BuildError::Transport {
+                    reason: e.to_string(),
+                })?;
             let shared = Arc::new(Live::default());
             let client = live::Client::new(
                 Arc::clone(&shared),
@@ -176,6 +177,7 @@ impl Builder {
                     identity: live::Client::identity(&context),
                     auth: auth.clone(),
                     transport,
+                    transport_config,
                 },
             );
             Some((shared, client))

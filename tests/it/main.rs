@@ -14,6 +14,8 @@
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
 //!   directories, limits), [`worker`] (flush, shutdown, queue),
 //!   [`shutdown_bounds`] (a resolver or a sink that never answers);
+//! - Live Metrics: [`live`] (counters, documents, configurations,
+//!   redirects, a misbehaving service);
 //! - the suite's own fakes: [`live_fake`] (the Live Metrics service);
 //! - configuration: [`connection_env`], [`startup`] (what `build` says),
 //!   [`proxies`], [`entra`] (Microsoft Entra ID tokens, features `entra`
@@ -47,6 +49,7 @@ mod events;
 mod export;
 mod http_requests;
 mod layer_records;
+mod live;
 mod live_fake;
 mod offline_storage;
 mod propagation_props;
