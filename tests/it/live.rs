@@ -541,3 +541,39 @@ fn a_live_metrics_service_redirecting_in_a_loop_does_not_touch_ingestion() {
         "{requests:#?}"
     );
 }
+
+#[cfg(feature = "entra")]
+#[test]
+fn with_a_credential_pings_and_posts_carry_its_bearer_token() {
+    use crate::support::credential::{FakeCredential, TOKEN_PREFIX};
+
+    let ingestion = FakeIngestion::start();
+    let live = FakeLiveMetrics::start();
+    live.set_subscribed(true);
+    let clock = tracing_appinsights::ManualClock::new();
+    let credential = FakeCredential::new(&clock, Duration::from_secs(3600));
+    let (_dispatch, guard) = start(
+        Builder::new()
+            .with_connection_string(live.connection_string(&ingestion))
+            .with_manual_clock(&clock)
+            .with_credential(credential.clone()),
+    );
+    let requests = live.wait_for(|r| posts(r).len() >= 2, LIMIT);
+    drop(guard);
+    assert!(requests.len() >= 3, "{requests:#?}");
+    for request in &requests {
+        let authorization = request.header("authorization").unwrap_or_default();
+        assert!(
+            authorization.starts_with(&format!("Bearer {TOKEN_PREFIX}")),
+            "{request:#?}"
+        );
+    }
+    // One scope for ingestion and Live Metrics alike.
+    for call in credential.calls() {
+        assert_eq!(
+            call.scopes,
+            ["https://monitor.azure.com//.default"],
+            "{call:?}"
+        );
+    }
+}
