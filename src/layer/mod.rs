@@ -452,13 +452,14 @@ where
 
     /// The origin of a new local root, if the sampling rule takes it.
     fn root_origin(&self, id: &Id) -> Option<Origin> {
-        let derived = self.id_keys.trace_id(id);
-        let rate = self.rule.decide_root(derived)?;
-        // Keep the low 8 bytes the rule was applied to; draw fresh random
-        // high bytes so sampled trace ids never repeat when the registry
-        // reuses a slot.
-        let low = derived.to_int() as u64;
+        // The derived id's low 8 bytes and fresh random high bytes, so
+        // sampled trace ids never repeat when the registry reuses a slot.
+        // The rule decides on that id, the one recorded and propagated:
+        // Application Insights' score reads all 16 bytes, and another
+        // service scoring the same id must come to the same decision.
+        let low = self.id_keys.trace_id(id).to_int() as u64;
         let trace_id = TraceId::from_int((u128::from(ids::next_u64()) << 64) | u128::from(low));
+        let rate = self.rule.decide_root(trace_id)?;
         Some(Origin::Root(trace_id, rate))
     }
 

@@ -302,5 +302,22 @@ fn every_item_of_a_kept_trace_carries_its_sample_rate() {
         });
     assert!(!traces.is_empty());
     assert!(traces.values().all(|&n| n == 3), "{traces:?}");
+    // Kept by the score of the id they carry, so any other SDK scoring
+    // the same id at 50 % keeps them too.
+    for id in traces.keys() {
+        assert!(ai_score(id) < 0.5, "{id} scores {}", ai_score(id));
+    }
     guard.shutdown(std::time::Duration::from_secs(5)).unwrap();
+}
+
+/// Application Insights' sampling score of a trace id in hex (its
+/// published algorithm: djb2 over the text, as a 32-bit integer, made
+/// positive, over `i32::MAX`).
+fn ai_score(id: &str) -> f64 {
+    let mut h: i32 = 5381;
+    for c in id.bytes() {
+        h = h.wrapping_mul(33).wrapping_add(i32::from(c));
+    }
+    let h = if h == i32::MIN { i32::MAX } else { h.abs() };
+    f64::from(h) / f64::from(i32::MAX)
 }
