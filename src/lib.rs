@@ -345,6 +345,7 @@
 // `Layer` trait) is the one allowed exception, for the propagation API.
 #![deny(unsafe_code)]
 
+mod aligned;
 mod appinsights;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]

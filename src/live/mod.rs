@@ -26,7 +26,7 @@ use std::time::Instant;
 use self::document::{Document, Documents};
 use self::filter::Configuration;
 use self::item::{Item, ItemKind};
-use crate::pipeline::CacheAligned;
+use crate::aligned::CacheAligned;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

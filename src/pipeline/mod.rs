@@ -26,6 +26,7 @@ mod stats;
 mod ticks;
 mod worker;
 
+pub(crate) use crate::aligned::CacheAligned;
 pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Sleep};
 pub(crate) use guard::Control;
@@ -33,7 +34,7 @@ pub use guard::ExporterGuard;
 pub(crate) use pool::RecordPool;
 pub(crate) use sink::Sink;
 pub use stats::ExporterStats;
-pub(crate) use stats::{add, items_of, CacheAligned, Counters, Ledger};
+pub(crate) use stats::{add, items_of, Counters, Ledger};
 pub(crate) use ticks::{TickClock, Ticks};
 pub(crate) use worker::{spawn_worker, WorkerConfig};
 

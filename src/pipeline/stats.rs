@@ -7,21 +7,8 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::Queue;
+use crate::aligned::CacheAligned;
 use crate::record::Record;
-
-/// A value alone on its cache line (64 bytes on the targets that matter),
-/// so that writes to it do not slow down readers of its neighbours.
-#[repr(align(64))]
-#[derive(Default, Debug)]
-pub(crate) struct CacheAligned<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for CacheAligned<T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 /// The raw counters behind [`ExporterStats`], in telemetry items (see
 /// [`items_of`]).
