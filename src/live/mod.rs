@@ -133,28 +133,19 @@ impl Live {
             return;
         }
         let mut feed = lock(&self.feed);
-        match feed.configuration.clone() {
+        let stream_ids = match feed.configuration.clone() {
             Some(configuration) => {
                 configuration.observe(item);
                 let now = self.epoch.elapsed().as_secs_f64();
-                if let Some(ids) = configuration.stream_ids(item, now) {
-                    let failure = item.kind != ItemKind::Trace;
-                    if feed.documents.has_room_for(failure) {
-                        feed.documents.push(Document::of(item, ids));
-                    } else {
-                        feed.documents.dropped += 1;
-                    }
-                }
+                configuration.stream_ids(item, now)
             }
-            None => {
-                if document::sampled_by_default(item) {
-                    let failure = item.kind != ItemKind::Trace;
-                    if feed.documents.has_room_for(failure) {
-                        feed.documents.push(Document::of(item, Vec::new()));
-                    } else {
-                        feed.documents.dropped += 1;
-                    }
-                }
+            None => document::sampled_by_default(item).then(Vec::new),
+        };
+        if let Some(ids) = stream_ids {
+            if feed.documents.has_room_for(item.kind != ItemKind::Trace) {
+                feed.documents.push(Document::of(item, ids));
+            } else {
+                feed.documents.dropped += 1;
             }
         }
     }
