@@ -61,93 +61,180 @@ fn http_code(value: &AttributeValue) -> Option<u64> {
 
 /// Whether an event describes an exception (by its field names).
 pub(super) fn is_exception(metadata: &Metadata<'_>) -> bool {
-    let fields = metadata.fields();
-    fields.field(FIELD_ERROR).is_some()
-        || fields.field(FIELD_EXCEPTION_MESSAGE).is_some()
-        || fields.field(FIELD_EXCEPTION_TYPE).is_some()
+    // One pass over the names (most events have one or two fields).
+    metadata.fields().iter().any(|field| {
+        matches!(
+            field.name(),
+            FIELD_ERROR | FIELD_EXCEPTION_MESSAGE | FIELD_EXCEPTION_TYPE
+        )
+    })
 }
 
-/// An unsampled span counted for Live Metrics (in its extensions).
-#[derive(Debug)]
+/// An unsampled span counted for Live Metrics: in the layer's
+/// [`LiveTable`](super::table::LiveTable), or in its registry extensions
+/// when its bucket is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct LiveSpan {
     pub(super) start: Ticks,
-    pub(super) remote_parent: bool,
+    /// What decides how it is counted, its remote parent included.
     pub(super) fields: LiveFields,
 }
 
 impl LiveSpan {
     pub(super) fn counted(&self) -> Counted {
-        counted(self.fields.kind, self.remote_parent)
+        self.fields.counted()
     }
 }
 
-/// The fields that decide how an unsampled span is counted.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct LiveFields {
-    kind: Option<SpanKind>,
-    /// `otel.status_code`: `Some(true)` error, `Some(false)` ok.
-    status_error: Option<bool>,
-    /// An `error` field was recorded.
-    error: bool,
-    http: Option<u64>,
-}
+/// The fields that decide how an unsampled span is counted, and whether
+/// its parent is remote, in the bits of one word (so the table keeps them
+/// in an atomic, without a lock). Each of the kind, the status and the
+/// HTTP status is two bits, zero when not given: a newer value replaces
+/// an older one ([`update`](Self::update)), as the exported item's would.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LiveFields(u32);
 
 impl LiveFields {
+    /// `otel.kind`: a kind counted as a request, or as a dependency.
+    const KIND: u32 = 0b11;
+    const KIND_REQUEST: u32 = 0b01;
+    const KIND_DEPENDENCY: u32 = 0b10;
+    /// `otel.status_code`: ok, or error.
+    const STATUS: u32 = 0b11 << 2;
+    const STATUS_OK: u32 = 0b01 << 2;
+    const STATUS_ERROR: u32 = 0b10 << 2;
+    /// The HTTP status: below 400, or 400 or more.
+    const HTTP: u32 = 0b11 << 4;
+    const HTTP_OK: u32 = 0b01 << 4;
+    const HTTP_FAILED: u32 = 0b10 << 4;
+    /// An `error` field was recorded.
+    const ERROR: u32 = 1 << 6;
+    /// The span's parent is remote (not a field: set at creation).
+    const REMOTE_PARENT: u32 = 1 << 7;
+    /// The two-bit groups' low bits.
+    const GROUPS_LOW: u32 = 0b01_01_01;
+
+    /// The fields as a word, to keep in an atomic.
+    #[inline]
+    pub(super) fn to_bits(self) -> u32 {
+        self.0
+    }
+
+    /// Fields kept with [`to_bits`](Self::to_bits).
+    #[inline]
+    pub(super) fn from_bits(bits: u32) -> Self {
+        LiveFields(bits)
+    }
+
+    /// These fields of a span whose parent is remote or not.
+    #[inline]
+    pub(super) fn with_remote_parent(self, remote_parent: bool) -> Self {
+        LiveFields(self.0 | if remote_parent { Self::REMOTE_PARENT } else { 0 })
+    }
+
+    fn set(&mut self, group: u32, value: u32) {
+        self.0 = (self.0 & !group) | value;
+    }
+
+    fn set_kind(&mut self, kind: Option<SpanKind>) {
+        let value = match kind {
+            Some(SpanKind::Server | SpanKind::Consumer) => Self::KIND_REQUEST,
+            Some(_) => Self::KIND_DEPENDENCY,
+            None => 0,
+        };
+        self.set(Self::KIND, value);
+    }
+
+    fn set_http(&mut self, code: Option<u64>) {
+        let value = match code {
+            Some(code) if code >= 400 => Self::HTTP_FAILED,
+            Some(_) => Self::HTTP_OK,
+            None => 0,
+        };
+        self.set(Self::HTTP, value);
+    }
+
+    /// These fields with what `newer` set.
+    #[inline]
+    pub(super) fn merged(self, newer: LiveFields) -> LiveFields {
+        let given = (newer.0 | newer.0 >> 1) & Self::GROUPS_LOW;
+        let replaced = given | given << 1;
+        LiveFields((self.0 & !replaced) | newer.0)
+    }
+
     /// Takes what `newer` set.
     pub(super) fn update(&mut self, newer: LiveFields) {
-        self.kind = newer.kind.or(self.kind);
-        self.status_error = newer.status_error.or(self.status_error);
-        self.error |= newer.error;
-        self.http = newer.http.or(self.http);
+        *self = self.merged(newer);
+    }
+
+    /// How Live Metrics counts the span.
+    pub(super) fn counted(self) -> Counted {
+        match self.0 & Self::KIND {
+            Self::KIND_REQUEST => Counted::Request,
+            Self::KIND_DEPENDENCY => Counted::Dependency,
+            _ if self.0 & Self::REMOTE_PARENT != 0 => Counted::Request,
+            _ => Counted::Dependency,
+        }
     }
 
     /// The exported item's rule: an error status (an `error` field unless
     /// `otel.status_code = ok` said otherwise), or HTTP 400 or more.
-    pub(super) fn failed(&self) -> bool {
-        let status = self.status_error.unwrap_or(self.error);
-        status || self.http.is_some_and(|code| code >= 400)
+    pub(super) fn failed(self) -> bool {
+        let status = match self.0 & Self::STATUS {
+            Self::STATUS_ERROR => true,
+            Self::STATUS_OK => false,
+            _ => self.0 & Self::ERROR != 0,
+        };
+        status || self.0 & Self::HTTP == Self::HTTP_FAILED
     }
 }
 
 impl Visit for LiveFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            FIELD_KIND => self.kind = SpanKind::parse(value),
+            FIELD_KIND => self.set_kind(SpanKind::parse(value)),
             FIELD_STATUS_CODE => {
                 if value.eq_ignore_ascii_case("error") {
-                    self.status_error = Some(true);
+                    self.set(Self::STATUS, Self::STATUS_ERROR);
                 } else if value.eq_ignore_ascii_case("ok") {
-                    self.status_error = Some(false);
+                    self.set(Self::STATUS, Self::STATUS_OK);
                 }
             }
-            FIELD_ERROR => self.error = true,
-            FIELD_HTTP_STATUS | FIELD_HTTP_STATUS_OLD => self.http = value.trim().parse().ok(),
+            FIELD_ERROR => self.0 |= Self::ERROR,
+            FIELD_HTTP_STATUS | FIELD_HTTP_STATUS_OLD => self.set_http(value.trim().parse().ok()),
             _ => {}
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if matches!(field.name(), FIELD_HTTP_STATUS | FIELD_HTTP_STATUS_OLD) {
-            self.http = Some(value);
+            self.set_http(Some(value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if matches!(field.name(), FIELD_HTTP_STATUS | FIELD_HTTP_STATUS_OLD) {
-            self.http = u64::try_from(value).ok();
+            self.set_http(u64::try_from(value).ok());
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        // As for the exported item: `error = false` says nothing.
+        if value && field.name() == FIELD_ERROR {
+            self.0 |= Self::ERROR;
         }
     }
 
     fn record_error(&mut self, field: &Field, _value: &(dyn std::error::Error + 'static)) {
         if field.name() == FIELD_ERROR {
-            self.error = true;
+            self.0 |= Self::ERROR;
         }
     }
 
     fn record_debug(&mut self, field: &Field, _value: &dyn std::fmt::Debug) {
         // Never formatted: only whether an `error` was recorded matters.
         if field.name() == FIELD_ERROR {
-            self.error = true;
+            self.0 |= Self::ERROR;
         }
     }
 }
@@ -173,21 +260,69 @@ mod tests {
     fn failure_follows_the_envelope_rule() {
         let mut f = LiveFields::default();
         assert!(!f.failed());
-        f.update(LiveFields {
-            http: Some(404),
-            ..LiveFields::default()
-        });
+        let mut http = LiveFields::default();
+        http.set_http(Some(404));
+        f.update(http);
         assert!(f.failed());
-        let ok_status_with_error = LiveFields {
-            status_error: Some(false),
-            error: true,
-            ..LiveFields::default()
-        };
+        let mut ok_status_with_error = LiveFields::default();
+        ok_status_with_error.set(LiveFields::STATUS, LiveFields::STATUS_OK);
+        ok_status_with_error.0 |= LiveFields::ERROR;
         assert!(!ok_status_with_error.failed());
-        let error = LiveFields {
-            error: true,
-            ..LiveFields::default()
-        };
+        let error = LiveFields(LiveFields::ERROR);
         assert!(error.failed());
+    }
+
+    /// The fields a span with these `(name, value)` string fields gets.
+    fn visited(fields: &[(&'static str, &str)]) -> LiveFields {
+        struct Callsite;
+        impl tracing_core::Callsite for Callsite {
+            fn set_interest(&self, _: tracing_core::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static CALLSITE: Callsite = Callsite;
+        let names: Vec<&'static str> = fields.iter().map(|(n, _)| *n).collect();
+        let set = tracing_core::field::FieldSet::new(
+            Box::leak(names.into_boxed_slice()),
+            tracing_core::identify_callsite!(&CALLSITE),
+        );
+        let mut live = LiveFields::default();
+        for (name, value) in fields {
+            live.record_str(&set.field(name).expect("a field"), value);
+        }
+        live
+    }
+
+    #[test]
+    fn newer_values_replace_older_ones_and_errors_stay() {
+        let mut f = visited(&[("otel.kind", "server"), ("http.status_code", "500")]);
+        assert_eq!(f.counted(), Counted::Request);
+        assert!(f.failed());
+        f.update(visited(&[("http.status_code", "200")]));
+        assert!(!f.failed(), "the newer HTTP status counts");
+        assert_eq!(f.counted(), Counted::Request, "the kind stays");
+        f.update(visited(&[("error", "boom")]));
+        assert!(f.failed());
+        f.update(visited(&[("otel.status_code", "OK")]));
+        assert!(!f.failed(), "an ok status overrides the error field");
+        f.update(visited(&[("otel.kind", "client")]));
+        assert_eq!(f.counted(), Counted::Dependency);
+        // Unparsable values say nothing: the older ones stay.
+        f.update(visited(&[("otel.kind", "sideways"), ("http.status_code", "x")]));
+        assert_eq!(f.counted(), Counted::Dependency);
+        assert!(!f.failed());
+    }
+
+    #[test]
+    fn a_remote_parent_without_kind_makes_a_request() {
+        let f = LiveFields::default();
+        assert_eq!(f.counted(), Counted::Dependency);
+        let remote = f.with_remote_parent(true);
+        assert_eq!(remote.counted(), Counted::Request);
+        assert_eq!(LiveFields::from_bits(remote.to_bits()), remote);
+        let mut internal = remote;
+        internal.update(visited(&[("otel.kind", "internal")]));
+        assert_eq!(internal.counted(), Counted::Dependency);
     }
 }

@@ -33,7 +33,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
@@ -53,7 +53,7 @@ mod visitor;
 use self::entered::Depth;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, NewSpan, SpanState};
-use self::table::SpanTable;
+use self::table::{LiveTable, SpanTable};
 use self::visitor::{EventFields, FieldVisitor, Staged};
 use crate::pipeline::{add, Queue, Queued};
 use crate::propagation::{self, RemoteContext, WithContext};
@@ -102,11 +102,7 @@ pub struct AppInsightsLayer<S = Registry> {
     /// proves anything.
     upgraded: AtomicBool,
     /// Live Metrics, when on (`layer/live.rs`).
-    live: Option<Arc<crate::live::Live>>,
-    /// Unsampled spans alive that Live Metrics counts (with a
-    /// [`LiveSpan`](live::LiveSpan) in their extensions); zero lets
-    /// `on_record` and `on_close` skip looking for one.
-    live_spans: crate::pipeline::CacheAligned<AtomicUsize>,
+    live: Option<LiveMetrics>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -128,8 +124,10 @@ impl<S> AppInsightsLayer<S> {
             id_keys: IdKeys::random(),
             table: SpanTable::default(),
             upgraded: AtomicBool::new(false),
-            live,
-            live_spans: crate::pipeline::CacheAligned::default(),
+            live: live.map(|live| LiveMetrics {
+                live,
+                spans: LiveTable::default(),
+            }),
             _subscriber: PhantomData,
         }
     }
@@ -141,6 +139,14 @@ impl<S> std::fmt::Debug for AppInsightsLayer<S> {
             .field("sampler", &self.sampler)
             .finish_non_exhaustive()
     }
+}
+
+/// Live Metrics, when on: what the layer counts into, and the unsampled
+/// spans it counts while they are alive (made only when Live Metrics is
+/// on: the table is 192 KiB).
+struct LiveMetrics {
+    live: Arc<crate::live::Live>,
+    spans: LiveTable,
 }
 
 /// The marker of an unsampled span whose parent is remote: the caller's
@@ -291,40 +297,70 @@ where
     /// Live Metrics while someone watches it.
     #[inline]
     fn live_watching(&self) -> Option<&crate::live::Live> {
-        self.live.as_deref().filter(|live| live.watching())
+        self.live
+            .as_ref()
+            .map(|live| &*live.live)
+            .filter(|live| live.watching())
     }
 
-    /// Starts counting an unsampled span for Live Metrics.
+    /// Live Metrics when some unsampled span is counted: `on_record` and
+    /// `on_close` have one to look for.
+    #[inline]
+    fn live_counting(&self) -> Option<&LiveMetrics> {
+        self.live.as_ref().filter(|live| !live.spans.none_alive())
+    }
+
+    /// Starts counting an unsampled span for Live Metrics: in the live
+    /// table, found by id (no registry lookup), or in the span's extensions
+    /// when its bucket is full (counted in `table_overflows`).
     fn track_unsampled(
         &self,
+        live: &LiveMetrics,
         attrs: &SpanAttributes<'_>,
         id: &Id,
         ctx: &Context<'_, S>,
         remote_parent: bool,
     ) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
         let mut fields = live::LiveFields::default();
         attrs.record(&mut fields);
         let tracked = live::LiveSpan {
             start: self.queue.clock.ticks(),
-            remote_parent,
-            fields,
+            fields: fields.with_remote_parent(remote_parent),
         };
-        span.extensions_mut().insert(tracked);
-        self.live_spans.fetch_add(1, Ordering::Relaxed);
+        let Err(tracked) = live.spans.insert(id, tracked) else {
+            return;
+        };
+        match ctx.span(id) {
+            Some(span) => {
+                add(&self.queue.counters.table_overflows, 1);
+                span.extensions_mut().insert(tracked);
+            }
+            None => live.spans.removed_overflow(),
+        }
     }
 
-    /// `record()` on an unsampled span Live Metrics counts.
-    fn record_unsampled(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: &Context<'_, S>) {
+    /// `record()` on an unsampled span Live Metrics may count.
+    fn record_unsampled(
+        &self,
+        live: &LiveMetrics,
+        id: &Id,
+        values: &SpanRecordValues<'_>,
+        ctx: &Context<'_, S>,
+    ) {
+        if !live.spans.may_hold(id) {
+            return;
+        }
+        // Visited first, applied after (under the extensions' lock when
+        // the span overflowed): a `Debug` impl may log, which re-enters
+        // the layer.
+        let mut fields = live::LiveFields::default();
+        values.record(&mut fields);
+        if live.spans.update(id, fields) || !live.spans.overflowing() {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
-        // Visited first, applied under the lock after: a `Debug` impl may
-        // log, which re-enters the layer.
-        let mut fields = live::LiveFields::default();
-        values.record(&mut fields);
         let mut extensions = span.extensions_mut();
         if let Some(tracked) = extensions.get_mut::<live::LiveSpan>() {
             tracked.fields.update(fields);
@@ -332,20 +368,42 @@ where
     }
 
     /// Counts a closing unsampled span; `false` when it was not tracked.
-    fn close_unsampled(&self, id: &Id, ctx: &Context<'_, S>) -> bool {
-        let Some(span) = ctx.span(id) else {
-            return false;
+    fn close_unsampled(&self, live: &LiveMetrics, id: &Id, ctx: &Context<'_, S>) -> bool {
+        let tracked = match live.spans.remove(id) {
+            Some(tracked) => tracked,
+            None if live.spans.overflowing() => {
+                let Some(span) = ctx.span(id) else {
+                    return false;
+                };
+                let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
+                    return false;
+                };
+                live.spans.removed_overflow();
+                tracked
+            }
+            None => return false,
         };
-        let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
-            return false;
-        };
-        self.live_spans.fetch_sub(1, Ordering::Relaxed);
-        if let Some(live) = self.live_watching() {
+        if live.live.watching() {
             let clock = &self.queue.clock;
             let nanos = clock.nanos_between(tracked.start, clock.ticks());
-            live.count_span(tracked.counted(), nanos, tracked.fields.failed());
+            live.live
+                .count_span(tracked.counted(), nanos, tracked.fields.failed());
         }
         true
+    }
+
+    /// Stops counting a span made sampled: it is counted as a sampled span
+    /// when it closes. Its extensions are locked by the caller.
+    fn untrack(&self, id: &Id, ext: &mut ExtensionsMut<'_>) {
+        let Some(live) = self.live_counting() else {
+            return;
+        };
+        if live.spans.remove(id).is_none()
+            && live.spans.overflowing()
+            && ext.remove::<live::LiveSpan>().is_some()
+        {
+            live.spans.removed_overflow();
+        }
     }
 
     /// Keeps the state of a new sampled span: in the table, or, when its
@@ -672,19 +730,24 @@ where
             Some(remote) => ctx
                 .span(id)
                 .and_then(|span| self.remote_origin(&span, remote)),
+            // No sampled span alive to be the parent, no root sampled: no
+            // need to find the parent (Live Metrics is watching).
+            None if self.rule.is_none() && self.table.none_alive() => None,
             None => self.local_origin(attrs, id, &ctx),
         };
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
             self.keep_state(id, &ctx, state);
-        } else if self.live_watching().is_some() {
-            self.track_unsampled(attrs, id, &ctx, remote_parent);
+        } else if let Some(live) = self.live.as_ref().filter(|l| l.live.watching()) {
+            self.track_unsampled(live, attrs, id, &ctx, remote_parent);
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
-        if self.live_spans.load(Ordering::Relaxed) > 0 && !self.table.holds(id) {
-            self.record_unsampled(id, values, &ctx);
+        if let Some(live) = self.live_counting() {
+            if !self.table.holds(id) {
+                self.record_unsampled(live, id, values, &ctx);
+            }
         }
         if !self.table.may_hold(id) {
             return;
@@ -791,11 +854,11 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.live_spans.load(Ordering::Relaxed) > 0
-            && !self.table.holds(&id)
-            && self.close_unsampled(&id, &ctx)
-        {
-            return;
+        if let Some(live) = self.live_counting() {
+            // A span is counted here or sampled, never both (`untrack`).
+            if self.close_unsampled(live, &id, &ctx) {
+                return;
+            }
         }
         if !self.table.may_hold(&id) {
             return;
