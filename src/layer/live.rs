@@ -61,12 +61,33 @@ fn http_code(value: &AttributeValue) -> Option<u64> {
 
 /// Whether an event describes an exception (by its field names).
 pub(super) fn is_exception(metadata: &Metadata<'_>) -> bool {
-    // One pass over the names (most events have one or two fields).
+    // One pass over the names, the first letter tried first (most events
+    // have a field or two, none of them these).
     metadata.fields().iter().any(|field| {
-        matches!(
-            field.name(),
-            FIELD_ERROR | FIELD_EXCEPTION_MESSAGE | FIELD_EXCEPTION_TYPE
-        )
+        let name = field.name();
+        name.as_bytes().first() == Some(&b'e')
+            && matches!(
+                name,
+                FIELD_ERROR | FIELD_EXCEPTION_MESSAGE | FIELD_EXCEPTION_TYPE
+            )
+    })
+}
+
+/// Whether a span's fields include one [`LiveFields`] looks at (by name):
+/// else its values need not be visited at all, which is most of what
+/// counting a span would cost.
+pub(super) fn has_live_fields(metadata: &Metadata<'_>) -> bool {
+    metadata.fields().iter().any(|field| {
+        let name = field.name();
+        matches!(name.as_bytes().first(), Some(b'o' | b'e' | b'h'))
+            && matches!(
+                name,
+                FIELD_KIND
+                    | FIELD_STATUS_CODE
+                    | FIELD_ERROR
+                    | FIELD_HTTP_STATUS
+                    | FIELD_HTTP_STATUS_OLD
+            )
     })
 }
 

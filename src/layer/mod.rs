@@ -322,7 +322,9 @@ where
         remote_parent: bool,
     ) {
         let mut fields = live::LiveFields::default();
-        attrs.record(&mut fields);
+        if live::has_live_fields(attrs.metadata()) {
+            attrs.record(&mut fields);
+        }
         let tracked = live::LiveSpan {
             start: self.queue.clock.ticks(),
             fields: fields.with_remote_parent(remote_parent),
