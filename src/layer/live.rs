@@ -16,6 +16,8 @@
 //! 400 or more (the exported item's `success`). An exception is an event
 //! with an `error`, `exception.type` or `exception.message` field.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tracing_core::field::{Field, Visit};
 use tracing_core::Metadata;
 
@@ -60,35 +62,86 @@ fn http_code(value: &AttributeValue) -> Option<u64> {
 }
 
 /// Whether an event describes an exception (by its field names).
-pub(super) fn is_exception(metadata: &Metadata<'_>) -> bool {
-    // One pass over the names, the first letter tried first (most events
-    // have a field or two, none of them these).
-    metadata.fields().iter().any(|field| {
-        let name = field.name();
-        name.as_bytes().first() == Some(&b'e')
-            && matches!(
-                name,
-                FIELD_ERROR | FIELD_EXCEPTION_MESSAGE | FIELD_EXCEPTION_TYPE
-            )
+pub(super) fn is_exception(metadata: &'static Metadata<'static>) -> bool {
+    static BY_CALLSITE: ByCallsite = ByCallsite::new();
+    BY_CALLSITE.answer(metadata, |metadata| {
+        any_field(metadata, |name| {
+            name.as_bytes().first() == Some(&b'e')
+                && matches!(
+                    name,
+                    FIELD_ERROR | FIELD_EXCEPTION_MESSAGE | FIELD_EXCEPTION_TYPE
+                )
+        })
     })
 }
 
 /// Whether a span's fields include one [`LiveFields`] looks at (by name):
 /// else its values need not be visited at all, which is most of what
 /// counting a span would cost.
-pub(super) fn has_live_fields(metadata: &Metadata<'_>) -> bool {
-    metadata.fields().iter().any(|field| {
-        let name = field.name();
-        matches!(name.as_bytes().first(), Some(b'o' | b'e' | b'h'))
-            && matches!(
-                name,
-                FIELD_KIND
-                    | FIELD_STATUS_CODE
-                    | FIELD_ERROR
-                    | FIELD_HTTP_STATUS
-                    | FIELD_HTTP_STATUS_OLD
-            )
+pub(super) fn has_live_fields(metadata: &'static Metadata<'static>) -> bool {
+    static BY_CALLSITE: ByCallsite = ByCallsite::new();
+    BY_CALLSITE.answer(metadata, |metadata| {
+        any_field(metadata, |name| {
+            matches!(name.as_bytes().first(), Some(b'o' | b'e' | b'h'))
+                && matches!(
+                    name,
+                    FIELD_KIND
+                        | FIELD_STATUS_CODE
+                        | FIELD_ERROR
+                        | FIELD_HTTP_STATUS
+                        | FIELD_HTTP_STATUS_OLD
+                )
+        })
     })
+}
+
+fn any_field(metadata: &Metadata<'_>, mut f: impl FnMut(&str) -> bool) -> bool {
+    metadata.fields().iter().any(|field| f(field.name()))
+}
+
+/// Slots in a [`ByCallsite`] cache.
+const CALLSITES: usize = 256;
+
+/// A yes-or-no question about a callsite's field names, answered once per
+/// callsite rather than once per span or event: walking the names costs
+/// more than the rest of counting a span. Direct-mapped by the address of
+/// the callsite's metadata (`'static`: never reused for another), each
+/// slot one word, the address with the answer in its low bits (metadata
+/// is aligned to at least 4). Two callsites sharing a slot only cost
+/// working the answer out again; races between threads are benign (each
+/// word is whole). 2 KiB of static memory per question, never allocated.
+struct ByCallsite([AtomicUsize; CALLSITES]);
+
+const _: () = assert!(std::mem::align_of::<Metadata<'static>>() >= 4);
+
+impl ByCallsite {
+    /// The slot holds an answer (a null address never is one).
+    const KNOWN: usize = 0b01;
+    /// The answer is yes.
+    const YES: usize = 0b10;
+
+    const fn new() -> Self {
+        ByCallsite([const { AtomicUsize::new(0) }; CALLSITES])
+    }
+
+    #[inline]
+    fn answer(
+        &self,
+        metadata: &'static Metadata<'static>,
+        work_out: impl FnOnce(&Metadata<'_>) -> bool,
+    ) -> bool {
+        let address = metadata as *const Metadata<'static> as usize;
+        let index = ((address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize;
+        let slot = &self.0[index % CALLSITES];
+        let cached = slot.load(Ordering::Relaxed);
+        if cached & !Self::YES == address | Self::KNOWN {
+            return cached & Self::YES != 0;
+        }
+        let answer = work_out(metadata);
+        let yes = if answer { Self::YES } else { 0 };
+        slot.store(address | Self::KNOWN | yes, Ordering::Relaxed);
+        answer
+    }
 }
 
 /// An unsampled span counted for Live Metrics: in the layer's
@@ -345,5 +398,61 @@ mod tests {
         let mut internal = remote;
         internal.update(visited(&[("otel.kind", "internal")]));
         assert_eq!(internal.counted(), Counted::Dependency);
+    }
+
+    /// A callsite's metadata with these field names, for the caches.
+    fn metadata(names: &[&'static str]) -> &'static Metadata<'static> {
+        struct Callsite;
+        impl tracing_core::Callsite for Callsite {
+            fn set_interest(&self, _: tracing_core::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static CALLSITE: Callsite = Callsite;
+        let names: &'static [&'static str] = Box::leak(names.to_vec().into_boxed_slice());
+        Box::leak(Box::new(Metadata::new(
+            "test",
+            "test",
+            tracing_core::Level::INFO,
+            None,
+            None,
+            None,
+            tracing_core::field::FieldSet::new(names, tracing_core::identify_callsite!(&CALLSITE)),
+            tracing_core::metadata::Kind::SPAN,
+        )))
+    }
+
+    #[test]
+    fn live_fields_and_exceptions_are_known_by_name_and_cached() {
+        let plain = metadata(&["route", "id", "cached", "e"]);
+        let kind = metadata(&["route", "otel.kind"]);
+        let http = metadata(&["http.response.status_code"]);
+        let error = metadata(&["n", "error"]);
+        let exception = metadata(&["message", "exception.type"]);
+        for _ in 0..2 {
+            // The second round answers from the caches.
+            assert!(!has_live_fields(plain));
+            assert!(has_live_fields(kind));
+            assert!(has_live_fields(http));
+            assert!(has_live_fields(error));
+            assert!(!is_exception(plain));
+            assert!(!is_exception(kind));
+            assert!(is_exception(error));
+            assert!(is_exception(exception));
+        }
+        // Many callsites share the 256 slots: answers stay right.
+        let many: Vec<_> = (0..1_000)
+            .map(|k| {
+                let live = k % 3 == 0;
+                (metadata(if live { &["error"] } else { &["other"] }), live)
+            })
+            .collect();
+        for _ in 0..2 {
+            for &(m, live) in &many {
+                assert_eq!(has_live_fields(m), live);
+                assert_eq!(is_exception(m), live);
+            }
+        }
     }
 }

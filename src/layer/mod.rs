@@ -102,7 +102,7 @@ pub struct AppInsightsLayer<S = Registry> {
     /// proves anything.
     upgraded: AtomicBool,
     /// Live Metrics, when on (`layer/live.rs`).
-    live: Option<LiveMetrics>,
+    live: Option<Arc<crate::live::Live>>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -122,12 +122,10 @@ impl<S> AppInsightsLayer<S> {
             rule: sampler.rule(clock),
             log_rule: log_sampler.rule(clock),
             id_keys: IdKeys::random(),
-            table: SpanTable::default(),
+            // Live Metrics' part of the table only when it is on.
+            table: SpanTable::new(live.is_some()),
             upgraded: AtomicBool::new(false),
-            live: live.map(|live| LiveMetrics {
-                live,
-                spans: LiveTable::default(),
-            }),
+            live,
             _subscriber: PhantomData,
         }
     }
@@ -139,14 +137,6 @@ impl<S> std::fmt::Debug for AppInsightsLayer<S> {
             .field("sampler", &self.sampler)
             .finish_non_exhaustive()
     }
-}
-
-/// Live Metrics, when on: what the layer counts into, and the unsampled
-/// spans it counts while they are alive (made only when Live Metrics is
-/// on: the table is 192 KiB).
-struct LiveMetrics {
-    live: Arc<crate::live::Live>,
-    spans: LiveTable,
 }
 
 /// The marker of an unsampled span whose parent is remote: the caller's
@@ -297,17 +287,7 @@ where
     /// Live Metrics while someone watches it.
     #[inline]
     fn live_watching(&self) -> Option<&crate::live::Live> {
-        self.live
-            .as_ref()
-            .map(|live| &*live.live)
-            .filter(|live| live.watching())
-    }
-
-    /// Live Metrics when some unsampled span is counted: `on_record` and
-    /// `on_close` have one to look for.
-    #[inline]
-    fn live_counting(&self) -> Option<&LiveMetrics> {
-        self.live.as_ref().filter(|live| !live.spans.none_alive())
+        self.live.as_deref().filter(|live| live.watching())
     }
 
     /// Starts counting an unsampled span for Live Metrics: in the live
@@ -315,7 +295,7 @@ where
     /// when its bucket is full (counted in `table_overflows`).
     fn track_unsampled(
         &self,
-        live: &LiveMetrics,
+        live: LiveTable<'_>,
         attrs: &SpanAttributes<'_>,
         id: &Id,
         ctx: &Context<'_, S>,
@@ -329,7 +309,7 @@ where
             start: self.queue.clock.ticks(),
             fields: fields.with_remote_parent(remote_parent),
         };
-        let Err(tracked) = live.spans.insert(id, tracked) else {
+        let Err(tracked) = live.insert(id, tracked) else {
             return;
         };
         match ctx.span(id) {
@@ -337,19 +317,19 @@ where
                 add(&self.queue.counters.table_overflows, 1);
                 span.extensions_mut().insert(tracked);
             }
-            None => live.spans.removed_overflow(),
+            None => live.removed_overflow(),
         }
     }
 
     /// `record()` on an unsampled span Live Metrics may count.
     fn record_unsampled(
         &self,
-        live: &LiveMetrics,
+        live: LiveTable<'_>,
         id: &Id,
         values: &SpanRecordValues<'_>,
         ctx: &Context<'_, S>,
     ) {
-        if !live.spans.may_hold(id) {
+        if !live.may_hold(id) {
             return;
         }
         // Visited first, applied after (under the extensions' lock when
@@ -357,7 +337,7 @@ where
         // the layer.
         let mut fields = live::LiveFields::default();
         values.record(&mut fields);
-        if live.spans.update(id, fields) || !live.spans.overflowing() {
+        if live.update(id, fields) || !live.overflowing() {
             return;
         }
         let Some(span) = ctx.span(id) else {
@@ -370,26 +350,25 @@ where
     }
 
     /// Counts a closing unsampled span; `false` when it was not tracked.
-    fn close_unsampled(&self, live: &LiveMetrics, id: &Id, ctx: &Context<'_, S>) -> bool {
-        let tracked = match live.spans.remove(id) {
+    fn close_unsampled(&self, live: LiveTable<'_>, id: &Id, ctx: &Context<'_, S>) -> bool {
+        let tracked = match live.remove(id) {
             Some(tracked) => tracked,
-            None if live.spans.overflowing() => {
+            None if live.overflowing() => {
                 let Some(span) = ctx.span(id) else {
                     return false;
                 };
                 let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
                     return false;
                 };
-                live.spans.removed_overflow();
+                live.removed_overflow();
                 tracked
             }
             None => return false,
         };
-        if live.live.watching() {
+        if let Some(live) = self.live_watching() {
             let clock = &self.queue.clock;
             let nanos = clock.nanos_between(tracked.start, clock.ticks());
-            live.live
-                .count_span(tracked.counted(), nanos, tracked.fields.failed());
+            live.count_span(tracked.counted(), nanos, tracked.fields.failed());
         }
         true
     }
@@ -397,14 +376,14 @@ where
     /// Stops counting a span made sampled: it is counted as a sampled span
     /// when it closes. Its extensions are locked by the caller.
     fn untrack(&self, id: &Id, ext: &mut ExtensionsMut<'_>) {
-        let Some(live) = self.live_counting() else {
+        let Some(live) = self.table.live_counting() else {
             return;
         };
-        if live.spans.remove(id).is_none()
-            && live.spans.overflowing()
+        if live.remove(id).is_none()
+            && live.overflowing()
             && ext.remove::<live::LiveSpan>().is_some()
         {
-            live.spans.removed_overflow();
+            live.removed_overflow();
         }
     }
 
@@ -740,13 +719,18 @@ where
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
             self.keep_state(id, &ctx, state);
-        } else if let Some(live) = self.live.as_ref().filter(|l| l.live.watching()) {
-            self.track_unsampled(live, attrs, id, &ctx, remote_parent);
+        } else if self.live_watching().is_some() {
+            if let Some(live) = self.table.live() {
+                self.track_unsampled(live, attrs, id, &ctx, remote_parent);
+            }
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
-        if let Some(live) = self.live_counting() {
+        if self.table.nothing_alive() {
+            return;
+        }
+        if let Some(live) = self.table.live_counting() {
             if !self.table.holds(id) {
                 self.record_unsampled(live, id, values, &ctx);
             }
@@ -856,7 +840,10 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if let Some(live) = self.live_counting() {
+        if self.table.nothing_alive() {
+            return;
+        }
+        if let Some(live) = self.table.live_counting() {
             // A span is counted here or sampled, never both (`untrack`).
             if self.close_unsampled(live, &id, &ctx) {
                 return;

@@ -47,29 +47,37 @@ struct Bucket {
     states: [Mutex<Option<SpanState>>; SLOTS_PER_BUCKET],
 }
 
-/// The states of the live sampled spans (see the module docs).
+/// The states of the live sampled spans, and Live Metrics' unsampled
+/// spans when it is on (see the module docs).
 pub(crate) struct SpanTable {
     counts: CacheAligned<Counts>,
     buckets: Box<[Bucket]>,
+    /// Live Metrics' part ([`LiveTable`]); empty when it is off.
+    live: Box<[LiveBucket]>,
 }
 
 #[derive(Default)]
 struct Counts {
-    /// How many sampled spans are alive; zero lets every callback return
-    /// at once.
-    alive: AtomicUsize,
-    /// How many of them keep their state in the extensions.
+    /// How many spans are alive: sampled ones in the low half
+    /// ([`SAMPLED`] each), Live Metrics' unsampled ones in the high half
+    /// ([`LIVE`] each). Zero lets every callback return at once, after one
+    /// load whether Live Metrics is on or not.
+    alive: AtomicU64,
+    /// How many sampled spans keep their state in the extensions.
     overflow: AtomicUsize,
+    /// How many of Live Metrics' spans are kept in the extensions.
+    live_overflow: AtomicUsize,
 }
+
+/// A sampled span in [`Counts::alive`].
+const SAMPLED: u64 = 1;
+/// One of Live Metrics' unsampled spans in [`Counts::alive`] (there are
+/// never 2³² sampled spans alive: each has a registry slot).
+const LIVE: u64 = 1 << 32;
 
 impl Default for SpanTable {
     fn default() -> Self {
-        SpanTable {
-            counts: CacheAligned::default(),
-            buckets: (0..1_usize << BUCKET_BITS)
-                .map(|_| Bucket::default())
-                .collect(),
-        }
+        SpanTable::new(false)
     }
 }
 
@@ -79,6 +87,18 @@ fn lock(state: &Mutex<Option<SpanState>>) -> MutexGuard<'_, Option<SpanState>> {
 }
 
 impl SpanTable {
+    /// A table, with room for Live Metrics' spans if `live` (192 KiB).
+    pub(crate) fn new(live: bool) -> Self {
+        let buckets = if live { 1_usize << BUCKET_BITS } else { 0 };
+        SpanTable {
+            counts: CacheAligned::default(),
+            buckets: (0..1_usize << BUCKET_BITS)
+                .map(|_| Bucket::default())
+                .collect(),
+            live: (0..buckets).map(|_| LiveBucket::default()).collect(),
+        }
+    }
+
     #[inline]
     fn bucket(&self, id: u64) -> &Bucket {
         &self.buckets[bucket_index(id)]
@@ -100,7 +120,30 @@ impl SpanTable {
     /// is gone, so zero means the span at hand is not sampled.
     #[inline]
     pub(crate) fn none_alive(&self) -> bool {
+        self.counts.alive.load(Ordering::Acquire) as u32 == 0
+    }
+
+    /// Whether no span at all is alive, sampled or counted by Live Metrics
+    /// (one load, as [`none_alive`](Self::none_alive)).
+    #[inline]
+    pub(crate) fn nothing_alive(&self) -> bool {
         self.counts.alive.load(Ordering::Acquire) == 0
+    }
+
+    /// Live Metrics' part, when it is on and counts some span: `on_record`
+    /// and `on_close` have one to look for.
+    #[inline]
+    pub(crate) fn live_counting(&self) -> Option<LiveTable<'_>> {
+        self.live().filter(|live| !live.none_alive())
+    }
+
+    /// Live Metrics' part, when it is on.
+    #[inline]
+    pub(crate) fn live(&self) -> Option<LiveTable<'_>> {
+        (!self.live.is_empty()).then_some(LiveTable {
+            counts: &self.counts,
+            buckets: &self.live,
+        })
     }
 
     /// Whether some state is kept in the registry's extensions, so that a
@@ -128,7 +171,7 @@ impl SpanTable {
     /// full the state is handed back, already counted as overflowing: the
     /// caller keeps it in the extensions.
     pub(crate) fn insert(&self, id: &Id, state: SpanState) -> Result<(), SpanState> {
-        self.counts.alive.fetch_add(1, Ordering::AcqRel);
+        self.counts.alive.fetch_add(SAMPLED, Ordering::AcqRel);
         let id = id.into_u64();
         let bucket = self.bucket(id);
         let claimed = bucket.ids.iter().position(|slot| {
@@ -184,7 +227,7 @@ impl SpanTable {
         bucket.ids[slot].store(EMPTY, Ordering::Release);
         drop(guard);
         if state.is_some() {
-            self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+            self.counts.alive.fetch_sub(SAMPLED, Ordering::AcqRel);
         }
         state
     }
@@ -193,13 +236,13 @@ impl SpanTable {
     /// overflowed); call it after.
     pub(crate) fn removed_overflow(&self) {
         self.counts.overflow.fetch_sub(1, Ordering::AcqRel);
-        self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+        self.counts.alive.fetch_sub(SAMPLED, Ordering::AcqRel);
     }
 
     /// How many sampled spans are alive.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.counts.alive.load(Ordering::Acquire)
+        self.counts.alive.load(Ordering::Acquire) as u32 as usize
     }
 }
 
@@ -215,25 +258,15 @@ struct LiveBucket {
     fields: [AtomicU32; SLOTS_PER_BUCKET],
 }
 
-/// The unsampled spans alive that Live Metrics counts (see the module
-/// docs): lock-free, made only when Live Metrics is on.
-pub(crate) struct LiveTable {
-    counts: CacheAligned<Counts>,
-    buckets: Box<[LiveBucket]>,
+/// The unsampled spans alive that Live Metrics counts, the [`SpanTable`]'s
+/// part made only when Live Metrics is on (see the module docs): no lock.
+#[derive(Clone, Copy)]
+pub(crate) struct LiveTable<'a> {
+    counts: &'a Counts,
+    buckets: &'a [LiveBucket],
 }
 
-impl Default for LiveTable {
-    fn default() -> Self {
-        LiveTable {
-            counts: CacheAligned::default(),
-            buckets: (0..1_usize << BUCKET_BITS)
-                .map(|_| LiveBucket::default())
-                .collect(),
-        }
-    }
-}
-
-impl LiveTable {
+impl LiveTable<'_> {
     #[inline]
     fn bucket(&self, id: u64) -> &LiveBucket {
         &self.buckets[bucket_index(id)]
@@ -254,14 +287,14 @@ impl LiveTable {
     /// hand is not (as for [`SpanTable::none_alive`]).
     #[inline]
     pub(crate) fn none_alive(&self) -> bool {
-        self.counts.alive.load(Ordering::Acquire) == 0
+        self.counts.alive.load(Ordering::Acquire) < LIVE
     }
 
     /// Whether some span is kept in the registry's extensions, so that one
     /// not found here must be looked for there.
     #[inline]
     pub(crate) fn overflowing(&self) -> bool {
-        self.counts.overflow.load(Ordering::Acquire) != 0
+        self.counts.live_overflow.load(Ordering::Acquire) != 0
     }
 
     /// Whether the span may be counted: `false` is certain, `true` means
@@ -276,7 +309,7 @@ impl LiveTable {
     /// keeps it in the extensions.
     pub(crate) fn insert(&self, id: &Id, span: LiveSpan) -> Result<(), LiveSpan> {
         // Counted before it can be found, as in `SpanTable::insert`.
-        self.counts.alive.fetch_add(1, Ordering::AcqRel);
+        self.counts.alive.fetch_add(LIVE, Ordering::AcqRel);
         let id = id.into_u64();
         let bucket = self.bucket(id);
         // A slot is claimed by a compare-exchange, tried only where a plain
@@ -288,7 +321,7 @@ impl LiveTable {
                     .is_ok()
         });
         let Some(slot) = claimed else {
-            self.counts.overflow.fetch_add(1, Ordering::AcqRel);
+            self.counts.live_overflow.fetch_add(1, Ordering::AcqRel);
             return Err(span);
         };
         // Relaxed: whichever thread records or closes the span later got
@@ -332,21 +365,21 @@ impl LiveTable {
         bucket.ids[slot]
             .compare_exchange(id, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
-        self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+        self.counts.alive.fetch_sub(LIVE, Ordering::AcqRel);
         Some(span)
     }
 
     /// Uncounts a span taken out of the extensions (it had overflowed);
     /// call it after.
     pub(crate) fn removed_overflow(&self) {
-        self.counts.overflow.fetch_sub(1, Ordering::AcqRel);
-        self.counts.alive.fetch_sub(1, Ordering::AcqRel);
+        self.counts.live_overflow.fetch_sub(1, Ordering::AcqRel);
+        self.counts.alive.fetch_sub(LIVE, Ordering::AcqRel);
     }
 
     /// How many spans are counted (here or in the extensions).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.counts.alive.load(Ordering::Acquire)
+        (self.counts.alive.load(Ordering::Acquire) >> 32) as usize
     }
 }
 
@@ -472,7 +505,8 @@ mod tests {
 
     #[test]
     fn an_empty_live_table_holds_nothing() {
-        let table = LiveTable::default();
+        let tables = SpanTable::new(true);
+        let table = tables.live().expect("on");
         assert!(table.none_alive());
         assert!(!table.may_hold(&id(1)));
         assert!(!table.update(&id(1), LiveFields::default()));
@@ -481,7 +515,8 @@ mod tests {
 
     #[test]
     fn live_spans_are_found_updated_and_removed_by_id() {
-        let table = LiveTable::default();
+        let tables = SpanTable::new(true);
+        let table = tables.live().expect("on");
         assert!(table.insert(&id(7), live(70, true)).is_ok());
         assert!(table.may_hold(&id(7)));
         assert!(!table.may_hold(&id(8)));
@@ -499,7 +534,8 @@ mod tests {
 
     #[test]
     fn a_full_live_bucket_overflows_and_its_slots_are_reused() {
-        let table = LiveTable::default();
+        let tables = SpanTable::new(true);
+        let table = tables.live().expect("on");
         let ids = one_bucket(SLOTS_PER_BUCKET + 2);
         let overflowed: Vec<u64> = ids
             .iter()
@@ -531,17 +567,18 @@ mod tests {
 
     #[test]
     fn concurrent_live_spans_balance_and_keep_their_own_values() {
-        let table = std::sync::Arc::new(LiveTable::default());
+        let tables = std::sync::Arc::new(SpanTable::new(true));
         // Every thread's spans share the few buckets of `ids`, so slots
         // change hands between threads all the time, and some overflow.
         let ids = one_bucket(4 * 6);
         let start = std::sync::Arc::new(std::sync::Barrier::new(4));
         let threads: Vec<_> = (0..4_usize)
             .map(|t| {
-                let table = table.clone();
+                let tables = tables.clone();
                 let start = start.clone();
                 let mine: Vec<u64> = ids[t * 6..(t + 1) * 6].to_vec();
                 std::thread::spawn(move || {
+                    let table = tables.live().expect("on");
                     start.wait();
                     let mut overflowed = 0;
                     for round in 0..5_000_u64 {
@@ -577,7 +614,9 @@ mod tests {
         // 24 spans for 8 slots: most likely some overflowed (not certain:
         // the threads may not overlap).
         eprintln!("{overflowed} overflowed");
+        let table = tables.live().expect("on");
         assert!(table.none_alive());
         assert!(!table.overflowing());
+        assert!(tables.nothing_alive());
     }
 }
