@@ -129,7 +129,9 @@ fn main() {
         std::process::exit(2);
     };
     let (sampler, capacity) = match rung.as_str() {
-        "ours_unsampled" | "ours_unsampled_busy" | "ours_unsampled_live_idle"
+        "ours_unsampled"
+        | "ours_unsampled_busy"
+        | "ours_unsampled_live_idle"
         | "ours_unsampled_live_watched" => (Some(Sampler::always_off()), 0),
         "ours_sampled" | "ours_sampled_2threads" => (Some(Sampler::always_on()), 0),
         "ours_sampled_cold" => (Some(Sampler::always_on()), COLD_CAPACITY),

@@ -203,7 +203,14 @@ impl LiveFields {
     /// These fields of a span whose parent is remote or not.
     #[inline]
     pub(super) fn with_remote_parent(self, remote_parent: bool) -> Self {
-        LiveFields(self.0 | if remote_parent { Self::REMOTE_PARENT } else { 0 })
+        LiveFields(
+            self.0
+                | if remote_parent {
+                    Self::REMOTE_PARENT
+                } else {
+                    0
+                },
+        )
     }
 
     fn set(&mut self, group: u32, value: u32) {
@@ -383,7 +390,10 @@ mod tests {
         f.update(visited(&[("otel.kind", "client")]));
         assert_eq!(f.counted(), Counted::Dependency);
         // Unparsable values say nothing: the older ones stay.
-        f.update(visited(&[("otel.kind", "sideways"), ("http.status_code", "x")]));
+        f.update(visited(&[
+            ("otel.kind", "sideways"),
+            ("http.status_code", "x"),
+        ]));
         assert_eq!(f.counted(), Counted::Dependency);
         assert!(!f.failed());
     }

@@ -48,6 +48,8 @@ mod reparent;
 pub(crate) mod sampler;
 mod state;
 mod table;
+#[cfg(test)]
+mod tests;
 mod visitor;
 
 use self::entered::Depth;

@@ -500,7 +500,10 @@ mod tests {
     /// `n` ids that all hash into the bucket of id 1.
     fn one_bucket(n: usize) -> Vec<u64> {
         let target = bucket_index(1);
-        (1..).filter(|&k| bucket_index(k) == target).take(n).collect()
+        (1..)
+            .filter(|&k| bucket_index(k) == target)
+            .take(n)
+            .collect()
     }
 
     #[test]
@@ -549,9 +552,15 @@ mod tests {
         assert!(table.may_hold(&id(overflowed[0])));
         assert!(table.remove(&id(overflowed[0])).is_none());
         // A slot freed is taken by the next span of the bucket.
-        assert_eq!(table.remove(&id(ids[3])).map(|s| s.start.to_raw()), Some(ids[3]));
+        assert_eq!(
+            table.remove(&id(ids[3])).map(|s| s.start.to_raw()),
+            Some(ids[3])
+        );
         assert!(table.insert(&id(ids[3]), live(1_000, false)).is_ok());
-        assert_eq!(table.remove(&id(ids[3])).map(|s| s.start.to_raw()), Some(1_000));
+        assert_eq!(
+            table.remove(&id(ids[3])).map(|s| s.start.to_raw()),
+            Some(1_000)
+        );
         for _ in &overflowed {
             table.removed_overflow();
         }
@@ -610,7 +619,10 @@ mod tests {
                 })
             })
             .collect();
-        let overflowed: u64 = threads.into_iter().map(|t| t.join().expect("no panic")).sum();
+        let overflowed: u64 = threads
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .sum();
         // 24 spans for 8 slots: most likely some overflowed (not certain:
         // the threads may not overlap).
         eprintln!("{overflowed} overflowed");
