@@ -9,7 +9,9 @@
 //! keyed by its registry id (in its registry extensions only when the
 //! table's bucket is full). An unsampled span has *nothing*: "no
 //! `SpanState`" is the marker, so the unsampled path inserts nothing,
-//! visits no field and allocates nothing.
+//! visits no field and allocates nothing. (While someone watches Live
+//! Metrics it is counted, in the table's lock-free live part: see
+//! `layer/live.rs` and `layer/table.rs`.)
 //! Its ids, needed only to propagate context, are derived on demand from the
 //! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
 //! id of an unsampled root is drawn the same way, and its low 8 bytes are what
@@ -96,7 +98,8 @@ pub struct AppInsightsLayer<S = Registry> {
     /// can have a sampled parent, be closed with a record, or hold an
     /// event, so the unsampled path skips every registry lookup; while
     /// there are some, it tells an unsampled span from a sampled one
-    /// without a lookup.
+    /// without a lookup. With Live Metrics on, it also holds the unsampled
+    /// spans Live Metrics counts ([`SpanTable::live`]).
     table: SpanTable,
     /// Set once a span was made sampled after its creation
     /// ([`upgrade`](Self::upgrade)): it may have been entered on some

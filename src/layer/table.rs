@@ -1,5 +1,6 @@
 //! [`SpanTable`]: the state of the sampled spans alive, by registry id,
-//! in a fixed table the layer owns.
+//! in a fixed table the layer owns; and, when Live Metrics is on, its
+//! [`LiveTable`] part: the unsampled spans alive that Live Metrics counts.
 //!
 //! Keeping a span's state here rather than in the registry's extensions
 //! saves, for every sampled span, the extension's allocation, its insert
@@ -18,6 +19,35 @@
 //! longer proof, and the layer looks in the extensions too. The table never
 //! grows; a burst of live sampled spans beyond its room costs speed, never
 //! a span.
+//!
+//! # Live Metrics' unsampled spans
+//!
+//! While someone watches Live Metrics, every span is counted, sampled or
+//! not (`layer/live.rs`); an unsampled one needs only its start and a word
+//! of flags ([`LiveSpan`]) until it closes. The [`LiveTable`] keeps those
+//! the same way, by id, in buckets of eight (the ids on one cache line, the
+//! starts on the next, the flags after: 192 bytes a bucket, 192 KiB in
+//! all, allocated only when Live Metrics is on), but with no lock: a slot
+//! is claimed with a compare-exchange on its id, its start and flags are
+//! atomics, a `record()` merges its flags in with a compare-exchange loop,
+//! and a close reads the slot and frees it with a compare-exchange on the
+//! id. Nothing a span's callbacks do can block, and the registry is not
+//! looked up at all (it was twice per span with the state in the
+//! extensions, beside their allocation).
+//!
+//! When a span's bucket is full, the span is kept in the registry's
+//! extensions as a sampled state would be, counted in
+//! `ExporterStats::table_overflows` too, and found there while any is: it
+//! is counted in full (kind, duration, failure), never lost and never
+//! counted without its duration. This costs speed only past 8,192
+//! unsampled spans alive at once, most likely never in a bucket but the
+//! crowded one.
+//!
+//! Both parts share one count word ([`Counts::alive`]: sampled spans in its
+//! low half, Live Metrics' in its high half), so that `on_close` and
+//! `on_record` of an unsampled span nobody counts return after one load, as
+//! they did before Live Metrics, whether it is on or not; the sampled
+//! path's "none alive" is the low half, one load too.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
