@@ -194,6 +194,7 @@
 //! | links per span | [`MAX_LINKS`](record::MAX_LINKS) (32) | oldest evicted | `SpanData::dropped_links`, [`ExporterStats::dropped_links`] |
 //! | events held for open spans (stdout, in memory) | 65,536 | the oldest span's events shown on their own, as `EventData` | nothing lost |
 //! | sampled spans alive in one table bucket | 8 (8,192 in all) | state kept in the registry's extensions | [`ExporterStats::table_overflows`] (nothing lost) |
+//! | unsampled spans alive that Live Metrics counts, in one bucket of its table | 8 (8,192 in all) | kept in the registry's extensions | [`ExporterStats::table_overflows`] (nothing lost) |
 //! | records in the queue | [`Builder::with_max_queue_size`] (8,192) | dropped | [`ExporterStats::dropped_queue_full`] |
 //! | text of an Application Insights item (names, tags, properties, messages, …) | the schema's, in UTF-16 code units (`docs/mapping.md`) | cut on a char boundary (a property key: dropped) | nothing |
 //! | an Application Insights item's JSON | 64,000 bytes | the largest text fields and property values cut to one size, just enough (larger properties that cannot be cut dropped) | the item's `tai.truncated` property |

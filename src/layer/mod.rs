@@ -9,7 +9,9 @@
 //! keyed by its registry id (in its registry extensions only when the
 //! table's bucket is full). An unsampled span has *nothing*: "no
 //! `SpanState`" is the marker, so the unsampled path inserts nothing,
-//! visits no field and allocates nothing.
+//! visits no field and allocates nothing. (While someone watches Live
+//! Metrics it is counted, in the table's lock-free live part: see
+//! `layer/live.rs` and `layer/table.rs`.)
 //! Its ids, needed only to propagate context, are derived on demand from the
 //! registry's span id with a keyed mixing function (see [`IdKeys`]); the trace
 //! id of an unsampled root is drawn the same way, and its low 8 bytes are what
@@ -33,7 +35,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tracing_core::span::{Attributes as SpanAttributes, Id, Record as SpanRecordValues};
@@ -48,12 +50,14 @@ mod reparent;
 pub(crate) mod sampler;
 mod state;
 mod table;
+#[cfg(test)]
+mod tests;
 mod visitor;
 
 use self::entered::Depth;
 use self::sampler::{Sampler, SamplingRule};
 use self::state::{push_bounded, NewSpan, SpanState};
-use self::table::SpanTable;
+use self::table::{LiveTable, SpanTable};
 use self::visitor::{EventFields, FieldVisitor, Staged};
 use crate::pipeline::{add, Queue, Queued};
 use crate::propagation::{self, RemoteContext, WithContext};
@@ -94,7 +98,8 @@ pub struct AppInsightsLayer<S = Registry> {
     /// can have a sampled parent, be closed with a record, or hold an
     /// event, so the unsampled path skips every registry lookup; while
     /// there are some, it tells an unsampled span from a sampled one
-    /// without a lookup.
+    /// without a lookup. With Live Metrics on, it also holds the unsampled
+    /// spans Live Metrics counts ([`SpanTable::live`]).
     table: SpanTable,
     /// Set once a span was made sampled after its creation
     /// ([`upgrade`](Self::upgrade)): it may have been entered on some
@@ -103,10 +108,6 @@ pub struct AppInsightsLayer<S = Registry> {
     upgraded: AtomicBool,
     /// Live Metrics, when on (`layer/live.rs`).
     live: Option<Arc<crate::live::Live>>,
-    /// Unsampled spans alive that Live Metrics counts (with a
-    /// [`LiveSpan`](live::LiveSpan) in their extensions); zero lets
-    /// `on_record` and `on_close` skip looking for one.
-    live_spans: crate::pipeline::CacheAligned<AtomicUsize>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -126,10 +127,10 @@ impl<S> AppInsightsLayer<S> {
             rule: sampler.rule(clock),
             log_rule: log_sampler.rule(clock),
             id_keys: IdKeys::random(),
-            table: SpanTable::default(),
+            // Live Metrics' part of the table only when it is on.
+            table: SpanTable::new(live.is_some()),
             upgraded: AtomicBool::new(false),
             live,
-            live_spans: crate::pipeline::CacheAligned::default(),
             _subscriber: PhantomData,
         }
     }
@@ -294,37 +295,59 @@ where
         self.live.as_deref().filter(|live| live.watching())
     }
 
-    /// Starts counting an unsampled span for Live Metrics.
+    /// Starts counting an unsampled span for Live Metrics: in the live
+    /// table, found by id (no registry lookup), or in the span's extensions
+    /// when its bucket is full (counted in `table_overflows`).
     fn track_unsampled(
         &self,
+        live: LiveTable<'_>,
         attrs: &SpanAttributes<'_>,
         id: &Id,
         ctx: &Context<'_, S>,
         remote_parent: bool,
     ) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
         let mut fields = live::LiveFields::default();
-        attrs.record(&mut fields);
+        if live::has_live_fields(attrs.metadata()) {
+            attrs.record(&mut fields);
+        }
         let tracked = live::LiveSpan {
             start: self.queue.clock.ticks(),
-            remote_parent,
-            fields,
+            fields: fields.with_remote_parent(remote_parent),
         };
-        span.extensions_mut().insert(tracked);
-        self.live_spans.fetch_add(1, Ordering::Relaxed);
+        let Err(tracked) = live.insert(id, tracked) else {
+            return;
+        };
+        match ctx.span(id) {
+            Some(span) => {
+                add(&self.queue.counters.table_overflows, 1);
+                span.extensions_mut().insert(tracked);
+            }
+            None => live.removed_overflow(),
+        }
     }
 
-    /// `record()` on an unsampled span Live Metrics counts.
-    fn record_unsampled(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: &Context<'_, S>) {
+    /// `record()` on an unsampled span Live Metrics may count.
+    fn record_unsampled(
+        &self,
+        live: LiveTable<'_>,
+        id: &Id,
+        values: &SpanRecordValues<'_>,
+        ctx: &Context<'_, S>,
+    ) {
+        if !live.may_hold(id) {
+            return;
+        }
+        // Visited first, applied after (under the extensions' lock when
+        // the span overflowed): a `Debug` impl may log, which re-enters
+        // the layer.
+        let mut fields = live::LiveFields::default();
+        values.record(&mut fields);
+        if live.update(id, fields) || !live.overflowing() {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
-        // Visited first, applied under the lock after: a `Debug` impl may
-        // log, which re-enters the layer.
-        let mut fields = live::LiveFields::default();
-        values.record(&mut fields);
         let mut extensions = span.extensions_mut();
         if let Some(tracked) = extensions.get_mut::<live::LiveSpan>() {
             tracked.fields.update(fields);
@@ -332,20 +355,41 @@ where
     }
 
     /// Counts a closing unsampled span; `false` when it was not tracked.
-    fn close_unsampled(&self, id: &Id, ctx: &Context<'_, S>) -> bool {
-        let Some(span) = ctx.span(id) else {
-            return false;
+    fn close_unsampled(&self, live: LiveTable<'_>, id: &Id, ctx: &Context<'_, S>) -> bool {
+        let tracked = match live.remove(id) {
+            Some(tracked) => tracked,
+            None if live.overflowing() => {
+                let Some(span) = ctx.span(id) else {
+                    return false;
+                };
+                let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
+                    return false;
+                };
+                live.removed_overflow();
+                tracked
+            }
+            None => return false,
         };
-        let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
-            return false;
-        };
-        self.live_spans.fetch_sub(1, Ordering::Relaxed);
         if let Some(live) = self.live_watching() {
             let clock = &self.queue.clock;
             let nanos = clock.nanos_between(tracked.start, clock.ticks());
             live.count_span(tracked.counted(), nanos, tracked.fields.failed());
         }
         true
+    }
+
+    /// Stops counting a span made sampled: it is counted as a sampled span
+    /// when it closes. Its extensions are locked by the caller.
+    fn untrack(&self, id: &Id, ext: &mut ExtensionsMut<'_>) {
+        let Some(live) = self.table.live_counting() else {
+            return;
+        };
+        if live.remove(id).is_none()
+            && live.overflowing()
+            && ext.remove::<live::LiveSpan>().is_some()
+        {
+            live.removed_overflow();
+        }
     }
 
     /// Keeps the state of a new sampled span: in the table, or, when its
@@ -673,19 +717,29 @@ where
             Some(remote) => ctx
                 .span(id)
                 .and_then(|span| self.remote_origin(&span, remote)),
+            // No sampled span alive to be the parent, no root sampled: no
+            // need to find the parent (Live Metrics is watching).
+            None if self.rule.is_none() && self.table.none_alive() => None,
             None => self.local_origin(attrs, id, &ctx),
         };
         if let Some(origin) = origin {
             let state = self.new_state(attrs, origin);
             self.keep_state(id, &ctx, state);
         } else if self.live_watching().is_some() {
-            self.track_unsampled(attrs, id, &ctx, remote_parent);
+            if let Some(live) = self.table.live() {
+                self.track_unsampled(live, attrs, id, &ctx, remote_parent);
+            }
         }
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecordValues<'_>, ctx: Context<'_, S>) {
-        if self.live_spans.load(Ordering::Relaxed) > 0 && !self.table.holds(id) {
-            self.record_unsampled(id, values, &ctx);
+        if self.table.nothing_alive() {
+            return;
+        }
+        if let Some(live) = self.table.live_counting() {
+            if !self.table.holds(id) {
+                self.record_unsampled(live, id, values, &ctx);
+            }
         }
         if !self.table.may_hold(id) {
             return;
@@ -792,11 +846,14 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.live_spans.load(Ordering::Relaxed) > 0
-            && !self.table.holds(&id)
-            && self.close_unsampled(&id, &ctx)
-        {
+        if self.table.nothing_alive() {
             return;
+        }
+        if let Some(live) = self.table.live_counting() {
+            // A span is counted here or sampled, never both (`untrack`).
+            if self.close_unsampled(live, &id, &ctx) {
+                return;
+            }
         }
         if !self.table.may_hold(&id) {
             return;

@@ -168,6 +168,7 @@ where
         state.set_source(source);
         state.refresh_operation_name();
         ext.remove::<UnsampledRemote>();
+        self.untrack(&span.id(), ext);
         if let Err(state) = self.table.insert(&span.id(), state) {
             self.overflow_into(ext, state);
         }

@@ -390,7 +390,8 @@ pub struct ExporterStats {
     pub dropped_message_events: u64,
     /// Sampled spans whose state did not fit the layer's table (too many
     /// alive in one bucket) and was kept in the registry's extensions
-    /// instead: slower, never lost. Not items.
+    /// instead: slower, never lost; and likewise unsampled spans counted
+    /// for Live Metrics while someone watches. Not items.
     pub table_overflows: u64,
     /// Batches of records handed to the sink.
     pub batches: u64,

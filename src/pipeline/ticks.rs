@@ -21,6 +21,20 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Ticks(u64);
 
+impl Ticks {
+    /// The reading as a number, to keep in an atomic.
+    #[inline]
+    pub(crate) fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// A reading kept with [`to_raw`](Self::to_raw).
+    #[inline]
+    pub(crate) fn from_raw(raw: u64) -> Self {
+        Ticks(raw)
+    }
+}
+
 /// A cheap `SystemTime` source (see the module docs).
 #[derive(Debug)]
 pub(crate) struct TickClock {
