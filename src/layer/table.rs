@@ -70,6 +70,13 @@ fn bucket_index(id: u64) -> usize {
     (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKET_BITS)) as usize
 }
 
+/// The slot of a bucket's `ids` holding `id`, if any (both tables).
+#[inline]
+fn slot_of(ids: &[AtomicU64; SLOTS_PER_BUCKET], id: u64) -> Option<usize> {
+    ids.iter()
+        .position(|slot| slot.load(Ordering::Acquire) == id)
+}
+
 #[repr(align(64))]
 #[derive(Default)]
 struct Bucket {
@@ -138,11 +145,7 @@ impl SpanTable {
     #[inline]
     fn find(&self, id: u64) -> Option<(&Bucket, usize)> {
         let bucket = self.bucket(id);
-        let slot = bucket
-            .ids
-            .iter()
-            .position(|slot| slot.load(Ordering::Acquire) == id)?;
-        Some((bucket, slot))
+        Some((bucket, slot_of(&bucket.ids, id)?))
     }
 
     /// Whether no sampled span is alive. A span is counted before its state
@@ -306,11 +309,7 @@ impl LiveTable<'_> {
     #[inline]
     fn find(&self, id: u64) -> Option<(&LiveBucket, usize)> {
         let bucket = self.bucket(id);
-        let slot = bucket
-            .ids
-            .iter()
-            .position(|slot| slot.load(Ordering::Acquire) == id)?;
-        Some((bucket, slot))
+        Some((bucket, slot_of(&bucket.ids, id)?))
     }
 
     /// Whether no span is counted, here or in the extensions: the span at
