@@ -106,8 +106,10 @@ pub struct AppInsightsLayer<S = Registry> {
     /// thread while unsampled, so [`entered::none_sampled`] no longer
     /// proves anything.
     upgraded: AtomicBool,
-    /// Live Metrics, when on (`layer/live.rs`).
-    live: Option<Arc<crate::live::Live>>,
+    /// Live Metrics (`layer/live.rs`); when it is off, one nobody ever
+    /// watches, so that the check every new span makes is the same two
+    /// loads whether it is on or not.
+    live: Arc<crate::live::Live>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -129,8 +131,8 @@ impl<S> AppInsightsLayer<S> {
             id_keys: IdKeys::random(),
             // Live Metrics' part of the table only when it is on.
             table: SpanTable::new(live.is_some()),
+            live: live.unwrap_or_default(),
             upgraded: AtomicBool::new(false),
-            live,
             _subscriber: PhantomData,
         }
     }
@@ -292,7 +294,7 @@ where
     /// Live Metrics while someone watches it.
     #[inline]
     fn live_watching(&self) -> Option<&crate::live::Live> {
-        self.live.as_deref().filter(|live| live.watching())
+        Some(&*self.live).filter(|live| live.watching())
     }
 
     /// Starts counting an unsampled span for Live Metrics: in the live
