@@ -106,8 +106,10 @@ pub struct AppInsightsLayer<S = Registry> {
     /// thread while unsampled, so [`entered::none_sampled`] no longer
     /// proves anything.
     upgraded: AtomicBool,
-    /// Live Metrics, when on (`layer/live.rs`).
-    live: Option<Arc<crate::live::Live>>,
+    /// Live Metrics (`layer/live.rs`); when it is off, one nobody ever
+    /// watches, so that the check every new span makes is the same two
+    /// loads whether it is on or not.
+    live: Arc<crate::live::Live>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -129,8 +131,8 @@ impl<S> AppInsightsLayer<S> {
             id_keys: IdKeys::random(),
             // Live Metrics' part of the table only when it is on.
             table: SpanTable::new(live.is_some()),
+            live: live.unwrap_or_default(),
             upgraded: AtomicBool::new(false),
-            live,
             _subscriber: PhantomData,
         }
     }
@@ -292,7 +294,7 @@ where
     /// Live Metrics while someone watches it.
     #[inline]
     fn live_watching(&self) -> Option<&crate::live::Live> {
-        self.live.as_deref().filter(|live| live.watching())
+        Some(&*self.live).filter(|live| live.watching())
     }
 
     /// Starts counting an unsampled span for Live Metrics: in the live
@@ -354,28 +356,27 @@ where
         }
     }
 
-    /// Counts a closing unsampled span; `false` when it was not tracked.
-    fn close_unsampled(&self, live: LiveTable<'_>, id: &Id, ctx: &Context<'_, S>) -> bool {
+    /// Counts a closing unsampled span, if Live Metrics counts it.
+    fn close_unsampled(&self, live: LiveTable<'_>, id: &Id, ctx: &Context<'_, S>) {
         let tracked = match live.remove(id) {
             Some(tracked) => tracked,
             None if live.overflowing() => {
                 let Some(span) = ctx.span(id) else {
-                    return false;
+                    return;
                 };
                 let Some(tracked) = span.extensions_mut().remove::<live::LiveSpan>() else {
-                    return false;
+                    return;
                 };
                 live.removed_overflow();
                 tracked
             }
-            None => return false,
+            None => return,
         };
         if let Some(live) = self.live_watching() {
             let clock = &self.queue.clock;
             let nanos = clock.nanos_between(tracked.start, clock.ticks());
             live.count_span(tracked.counted(), nanos, tracked.fields.failed());
         }
-        true
     }
 
     /// Stops counting a span made sampled: it is counted as a sampled span
@@ -413,6 +414,9 @@ where
 
     /// Takes the state of a closing span out, wherever it is.
     fn take_state(&self, id: &Id, ctx: &Context<'_, S>) -> Option<SpanState> {
+        if !self.table.may_hold(id) {
+            return None;
+        }
         if let Some(state) = self.table.remove(id) {
             return Some(state);
         }
@@ -476,6 +480,8 @@ where
         };
         let visible = || ctx.span(id).and_then(|span| span.parent());
         match self.owner(candidate, ctx, visible) {
+            // A root no rule takes: no trace id to derive.
+            Owner::None if self.rule.is_none() => None,
             Owner::None => self.root_origin(id),
             // A parent without state is unsampled: so is its subtree.
             Owner::Unsampled => None,
@@ -717,8 +723,9 @@ where
             Some(remote) => ctx
                 .span(id)
                 .and_then(|span| self.remote_origin(&span, remote)),
-            // No sampled span alive to be the parent, no root sampled: no
-            // need to find the parent (Live Metrics is watching).
+            // No sampled span alive to be the parent, no root sampled: the
+            // span is unsampled, known without finding its parent (the path
+            // of every span Live Metrics counts).
             None if self.rule.is_none() && self.table.none_alive() => None,
             None => self.local_origin(attrs, id, &ctx),
         };
@@ -849,29 +856,26 @@ where
         if self.table.nothing_alive() {
             return;
         }
-        if let Some(live) = self.table.live_counting() {
-            // A span is counted here or sampled, never both (`untrack`).
-            if self.close_unsampled(live, &id, &ctx) {
-                return;
+        // A span is sampled or counted by Live Metrics, never both
+        // (`untrack`): the sampled one first, so its path is as it was.
+        let Some(state) = self.take_state(&id, &ctx) else {
+            if let Some(live) = self.table.live_counting() {
+                self.close_unsampled(live, &id, &ctx);
             }
-        }
-        if !self.table.may_hold(&id) {
             return;
+        };
+        let end = self.queue.clock.ticks();
+        if let Some(live) = self.live_watching() {
+            let nanos = self.queue.clock.nanos_between(state.start, end);
+            let counted = live::counted(state.kind, state.remote_parent);
+            live.count_span(counted, nanos, live::failed(&state.data));
         }
-        if let Some(state) = self.take_state(&id, &ctx) {
-            let end = self.queue.clock.ticks();
-            if let Some(live) = self.live_watching() {
-                let nanos = self.queue.clock.nanos_between(state.start, end);
-                let counted = live::counted(state.kind, state.remote_parent);
-                live.count_span(counted, nanos, live::failed(&state.data));
-            }
-            self.queue.send(Queued::Span {
-                record: state.data,
-                start: state.start,
-                end,
-                kind: state.kind,
-                remote_parent: state.remote_parent,
-            });
-        }
+        self.queue.send(Queued::Span {
+            record: state.data,
+            start: state.start,
+            end,
+            kind: state.kind,
+            remote_parent: state.remote_parent,
+        });
     }
 }

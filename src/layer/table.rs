@@ -536,6 +536,12 @@ mod tests {
     }
 
     #[test]
+    fn a_live_bucket_is_three_cache_lines() {
+        assert_eq!(std::mem::size_of::<LiveBucket>(), 192);
+        assert!(SpanTable::default().live().is_none(), "off: no room made");
+    }
+
+    #[test]
     fn an_empty_live_table_holds_nothing() {
         let tables = SpanTable::new(true);
         let table = tables.live().expect("on");
