@@ -5,16 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The target of every diagnostic this crate logs.
-pub(crate) const TARGET: &str = "tracing_appinsights";
+pub(crate) const TARGET: &str = crate::targets::DIAGNOSTICS;
 
-/// Whether `target` is this crate's own: [`TARGET`] or one of its modules
-/// (`tracing_appinsights::…`), not a crate whose name only starts alike.
+/// Whether `target` is the exporter's own diagnostics' ([`TARGET`] exactly):
+/// not the crate's instrumentation (`tracing_appinsights::http::…`), and not
+/// a crate whose name only starts alike.
 #[inline]
 pub(crate) fn is_own_target(target: &str) -> bool {
-    match target.strip_prefix(TARGET) {
-        Some(rest) => rest.is_empty() || rest.starts_with("::"),
-        None => false,
-    }
+    target == TARGET
 }
 
 /// A line the exporter says once about its own setup (where the data goes),
@@ -90,9 +88,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_targets_are_the_crate_and_its_modules_only() {
+    fn own_target_is_the_diagnostics_target_only() {
         assert!(is_own_target("tracing_appinsights"));
-        assert!(is_own_target("tracing_appinsights::appinsights::storage"));
+        assert!(!is_own_target(crate::targets::HTTP_SERVER));
+        assert!(!is_own_target(crate::targets::HTTP_CLIENT));
         assert!(!is_own_target("tracing_appinsights_demo"));
         assert!(!is_own_target("tracing_appinsights_demo::handlers"));
         assert!(!is_own_target("app"));

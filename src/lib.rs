@@ -360,6 +360,7 @@ mod pipeline;
 mod propagation;
 pub mod record;
 mod sinks;
+pub mod targets;
 mod time;
 #[cfg(feature = "tower")]
 pub mod tower;

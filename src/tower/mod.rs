@@ -25,10 +25,12 @@ mod server;
 pub use client::{ClientLayer, ClientService};
 pub use server::{ServerLayer, ServerService};
 
-/// The target of the server spans of [`ServerLayer`].
-pub const SERVER_TARGET: &str = "appinsights::http::server";
-/// The target of the client spans of [`ClientLayer`].
-pub const CLIENT_TARGET: &str = "appinsights::http::client";
+/// The target of the server spans of [`ServerLayer`]
+/// ([`targets::HTTP_SERVER`](crate::targets::HTTP_SERVER)).
+pub const SERVER_TARGET: &str = crate::targets::HTTP_SERVER;
+/// The target of the client spans of [`ClientLayer`]
+/// ([`targets::HTTP_CLIENT`](crate::targets::HTTP_CLIENT)).
+pub const CLIENT_TARGET: &str = crate::targets::HTTP_CLIENT;
 
 pin_project_lite::pin_project! {
     /// The response future of [`ServerService`] and [`ClientService`]: polls
