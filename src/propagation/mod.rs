@@ -229,6 +229,17 @@ impl RemoteContext {
         let _restore = Pending::set(Some(self));
         f()
     }
+
+    /// [`in_scope`](Self::in_scope), giving the context back when no span
+    /// took it while `f` ran (the span meant to take it was disabled by a
+    /// filter, say), so it can be made pending again for the next step of
+    /// the same work.
+    pub(crate) fn in_scope_unused<R>(self, f: impl FnOnce() -> R) -> (R, Option<RemoteContext>) {
+        let _restore = Pending::set(Some(self));
+        let result = f();
+        // Still pending: no span took it (nested scopes restore on exit).
+        (result, take_pending())
+    }
 }
 
 /// The one value of a header that must appear once; `None` when it is
@@ -256,13 +267,22 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
 /// let _entered = span.enter();
 /// ```
 pub fn with_remote_parent<R>(headers: &HeaderMap, f: impl FnOnce() -> R) -> R {
+    with_remote_parent_unused(headers, f).0
+}
+
+/// [`with_remote_parent`], giving the caller's context back when no span
+/// took it (see [`RemoteContext::in_scope_unused`]).
+pub(crate) fn with_remote_parent_unused<R>(
+    headers: &HeaderMap,
+    f: impl FnOnce() -> R,
+) -> (R, Option<RemoteContext>) {
     match RemoteContext::from_headers(headers) {
-        Some(context) => context.in_scope(f),
+        Some(context) => context.in_scope_unused(f),
         None => {
             // Headers without a context still hide an outer pending one:
             // this request is not that caller's child.
             let _restore = Pending::set(None);
-            f()
+            (f(), None)
         }
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tracing::field::{display, Empty};
 use tracing::Span;
 
-use super::{host_and_port, ResponseFuture, CLIENT_TARGET};
+use super::{host_and_port, Middleware, ResponseFuture, CLIENT_TARGET};
 use crate::AppInsightsSpanExt;
 
 /// A `tower` layer that runs each outgoing HTTP request in a client span (a
@@ -61,6 +61,7 @@ impl<S> tower_layer::Layer<S> for ClientLayer {
     type Service = ClientService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        Middleware::Client.check_filter();
         ClientService { inner }
     }
 }
@@ -86,7 +87,14 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let span = client_span(&request);
-        span.inject_context(request.headers_mut());
+        if span.is_disabled() {
+            // Filtered out: the callee still joins the trace, as a child of
+            // the span making the call.
+            Middleware::Client.check_span(&span);
+            Span::current().inject_context(request.headers_mut());
+        } else {
+            span.inject_context(request.headers_mut());
+        }
         let inner = span.in_scope(|| self.inner.call(request));
         ResponseFuture::new(inner, span, 400)
     }

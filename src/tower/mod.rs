@@ -42,6 +42,10 @@ pin_project_lite::pin_project! {
         inner: F,
         span: tracing::Span,
         fail_at: u16,
+        // The caller's context while no span has taken it: the server span
+        // was disabled by a filter, so the first span the service creates
+        // becomes the caller's child instead.
+        pending: Option<crate::RemoteContext>,
     }
 }
 
@@ -51,7 +55,13 @@ impl<F> ResponseFuture<F> {
             inner,
             span,
             fail_at,
+            pending: None,
         }
+    }
+
+    fn with_pending(mut self, pending: Option<crate::RemoteContext>) -> Self {
+        self.pending = pending;
+        self
     }
 }
 
@@ -76,9 +86,89 @@ where
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        let result = std::task::ready!(this.inner.poll(cx));
+        let inner = this.inner;
+        let poll = match this.pending.take() {
+            Some(context) => {
+                let (poll, unused) = context.in_scope_unused(|| inner.poll(cx));
+                *this.pending = unused;
+                poll
+            }
+            None => inner.poll(cx),
+        };
+        let result = std::task::ready!(poll);
         record_outcome(this.span, &result, *this.fail_at);
         std::task::Poll::Ready(result)
+    }
+}
+
+/// Which middleware's spans a start-up warning is about.
+#[derive(Clone, Copy)]
+enum Middleware {
+    Server,
+    Client,
+}
+
+static SERVER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CLIENT_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Middleware {
+    fn warned(self) -> &'static std::sync::atomic::AtomicBool {
+        match self {
+            Middleware::Server => &SERVER_WARNED,
+            Middleware::Client => &CLIENT_WARNED,
+        }
+    }
+
+    /// Whether the current subscriber's filter enables the spans.
+    fn enabled(self) -> bool {
+        match self {
+            Middleware::Server => tracing::enabled!(target: SERVER_TARGET, tracing::Level::INFO),
+            Middleware::Client => tracing::enabled!(target: CLIENT_TARGET, tracing::Level::INFO),
+        }
+    }
+
+    /// When the middleware is built: warns if a subscriber is installed and
+    /// its filter disables the spans (else the first call checks).
+    fn check_filter(self) {
+        if self.warned().load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let installed =
+            tracing::dispatcher::get_default(|d| !d.is::<tracing_core::subscriber::NoSubscriber>());
+        if installed && !self.enabled() {
+            self.warn_disabled();
+        }
+    }
+
+    /// On a call whose span is disabled: warns once (a process without a
+    /// subscriber has every span disabled, and nothing to warn).
+    #[inline]
+    fn check_span(self, span: &tracing::Span) {
+        if span.is_disabled() && !self.warned().load(std::sync::atomic::Ordering::Relaxed) {
+            self.check_filter();
+        }
+    }
+
+    fn warn_disabled(self) {
+        if self
+            .warned()
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let (target, lost) = match self {
+            Middleware::Server => (
+                SERVER_TARGET,
+                "incoming requests are not recorded as Request items (the handlers still join the caller's trace)",
+            ),
+            Middleware::Client => (
+                CLIENT_TARGET,
+                "outgoing calls are not recorded as dependencies (the current span's context is sent instead)",
+            ),
+        };
+        crate::diag::warn_setup(format_args!(
+            "the subscriber's filter disables the spans of target `{target}` (level INFO): {lost}; add the directive `tracing_appinsights::http=info` (all of `tracing_appinsights::targets::DIRECTIVES`)"
+        ));
     }
 }
 

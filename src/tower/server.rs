@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, ResponseFuture, SERVER_TARGET};
+use super::{host_and_port, Middleware, ResponseFuture, SERVER_TARGET};
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -111,6 +111,7 @@ impl<S> tower_layer::Layer<S> for ServerLayer {
     type Service = ServerService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        Middleware::Server.check_filter();
         ServerService {
             inner,
             route: self.route.clone(),
@@ -149,17 +150,29 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let route = self.route.as_ref().and_then(|route| route(&parts));
-        let span =
-            crate::with_remote_parent(&parts.headers, || server_span(&parts, route.as_deref()));
+        let (span, pending) = crate::propagation::with_remote_parent_unused(&parts.headers, || {
+            server_span(&parts, route.as_deref())
+        });
+        Middleware::Server.check_span(&span);
         let request = Request::from_parts(parts, body);
-        let inner = span.in_scope(|| self.inner.call(request));
-        ResponseFuture::new(inner, span, 500)
+        // A context no span took (the server span is filtered out) stays
+        // pending for the service's first span, here and in every poll.
+        let (inner, pending) = match pending {
+            Some(context) => context.in_scope_unused(|| span.in_scope(|| self.inner.call(request))),
+            None => (span.in_scope(|| self.inner.call(request)), None),
+        };
+        ResponseFuture::new(inner, span, 500).with_pending(pending)
     }
 }
 
 /// The server span of a request.
 fn server_span(parts: &Parts, route: Option<&str>) -> Span {
     let method = parts.method.as_str();
+    #[cfg(feature = "axum")]
+    let route = route.or_else(|| {
+        let matched = parts.extensions.get::<axum::extract::MatchedPath>()?;
+        Some(matched.as_str())
+    });
     let uri = &parts.uri;
     let headers = &parts.headers;
     let (host, port) = host_and_port(uri, headers);
@@ -171,10 +184,7 @@ fn server_span(parts: &Parts, route: Option<&str>) -> Span {
     let client = match forwarded_for(headers) {
         Some(client) => Some(client),
         None => {
-            peer = parts
-                .extensions
-                .get::<std::net::SocketAddr>()
-                .map(|a| a.ip().to_string());
+            peer = peer_address(&parts.extensions).map(|a| a.ip().to_string());
             peer.as_deref()
         }
     };
@@ -196,6 +206,19 @@ fn server_span(parts: &Parts, route: Option<&str>) -> Span {
         otel.status_code = Empty,
         otel.status_description = Empty,
     )
+}
+
+/// The connection's peer: a [`std::net::SocketAddr`] in the request's
+/// extensions, or axum's `ConnectInfo<SocketAddr>` (feature `axum`).
+fn peer_address(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    if let Some(address) = extensions.get::<std::net::SocketAddr>() {
+        return Some(*address);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return Some(info.0);
+    }
+    None
 }
 
 fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {

@@ -21,7 +21,9 @@
 //!   [`proxies`], [`entra`] (Microsoft Entra ID tokens, features `entra`
 //!   and `managed-identity`);
 //! - propagation: [`propagation_props`] (property tests of the parsers);
-//! - the `tower` feature: [`tower_layers`], [`distributed`] (two services);
+//! - the `tower` feature: [`tower_layers`], [`distributed`] (two services),
+//!   [`filtering`] (filters that leave the middleware out, the own-target
+//!   rule, the start-up warning; axum's route and address with `axum`);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
 //!
 //! Run everything with `cargo test --all-features`; one module with, e.g.,
@@ -47,6 +49,8 @@ mod endpoint_trouble;
 mod entra;
 mod events;
 mod export;
+#[cfg(feature = "tower")]
+mod filtering;
 mod http_requests;
 mod layer_records;
 mod live;
