@@ -374,7 +374,7 @@ pub use pipeline::{ExporterGuard, ExporterStats, ManualClock};
 pub use propagation::{
     with_remote_parent, AppInsightsSpanExt, RemoteContext, FIELD_REQUEST_SOURCE,
 };
-pub use record::{SpanData, SpanId, TraceId};
+pub use record::{type_name_of, SpanData, SpanId, TraceId};
 pub use sinks::InMemoryExporter;
 
 /// The README's examples are compiled as doctests.

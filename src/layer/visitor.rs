@@ -29,6 +29,8 @@ pub(crate) const FIELD_NAME: &str = "otel.name";
 pub(crate) const FIELD_STATUS_CODE: &str = "otel.status_code";
 /// `otel.status_description`: the status message.
 pub(crate) const FIELD_STATUS_DESCRIPTION: &str = "otel.status_description";
+/// `otel.status_message`: the same, by tracing-opentelemetry's name.
+pub(crate) const FIELD_STATUS_MESSAGE: &str = "otel.status_message";
 /// `error`: a recorded `&dyn Error` (or a string) marks the span failed.
 pub(crate) const FIELD_ERROR: &str = "error";
 /// `message`: an event's text.
@@ -109,7 +111,7 @@ impl<'t, T: Target> FieldVisitor<'t, T> {
                 }
                 None => return false,
             },
-            FIELD_STATUS_DESCRIPTION => self
+            FIELD_STATUS_DESCRIPTION | FIELD_STATUS_MESSAGE => self
                 .target
                 .status_description(Text::truncated(value, MAX_MESSAGE_CHARS)),
             FIELD_ERROR if !T::EVENT => {
@@ -336,6 +338,7 @@ fn is_special(name: &str) -> bool {
             | FIELD_NAME
             | FIELD_STATUS_CODE
             | FIELD_STATUS_DESCRIPTION
+            | FIELD_STATUS_MESSAGE
             | FIELD_ERROR
             | FIELD_MESSAGE
             | FIELD_MESSAGE_TYPE

@@ -55,8 +55,12 @@ impl std::fmt::Display for AttributeValue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorValue {
-    /// The error's type name, as far as its `Debug` output shows it (the
-    /// leading identifier, e.g. `ParseIntError`); `None` when it shows none.
+    /// The error's type, when it can be known: the standard library's
+    /// error types are recognised (`std::io::Error`,
+    /// `std::num::ParseIntError`, …, by downcasting); any other type is
+    /// `None` (an `&dyn Error` does not tell its type, and its `Debug`
+    /// output names an enum's variant, not the type). Give it with an
+    /// `exception.type` field: see [`type_name_of`](crate::type_name_of).
     pub type_name: Option<Text>,
     /// The error's `Display` message.
     pub message: Text,
@@ -81,15 +85,7 @@ impl ErrorValue {
         use std::fmt::Write;
         let mut message = crate::record::text::TextWriter::new(MAX_MESSAGE_CHARS);
         let _ = write!(message, "{error}");
-        let mut debug = crate::record::text::TextWriter::new(128);
-        let _ = write!(debug, "{error:?}");
-        let debug = debug.finish();
-        let ident: &str = debug
-            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .next()
-            .unwrap_or("");
-        let type_name = (!ident.is_empty() && ident.starts_with(|c: char| c.is_alphabetic()))
-            .then(|| Text::from(ident));
+        let type_name = std_type_name(error).map(Text::from);
         let mut sources = Vec::new();
         let mut next = error.source();
         while let Some(source) = next {
@@ -107,6 +103,63 @@ impl ErrorValue {
             sources,
         }
     }
+}
+
+/// The public name of a standard library error type, found by
+/// downcasting: the only types an `&dyn Error` can be asked about.
+fn std_type_name(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    macro_rules! known {
+        ($($ty:ty => $name:literal,)*) => {
+            $(if error.is::<$ty>() { return Some($name); })*
+        };
+    }
+    known! {
+        std::io::Error => "std::io::Error",
+        std::num::ParseIntError => "std::num::ParseIntError",
+        std::num::ParseFloatError => "std::num::ParseFloatError",
+        std::num::TryFromIntError => "std::num::TryFromIntError",
+        std::str::ParseBoolError => "std::str::ParseBoolError",
+        std::str::Utf8Error => "std::str::Utf8Error",
+        std::string::FromUtf8Error => "std::string::FromUtf8Error",
+        std::string::FromUtf16Error => "std::string::FromUtf16Error",
+        std::char::ParseCharError => "std::char::ParseCharError",
+        std::net::AddrParseError => "std::net::AddrParseError",
+        std::time::SystemTimeError => "std::time::SystemTimeError",
+        std::env::VarError => "std::env::VarError",
+        std::array::TryFromSliceError => "std::array::TryFromSliceError",
+        std::ffi::NulError => "std::ffi::NulError",
+        std::fmt::Error => "std::fmt::Error",
+        std::sync::mpsc::RecvError => "std::sync::mpsc::RecvError",
+        std::sync::mpsc::RecvTimeoutError => "std::sync::mpsc::RecvTimeoutError",
+    }
+    None
+}
+
+/// The type name of an error value, for the `exception.type` field that
+/// names an Exception item's `typeName` (an `&dyn Error` field does not
+/// tell its type): [`std::any::type_name`] of `E`, e.g.
+/// `my_service::OrderError`. Pass the concrete error, not a `&dyn Error`.
+///
+/// One type name for one kind of failure keeps it one group in the
+/// Failures view; without `exception.type`, the standard library's errors
+/// are still recognised, and any other error is typed `Error`.
+///
+/// # Examples
+///
+/// ```
+/// use std::error::Error;
+///
+/// let err = "x".parse::<u8>().unwrap_err();
+/// tracing::error!(
+///     error = &err as &dyn Error,
+///     exception.type = tracing_appinsights::type_name_of(&err),
+///     "could not read the count"
+/// );
+/// assert_eq!(tracing_appinsights::type_name_of(&err), "core::num::error::ParseIntError");
+/// ```
+pub fn type_name_of<E: std::error::Error>(error: &E) -> &'static str {
+    let _ = error;
+    std::any::type_name::<E>()
 }
 
 /// Bounded, insertion-ordered key/value attributes (OpenCensus'

@@ -14,7 +14,7 @@ mod attributes;
 pub(crate) mod ids;
 pub(crate) mod text;
 
-pub use attributes::{AttributeValue, Attributes, ErrorValue};
+pub use attributes::{type_name_of, AttributeValue, Attributes, ErrorValue};
 pub use ids::{SpanId, TraceId};
 pub use text::Text;
 

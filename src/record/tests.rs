@@ -51,12 +51,27 @@ impl std::error::Error for Outer {
     }
 }
 
+fn inner_error() -> std::num::ParseIntError {
+    "x".parse::<u8>().unwrap_err()
+}
+
 #[test]
 fn error_value_captures_chain_and_type() {
     let inner = "x".parse::<u8>().unwrap_err();
     let e = ErrorValue::from_error(&Outer(inner));
     assert_eq!(e.message, "config is bad");
-    assert_eq!(e.type_name.as_deref(), Some("Outer"));
+    // `Outer`'s type cannot be known from `&dyn Error` (its `Debug` is
+    // not its name: an enum's would be the variant's).
+    assert_eq!(e.type_name, None);
+    let std = ErrorValue::from_error(&inner_error());
+    assert_eq!(std.type_name.as_deref(), Some("std::num::ParseIntError"));
+    let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+    let io = ErrorValue::from_error(&io);
+    assert_eq!(
+        io.type_name.as_deref(),
+        Some("std::io::Error"),
+        "not `Custom`"
+    );
     assert_eq!(e.sources.len(), 1);
     assert_eq!(e.sources[0], "invalid digit found in string");
 }

@@ -7,7 +7,8 @@
 //!   own), [`sampling`],
 //!   [`remote_parent`], [`bad_input`], [`composition`] (beside `fmt` and
 //!   filters), [`alloc`] (allocations on the application thread);
-//! - the envelopes on the wire: [`export`], [`schema`], [`http_requests`]
+//! - the envelopes on the wire: [`export`], [`schema`], [`instrument_fields`]
+//!   (`#[instrument(ret, err)]`, exception types, status messages), [`http_requests`]
 //!   (a golden request in `tests/it/snapshots`);
 //! - delivery: [`delivery`] (status codes, retries, outages, bounds),
 //!   [`endpoint_trouble`] (quotas, redirects, partial answers),
@@ -52,6 +53,7 @@ mod export;
 #[cfg(feature = "tower")]
 mod filtering;
 mod http_requests;
+mod instrument_fields;
 mod layer_records;
 mod live;
 mod live_fake;

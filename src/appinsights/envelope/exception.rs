@@ -29,7 +29,8 @@ const FIELD_MESSAGE: &str = "exception.message";
 const FIELD_STACKTRACE: &str = "exception.stacktrace";
 /// The property that keeps an exception event's own message.
 const PROPERTY_MESSAGE: &str = "message";
-/// The type name when the error shows none.
+/// The type name when it cannot be known (no `exception.type`, not a
+/// standard library error): stable, so such failures group together.
 const DEFAULT_TYPE_NAME: &str = "Error";
 
 /// An instance of Exception represents a handled or unhandled exception
@@ -119,11 +120,13 @@ impl<'a> ExceptionDetails<'a> {
     fn from_fields(event: &EventView<'a>) -> Self {
         let attrs = event.attributes;
         let error = error_value(attrs);
-        let type_name = match error.and_then(|e| e.type_name.as_deref()) {
-            Some(name) => Cow::Borrowed(name),
-            None => attrs
-                .get(FIELD_TYPE)
-                .map_or(Cow::Borrowed(DEFAULT_TYPE_NAME), text),
+        // An explicit `exception.type` first: the application knows the
+        // type; then a standard error's; never a guess.
+        let type_name = match attrs.get(FIELD_TYPE) {
+            Some(name) => text(name),
+            None => error
+                .and_then(|e| e.type_name.as_deref())
+                .map_or(Cow::Borrowed(DEFAULT_TYPE_NAME), Cow::Borrowed),
         };
         let message = [
             error.map(|e| Cow::Borrowed(&*e.message)),
