@@ -155,7 +155,7 @@ fn the_pending_parent_goes_to_the_first_span_only() {
         let _outer = outer.enter();
         let (first, second) = with_remote_parent(&incoming("01"), || {
             // This crate's own diagnostics do not take it.
-            let own = info_span!(target: "tracing_appinsights::diag", "own");
+            let own = info_span!(target: "tracing_appinsights", "own");
             let first = info_span!("first");
             let second = info_span!("second");
             drop(own);
