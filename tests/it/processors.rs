@@ -405,3 +405,27 @@ fn an_event_naming_a_custom_event_is_an_event_data_item_in_its_operation() {
     assert!(outside["tags"].get("ai.operation.id").is_none());
     assert!(base_data(outside).get("properties").is_none());
 }
+
+#[test]
+fn the_example_redacts_and_drops_health_checks() {
+    let out = std::process::Command::new(crate::support::example("processors"))
+        .env_remove("APPLICATIONINSIGHTS_CONNECTION_STRING")
+        .env_remove("APPINSIGHTS_INSTRUMENTATIONKEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("/health"), "{stdout}");
+    for secret in ["alice@example.com", "sk_live_123", "= 7"] {
+        assert!(!stdout.contains(secret), "{secret}: {stdout}");
+    }
+    let want = [
+        r#"RequestData "GET /orders/{id}" url=https://shop.example/orders/7?REDACTED deployment=blue"#,
+        r#"RemoteDependencyData "load order" type=postgresql data=SELECT * FROM orders WHERE id = ? AND owner = ? deployment=blue"#,
+        r#"RemoteDependencyData "POST /v1/charges" type=HTTP data=https://pay.example/v1/charges?REDACTED deployment=blue"#,
+        "exported 3, dropped by processors 1",
+    ];
+    for line in want {
+        assert!(stdout.lines().any(|l| l == line), "{line}\n{stdout}");
+    }
+}
