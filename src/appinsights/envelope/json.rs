@@ -647,6 +647,11 @@ mod tests {
         server
             .annotations
             .push(annotation(Level::TRACE, "", &scalars));
+        server.annotations.push(annotation(
+            Level::INFO,
+            t,
+            &[(super::super::event::CUSTOM_EVENT_NAME, s(t)), (key, s(t))],
+        ));
         let mut remote = server.clone();
         remote.sampled_remotely = true;
         remote.parent_span_id = None;
