@@ -365,6 +365,7 @@ mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use appinsights::processor;
 pub use config::connection_string::{Authorization, ConnectionString, ParseError};
 pub use config::{layer, Builder};
 pub use error::{BuildError, FlushError, ShutdownError};

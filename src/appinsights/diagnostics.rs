@@ -26,6 +26,7 @@ pub(super) struct Warned {
     pub(super) unauthorized: diag::Once,
     pub(super) forbidden: diag::Once,
     pub(super) credential: diag::Once,
+    pub(super) processor_panic: diag::Once,
 }
 
 /// `5 minutes`, `42 s`: a duration for a log line.

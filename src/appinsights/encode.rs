@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::envelope::{map_record, write_envelope, Envelope, EnvelopeContext};
 use super::payload::{PayloadBuilder, Written};
+use super::processor::{enrich, Processed, Processors};
 use crate::live::Live;
 use crate::pipeline::items_of;
 use crate::record::Record;
@@ -16,6 +17,8 @@ pub(crate) struct Encoder {
     context: EnvelopeContext,
     /// Live Metrics, shown every item while someone watches.
     live: Option<Arc<Live>>,
+    /// `Builder::with_processor`'s, in order.
+    processors: Processors,
 }
 
 /// What [`Encoder::encode`] made of a batch.
@@ -28,6 +31,8 @@ pub(crate) struct Encoded {
     pub(crate) extra: u64,
     /// Items that could not be encoded, dropped.
     pub(crate) unencodable: u64,
+    /// What the processors dropped, and their panics.
+    pub(crate) processed: Processed,
 }
 
 /// A guess at the JSON bytes of one record's items (a typical span or
@@ -39,7 +44,14 @@ impl Encoder {
         Encoder {
             context,
             live: None,
+            processors: Processors::default(),
         }
+    }
+
+    /// Runs `processors` over every item before it is written.
+    pub(crate) fn with_processors(mut self, processors: Processors) -> Self {
+        self.processors = processors;
+        self
     }
 
     /// Shows the items to Live Metrics while someone watches.
@@ -49,22 +61,35 @@ impl Encoder {
 
     /// Maps, serialises and frames `batch`. Items are written straight
     /// into the body being built: no copy, except of the one item that
-    /// starts the next body.
+    /// starts the next body. With process-wide properties or processors,
+    /// each record's items get the properties and go through the
+    /// processors after the mapping (and before Live Metrics sees them).
     pub(crate) fn encode(&mut self, batch: &[Record]) -> Encoded {
         let mut encoded = Encoded::default();
         let mut builder = PayloadBuilder::default();
         builder.reserve(batch.len() * BYTES_PER_RECORD);
         let mut envelopes: Vec<Envelope<'_>> = Vec::with_capacity(2);
+        let enriching = !self.processors.is_empty() || !self.context.properties().is_empty();
+        let mut scratch: Vec<Envelope<'_>> = Vec::new();
         for (i, record) in batch.iter().enumerate() {
             envelopes.clear();
             map_record(record, &self.context, &mut envelopes);
-            if let Some(live) = self.live.as_deref().filter(|l| l.watching()) {
-                super::live::observe(live, record, &envelopes);
-            }
             let expected = items_of(record);
             let mapped = envelopes.len() as u64;
             encoded.extra += mapped.saturating_sub(expected);
             encoded.unencodable += expected.saturating_sub(mapped);
+            if enriching {
+                enrich(
+                    &self.context,
+                    &self.processors,
+                    &mut envelopes,
+                    &mut scratch,
+                    &mut encoded.processed,
+                );
+            }
+            if let Some(live) = self.live.as_deref().filter(|l| l.watching()) {
+                super::live::observe(live, record, &envelopes);
+            }
             for envelope in &envelopes {
                 match builder.push_with(|body| write_envelope(envelope, body)) {
                     Written::Pushed => {}

@@ -24,7 +24,7 @@ use crate::live::machine::{Answer, Machine};
 use crate::live::process::{Cpu, Gauges};
 use crate::live::wire::{self, header, metric, DataPoint, Identity, MetricPoint};
 use crate::live::{Interval, Live};
-use crate::record::{AttributeValue, Record};
+use crate::record::Record;
 
 /// The bound on a ping.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -493,12 +493,14 @@ fn observe_one(live: &Live, data: &Data<'_>, duration_ms: f64) {
                 ..Item::empty(ItemKind::Exception)
             });
         }
+        // Live Metrics has no custom events: neither counters nor documents.
+        Data::EventData(_) => {}
     }
 }
 
 impl Dimensions for super::envelope::Properties<'_> {
     fn get(&self, key: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let (_, value) = self.entries().iter().find(|(k, _)| *k == key)?;
+        let (_, value) = self.entries().iter().find(|(k, _)| k == key)?;
         Some(prop_text(value))
     }
 
@@ -514,15 +516,7 @@ impl Dimensions for super::envelope::Properties<'_> {
 }
 
 fn prop_text<'a>(value: &'a super::envelope::PropValue<'_>) -> std::borrow::Cow<'a, str> {
-    use super::envelope::PropValue;
-    match value {
-        PropValue::Str(s) => std::borrow::Cow::Borrowed(s),
-        PropValue::Owned(s) => std::borrow::Cow::Borrowed(s),
-        PropValue::Scalar(v) => match v {
-            AttributeValue::Str(s) | AttributeValue::Debug(s) => std::borrow::Cow::Borrowed(s),
-            other => std::borrow::Cow::Owned(other.to_string()),
-        },
-    }
+    value.text()
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

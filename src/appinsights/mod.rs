@@ -46,6 +46,7 @@ pub(crate) mod live;
 mod memory;
 mod offline;
 mod payload;
+pub mod processor;
 mod response;
 mod retry;
 pub(crate) mod storage;
@@ -112,6 +113,8 @@ pub(crate) struct SinkConfig {
     pub(crate) auth: Auth,
     pub(crate) context: EnvelopeContext,
     pub(crate) policy: Policy,
+    /// `Builder::with_processor`'s, in order.
+    pub(crate) processors: processor::Processors,
 }
 
 /// Sends batches to the ingestion endpoint. See the module docs.
@@ -186,6 +189,7 @@ impl AppInsightsSink {
             auth,
             context,
             policy,
+            processors,
         } = config;
         let transport = Arc::new(Transport::new(transport_config.clone())?);
         Ok(AppInsightsSink {
@@ -195,7 +199,7 @@ impl AppInsightsSink {
             transport,
             transport_config,
             auth,
-            encoder: Encoder::new(context),
+            encoder: Encoder::new(context).with_processors(processors),
             policy,
             storage,
             waiting: BTreeMap::new(),
@@ -240,6 +244,16 @@ impl AppInsightsSink {
         if encoded.extra > 0 {
             add(&self.ledger.queued, encoded.extra);
             add(&self.ledger.taken, encoded.extra);
+        }
+        add(&self.ledger.dropped_by_processor, encoded.processed.dropped);
+        if encoded.processed.panics > 0 {
+            add(&self.ledger.processor_panics, encoded.processed.panics);
+            self.warned.processor_panic.warn(format_args!(
+                "Exporter.ProcessorPanicked: a telemetry processor panicked ({}); {} items it \
+                 was given were dropped, the exporter goes on",
+                encoded.processed.panic.as_deref().unwrap_or(""),
+                encoded.processed.panics
+            ));
         }
         if encoded.unencodable > 0 {
             add(&self.ledger.dropped_rejected, encoded.unencodable);

@@ -70,6 +70,7 @@ fn dead_sink(storage: Option<Storage>, clock: &ManualClock) -> (AppInsightsSink,
             &Default::default(),
             1.0,
         ),
+        processors: Default::default(),
         policy: Policy {
             backoff: Backoff {
                 base: Duration::from_millis(10),

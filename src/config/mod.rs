@@ -7,6 +7,7 @@ use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::appinsights::envelope::TelemetrySettings;
+use crate::appinsights::processor::{Item, Processors};
 use crate::appinsights::transport::ProxySetting;
 use crate::error::BuildError;
 use crate::layer::sampler::Sampler;
@@ -98,6 +99,10 @@ pub struct Builder {
     storage_retention: Duration,
     proxy: ProxySetting,
     clock: Clock,
+    /// `with_processor`'s, in order.
+    processors: Processors,
+    /// `with_property`'s, checked by `build`.
+    properties: Vec<(String, String)>,
     #[cfg(feature = "entra")]
     credential: Option<credential::Credential>,
 }
@@ -156,6 +161,8 @@ impl Builder {
             connection_string: None,
             instrumentation_key: None,
             telemetry: TelemetrySettings::default(),
+            processors: Processors::default(),
+            properties: Vec::new(),
             gzip: true,
             live_metrics: None,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
@@ -253,6 +260,64 @@ impl Builder {
     /// without either, the executable's name.
     pub fn with_cloud_role(mut self, role: impl Into<String>) -> Self {
         self.telemetry.cloud_role = Some(role.into());
+        self
+    }
+
+    /// Adds a telemetry processor: `processor` sees every Application
+    /// Insights item on the exporter's thread, after the mapping and the
+    /// [`with_property`](Self::with_property) properties, and before the
+    /// item is written; it may change the item through the typed accessors
+    /// of [`Item`] (name, URL, dependency data, message, result code,
+    /// success, properties, tags) and returns `false` to drop it. Several
+    /// run in the order they were added; once one drops an item the later
+    /// ones do not see it.
+    ///
+    /// Dropped items are never sent, retried or stored, and are counted in
+    /// [`ExporterStats::dropped_by_processor`](crate::ExporterStats::dropped_by_processor).
+    /// Every setter applies the schema's limits, and the item is kept under
+    /// 64 KB when written. A processor that panics drops the item it was
+    /// given (also counted in
+    /// [`processor_panics`](crate::ExporterStats::processor_panics)), one
+    /// warning is logged, and the exporter goes on. A processor runs on the
+    /// exporter's thread: make it quick, and never block in it. The stdout
+    /// and in-memory sinks show records, not items: processors do not run
+    /// for them. The [`processor`](crate::processor) module has the details.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tracing_appinsights::processor::ItemKind;
+    ///
+    /// let builder = tracing_appinsights::Builder::new().with_processor(|item| {
+    ///     // Health checks are noise: drop them.
+    ///     !(item.kind() == ItemKind::Request && item.name() == Some("GET /health"))
+    /// });
+    /// ```
+    pub fn with_processor<F>(mut self, processor: F) -> Self
+    where
+        F: Fn(&mut Item<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.processors.push(std::sync::Arc::new(processor));
+        self
+    }
+
+    /// Adds the property `key: value` to every Application Insights item
+    /// (`customDimensions` in the portal): a deployment slot, a region, a
+    /// build. An item's own property of the same key (a field of its span
+    /// or event) wins. The value is cut to 8,192 UTF-16 code units; a key
+    /// that is empty or over 150 units makes [`build`](Self::build) fail
+    /// with [`BuildError::InvalidSetting`]. Setting a key twice keeps the
+    /// last value. Processors see these properties (and may remove them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = tracing_appinsights::Builder::new()
+    ///     .with_property("deployment.slot", "blue")
+    ///     .with_property("region", "westeurope");
+    /// ```
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
         self
     }
 
@@ -486,6 +551,7 @@ impl Builder {
     fn validate(&self) -> Result<Sampler, BuildError> {
         let sampler = self.sampler.unwrap_or_default().validate()?;
         self.log_sampler.validate()?;
+        crate::appinsights::processor::check_properties(&self.properties)?;
         let invalid = |setting, reason: String| Err(BuildError::InvalidSetting { setting, reason });
         if self.max_queue_size == 0 {
             return invalid("with_max_queue_size", "must be at least 1".into());

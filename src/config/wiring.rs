@@ -10,6 +10,7 @@ use super::environment::{self, process_env, Defaults};
 use super::{Builder, DEFAULT_POOL_IDLE_TIMEOUT};
 use crate::appinsights::envelope::EnvelopeContext;
 use crate::appinsights::live;
+use crate::appinsights::processor::check_properties;
 use crate::appinsights::storage::{self, Storage, StorageConfig};
 use crate::appinsights::transport::{origin, Transport, TransportConfig};
 use crate::appinsights::{AppInsightsSink, Policy, SinkConfig};
@@ -151,7 +152,8 @@ impl Builder {
             connection.instrumentation_key(),
             &telemetry,
             sampler.ratio(),
-        );
+        )
+        .with_properties(check_properties(&self.properties)?);
         let live_on = self
             .live_metrics
             .unwrap_or_else(|| connection.names_live_endpoint());
@@ -196,6 +198,7 @@ impl Builder {
             auth,
             context,
             policy,
+            processors: self.processors.clone(),
         };
         let mut sink =
             AppInsightsSink::new(config, storage, ledger, self.clock.clone()).map_err(|e| {

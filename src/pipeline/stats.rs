@@ -36,6 +36,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_corrupt: AtomicU64,
     pub(crate) dropped_annotations: AtomicU64,
     pub(crate) dropped_at_shutdown: AtomicU64,
+    pub(crate) dropped_by_processor: AtomicU64,
+    pub(crate) processor_panics: AtomicU64,
     /// The counters as the shutdown left them when its time ran out (see
     /// [`Counters::give_up`]); the worker's later work is not counted.
     frozen: OnceLock<ExporterStats>,
@@ -109,6 +111,7 @@ impl Counters {
         let dropped_corrupt = load(&self.dropped_corrupt);
         let dropped_annotations = load(&self.dropped_annotations);
         let dropped_at_shutdown = load(&self.dropped_at_shutdown);
+        let dropped_by_processor = load(&self.dropped_by_processor);
         let read_back = load(&self.read_back);
         // Taken before queued: `in_queue` never goes negative.
         let taken = load(&self.taken);
@@ -130,6 +133,8 @@ impl Counters {
             dropped_corrupt,
             dropped_annotations,
             dropped_at_shutdown,
+            dropped_by_processor,
+            processor_panics: load(&self.processor_panics),
             dropped_attributes: load(&self.dropped_attributes),
             dropped_links: load(&self.dropped_links),
             dropped_message_events: load(&self.dropped_message_events),
@@ -272,7 +277,8 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///   [`dropped_storage_unavailable`](Self::dropped_storage_unavailable),
 ///   [`dropped_corrupt`](Self::dropped_corrupt),
 ///   [`dropped_annotations`](Self::dropped_annotations),
-///   [`dropped_at_shutdown`](Self::dropped_at_shutdown).
+///   [`dropped_at_shutdown`](Self::dropped_at_shutdown),
+///   [`dropped_by_processor`](Self::dropped_by_processor).
 ///
 /// Items read back from storage (written by this run or an earlier one,
 /// or by another process sharing the directory) come back in through
@@ -286,7 +292,7 @@ pub(crate) fn items_of(record: &Record) -> u64 {
 ///                       + dropped_rejected + dropped_too_old
 ///                       + dropped_storage_full + dropped_storage_unavailable
 ///                       + dropped_corrupt + dropped_annotations
-///                       + dropped_at_shutdown
+///                       + dropped_at_shutdown + dropped_by_processor
 /// ```
 ///
 /// and `stored - read_back` is what this exporter left in storage, when it
@@ -378,6 +384,15 @@ pub struct ExporterStats {
     /// longer change, but for
     /// [`dropped_after_shutdown`](Self::dropped_after_shutdown).
     pub dropped_at_shutdown: u64,
+    /// Items a telemetry processor
+    /// ([`Builder::with_processor`](crate::Builder::with_processor))
+    /// dropped, by returning `false` or by panicking: never sent, retried
+    /// or stored.
+    pub dropped_by_processor: u64,
+    /// Times a telemetry processor panicked (each time, the item it was
+    /// given is dropped and counted in
+    /// [`dropped_by_processor`](Self::dropped_by_processor)). Not items.
+    pub processor_panics: u64,
     /// Attributes evicted past [`MAX_ATTRIBUTES`](crate::record::MAX_ATTRIBUTES)
     /// on spans and events (parts of items, outside the balance).
     pub dropped_attributes: u64,
@@ -405,8 +420,9 @@ pub struct ExporterStats {
 
 impl ExporterStats {
     /// The items the worker dropped: rejected, too old, storage full or
-    /// unavailable, corrupt, past a span's annotation bound, and lost at a
-    /// shutdown that ran out of time (not those dropped before the queue).
+    /// unavailable, corrupt, past a span's annotation bound, lost at a
+    /// shutdown that ran out of time, and dropped by a processor (not those
+    /// dropped before the queue).
     pub fn dropped(&self) -> u64 {
         self.dropped_rejected
             + self.dropped_too_old
@@ -415,6 +431,7 @@ impl ExporterStats {
             + self.dropped_corrupt
             + self.dropped_annotations
             + self.dropped_at_shutdown
+            + self.dropped_by_processor
     }
 
     /// Whether every item is accounted for: `queued + read_back` equals

@@ -9,7 +9,8 @@
 //!   filters), [`alloc`] (allocations on the application thread);
 //! - the envelopes on the wire: [`export`], [`schema`], [`instrument_fields`]
 //!   (`#[instrument(ret, err)]`, exception types, status messages), [`http_requests`]
-//!   (a golden request in `tests/it/snapshots`);
+//!   (a golden request in `tests/it/snapshots`), [`processors`] (telemetry
+//!   processors, `with_property`, custom events);
 //! - delivery: [`delivery`] (status codes, retries, outages, bounds),
 //!   [`endpoint_trouble`] (quotas, redirects, partial answers),
 //!   [`delivery_diagnostics`], [`offline_storage`] (restarts, shared
@@ -58,6 +59,7 @@ mod layer_records;
 mod live;
 mod live_fake;
 mod offline_storage;
+mod processors;
 mod propagation_props;
 mod proxies;
 mod quickstart;

@@ -22,7 +22,10 @@ use std::io::Write as _;
 use super::exception::ExceptionDetails;
 use super::properties::{PropValue, Properties};
 use super::tags::Tags;
-use super::{Data, Envelope, ExceptionData, MessageData, RemoteDependencyData, RequestData};
+use super::{
+    Data, Envelope, ExceptionData, MessageData, RemoteDependencyData, RequestData,
+    TelemetryEventData,
+};
 use crate::record::AttributeValue;
 
 /// Appends the JSON of `env` to `out`, exactly as `serde_json` serialises
@@ -44,6 +47,10 @@ pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
         Data::ExceptionData(_) => (
             EXCEPTION,
             b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.Exception\",\"time\":\"",
+        ),
+        Data::EventData(_) => (
+            EVENT,
+            b"{\"ver\":1,\"name\":\"Microsoft.ApplicationInsights.Event\",\"time\":\"",
         ),
     };
     if env.name == name {
@@ -86,6 +93,10 @@ pub(crate) fn write(env: &Envelope<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\"ExceptionData\",\"baseData\":");
             exception(out, d);
         }
+        Data::EventData(d) => {
+            out.extend_from_slice(b"\"EventData\",\"baseData\":");
+            event(out, d);
+        }
     }
     out.extend_from_slice(b"}}");
 }
@@ -98,6 +109,8 @@ const DEPENDENCY: &str = "Microsoft.ApplicationInsights.RemoteDependency";
 const MESSAGE: &str = "Microsoft.ApplicationInsights.Message";
 /// See [`REQUEST`].
 const EXCEPTION: &str = "Microsoft.ApplicationInsights.Exception";
+/// See [`REQUEST`].
+const EVENT: &str = "Microsoft.ApplicationInsights.Event";
 
 /// `,"iKey":"…","tags":{` and the process-wide tags (role, role instance,
 /// SDK and application version) of `ikey` and `base`, as [`write`] writes
@@ -118,10 +131,15 @@ fn same_base_tags(tags: &Tags<'_>, base: &Tags<'_>) -> bool {
         (None, None) => true,
         _ => false,
     };
-    same(tags.application_ver, base.application_ver)
-        && same(tags.cloud_role, base.cloud_role)
-        && same(tags.cloud_role_instance, base.cloud_role_instance)
-        && same(tags.sdk_version, base.sdk_version)
+    same(
+        tags.application_ver.as_deref(),
+        base.application_ver.as_deref(),
+    ) && same(tags.cloud_role.as_deref(), base.cloud_role.as_deref())
+        && same(
+            tags.cloud_role_instance.as_deref(),
+            base.cloud_role_instance.as_deref(),
+        )
+        && same(tags.sdk_version.as_deref(), base.sdk_version.as_deref())
 }
 
 /// One member of `tags`: `"key":value`, after a comma unless `first`.
@@ -138,10 +156,10 @@ fn head(out: &mut Vec<u8>, ikey: &str, tags: &Tags<'_>, first: &mut bool) {
     string(out, ikey);
     out.extend_from_slice(b",\"tags\":{");
     let texts = [
-        (&b"\"ai.application.ver\":"[..], tags.application_ver),
-        (b"\"ai.cloud.role\":", tags.cloud_role),
-        (b"\"ai.cloud.roleInstance\":", tags.cloud_role_instance),
-        (b"\"ai.internal.sdkVersion\":", tags.sdk_version),
+        (&b"\"ai.application.ver\":"[..], &tags.application_ver),
+        (b"\"ai.cloud.role\":", &tags.cloud_role),
+        (b"\"ai.cloud.roleInstance\":", &tags.cloud_role_instance),
+        (b"\"ai.internal.sdkVersion\":", &tags.sdk_version),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
@@ -165,10 +183,10 @@ fn operation_tags(out: &mut Vec<u8>, tags: &Tags<'_>, first: &mut bool) {
         out.push(b'"');
     }
     let texts = [
-        (&b"\"ai.operation.name\":"[..], tags.operation_name),
-        (b"\"ai.user.id\":", tags.user_id),
-        (b"\"ai.location.ip\":", tags.location_ip),
-        (b"\"ai.user.userAgent\":", tags.user_agent),
+        (&b"\"ai.operation.name\":"[..], &tags.operation_name),
+        (b"\"ai.user.id\":", &tags.user_id),
+        (b"\"ai.location.ip\":", &tags.location_ip),
+        (b"\"ai.user.userAgent\":", &tags.user_agent),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
@@ -239,6 +257,14 @@ fn message(out: &mut Vec<u8>, d: &MessageData<'_>) {
     out.push(b'}');
 }
 
+/// `EventData`'s `baseData`.
+fn event(out: &mut Vec<u8>, d: &TelemetryEventData<'_>) {
+    out.extend_from_slice(b"{\"ver\":2,\"name\":");
+    string(out, &d.name);
+    properties(out, &d.properties);
+    out.push(b'}');
+}
+
 /// `ExceptionData`'s `baseData`.
 fn exception(out: &mut Vec<u8>, d: &ExceptionData<'_>) {
     out.extend_from_slice(b"{\"ver\":2,\"exceptions\":[");
@@ -286,6 +312,7 @@ fn properties(out: &mut Vec<u8>, props: &Properties<'_>) {
         match value {
             PropValue::Str(s) => string(out, s),
             PropValue::Owned(s) => string(out, s),
+            PropValue::Text(s) => string(out, s),
             PropValue::Scalar(v) => scalar(out, v),
         }
     }
@@ -620,6 +647,11 @@ mod tests {
         server
             .annotations
             .push(annotation(Level::TRACE, "", &scalars));
+        server.annotations.push(annotation(
+            Level::INFO,
+            t,
+            &[(super::super::event::CUSTOM_EVENT_NAME, s(t)), (key, s(t))],
+        ));
         let mut remote = server.clone();
         remote.sampled_remotely = true;
         remote.parent_span_id = None;
@@ -698,7 +730,7 @@ mod tests {
                 let mut odd = env.clone();
                 odd.name = "n\"ame";
                 odd.ikey = t;
-                odd.tags.cloud_role = Some(t);
+                odd.tags.cloud_role = Some(t.into());
                 let mut ours_odd = Vec::new();
                 write(&odd, &mut ours_odd);
                 assert_eq!(ours_odd, serde_json::to_vec(&odd).unwrap(), "{t:?}");

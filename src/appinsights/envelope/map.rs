@@ -3,10 +3,12 @@
 //! should a record built by hand carry any); an event gives one Message or
 //! Exception item, in its span's operation when it has one.
 
+use std::borrow::Cow;
+
 use crate::record::text::truncate_utf16;
 use crate::record::{AttributeValue, Record, SpanData, SpanKind, Status};
 
-use super::event::EventView;
+use super::event::{custom_event_name, EventView, TelemetryEventData};
 use super::exception::{is_exception, ExceptionData};
 use super::message::MessageData;
 use super::properties::{PropValue, Properties};
@@ -47,10 +49,10 @@ pub(crate) fn map_record<'a>(
             let tags = Tags {
                 operation_id: Some(TraceHex::trace(span.trace_id)),
                 operation_parent_id: Some(SpanHex::span(span.span_id)),
-                operation_name: Some(truncate_utf16(
+                operation_name: Some(Cow::Borrowed(truncate_utf16(
                     &span.operation_name,
                     tags::MAX_OPERATION_NAME,
-                )),
+                ))),
                 ..ctx.base_tags()
             };
             let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
@@ -112,9 +114,13 @@ fn trace_rate(sampled_remotely: bool, rate: Option<f64>) -> Option<f64> {
     }
 }
 
-/// An Exception item for an event carrying an error, else a Message item.
+/// A custom Event item for an event naming one (`microsoft.custom_event.name`),
+/// else an Exception item for an event carrying an error, else a Message
+/// item.
 fn event_data<'a>(event: &EventView<'a>) -> Data<'a> {
-    if is_exception(event.attributes) {
+    if let Some(name) = custom_event_name(event.attributes) {
+        Data::EventData(TelemetryEventData::from_event(event, name))
+    } else if is_exception(event.attributes) {
         Data::ExceptionData(ExceptionData::from_event(event))
     } else {
         Data::MessageData(MessageData::from_event(event))
@@ -135,10 +141,10 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
     Tags {
         operation_id: Some(TraceHex::trace(span.context.trace_id)),
         operation_parent_id: span.parent_span_id.map(SpanHex::span),
-        operation_name: Some(truncate_utf16(
+        operation_name: Some(Cow::Borrowed(truncate_utf16(
             &span.operation_name,
             tags::MAX_OPERATION_NAME,
-        )),
+        ))),
         user_id: tag_text(sem.enduser_id, tags::MAX_USER_ID),
         location_ip: tag_text(sem.client_ip, tags::MAX_LOCATION_IP),
         user_agent: tag_text(sem.user_agent, tags::MAX_USER_AGENT),
@@ -147,8 +153,10 @@ fn span_tags<'a>(span: &'a SpanData, sem: &Semantic<'a>, ctx: &'a EnvelopeContex
 }
 
 /// A text attribute cut to a tag's limit.
-fn tag_text(value: Option<&AttributeValue>, max_units: usize) -> Option<&str> {
-    value?.as_str().map(|s| truncate_utf16(s, max_units))
+fn tag_text(value: Option<&AttributeValue>, max_units: usize) -> Option<Cow<'_, str>> {
+    value?
+        .as_str()
+        .map(|s| Cow::Borrowed(truncate_utf16(s, max_units)))
 }
 
 #[cfg(test)]

@@ -33,16 +33,16 @@ use serde::{Serialize, Serializer};
 use crate::record::ids::{SpanId, TraceId};
 use crate::record::text::truncate_utf16;
 
-mod dependency;
-mod event;
-mod exception;
+pub(crate) mod dependency;
+pub(crate) mod event;
+pub(crate) mod exception;
 mod json;
 mod map;
-mod message;
+pub(crate) mod message;
 mod properties;
-mod request;
+pub(crate) mod request;
 mod semconv;
-mod tags;
+pub(crate) mod tags;
 mod write;
 
 #[cfg(test)]
@@ -52,9 +52,12 @@ mod tests;
 use write::shrink;
 
 pub(crate) use dependency::RemoteDependencyData;
+pub(crate) use event::TelemetryEventData;
 pub(crate) use exception::ExceptionData;
 pub(crate) use message::MessageData;
-pub(crate) use properties::{PropValue, Properties};
+pub(crate) use properties::{
+    key_fits, PropValue, Properties, MAX_KEY as MAX_PROPERTY_KEY, MAX_VALUE as MAX_PROPERTY_VALUE,
+};
 pub(crate) use request::RequestData;
 pub(crate) use tags::Tags;
 // The exporter's entry points. `map_span` and `MAX_ITEM_BYTES` have no user
@@ -73,7 +76,7 @@ pub(crate) struct Envelope<'a> {
     /// Envelope version; always 1 (the schema's default, sent anyway).
     pub(crate) ver: SchemaVersion<1>,
     /// Type name of telemetry data item:
-    /// `Microsoft.ApplicationInsights.<Request|RemoteDependency|Message|Exception>`.
+    /// `Microsoft.ApplicationInsights.<Request|RemoteDependency|Message|Exception|Event>`.
     pub(crate) name: &'static str,
     /// Event date time when telemetry item was created: UTC ISO 8601 with a
     /// trailing `Z`, here always `YYYY-MM-DDTHH:MM:SS.ffffffZ`. The service
@@ -131,6 +134,8 @@ pub(crate) enum Data<'a> {
     MessageData(MessageData<'a>),
     /// An exception (an event carrying an error).
     ExceptionData(ExceptionData<'a>),
+    /// A custom event (an event with `microsoft.custom_event.name`).
+    EventData(TelemetryEventData<'a>),
 }
 
 impl<'a> Data<'a> {
@@ -141,6 +146,7 @@ impl<'a> Data<'a> {
             Data::RemoteDependencyData(_) => "Microsoft.ApplicationInsights.RemoteDependency",
             Data::MessageData(_) => "Microsoft.ApplicationInsights.Message",
             Data::ExceptionData(_) => "Microsoft.ApplicationInsights.Exception",
+            Data::EventData(_) => "Microsoft.ApplicationInsights.Event",
         }
     }
 
@@ -151,6 +157,7 @@ impl<'a> Data<'a> {
             Data::RemoteDependencyData(d) => &mut d.properties,
             Data::MessageData(d) => &mut d.properties,
             Data::ExceptionData(d) => &mut d.properties,
+            Data::EventData(d) => &mut d.properties,
         }
     }
 }
@@ -326,6 +333,9 @@ pub(crate) struct EnvelopeContext {
     /// `,"iKey":"…","tags":{` and the process-wide tags, as JSON; whether
     /// there is any such tag ([`json::context_head`]).
     head_json: (Vec<u8>, bool),
+    /// The properties of `Builder::with_property`, checked, added to every
+    /// item that does not have them.
+    properties: Vec<(String, String)>,
 }
 
 /// The SDK name and version sent as `ai.internal.sdkVersion`:
@@ -366,6 +376,7 @@ impl EnvelopeContext {
                 .map(|v| truncate_utf16(v, tags::MAX_APPLICATION_VER).to_owned()),
             sample_rate: sample_rate(sample_ratio),
             head_json: (Vec::new(), false),
+            properties: Vec::new(),
         };
         ctx.head_json = json::context_head(&ctx.ikey, &ctx.base_tags());
         ctx
@@ -375,6 +386,18 @@ impl EnvelopeContext {
     /// writer writes them, and whether there is any such tag.
     pub(crate) fn head_json(&self) -> (&[u8], bool) {
         (&self.head_json.0, self.head_json.1)
+    }
+
+    /// Adds `properties` (checked by `processor::check_properties`) to
+    /// every item that does not have them.
+    pub(crate) fn with_properties(mut self, properties: Vec<(String, String)>) -> Self {
+        self.properties = properties;
+        self
+    }
+
+    /// The properties every item gets.
+    pub(crate) fn properties(&self) -> &[(String, String)] {
+        &self.properties
     }
 
     /// The instrumentation key.
@@ -401,10 +424,10 @@ impl EnvelopeContext {
     /// version.
     pub(crate) fn base_tags(&self) -> Tags<'_> {
         Tags {
-            cloud_role: Some(&self.cloud_role),
-            cloud_role_instance: Some(&self.cloud_role_instance),
-            sdk_version: Some(&self.sdk_version),
-            application_ver: self.application_version.as_deref(),
+            cloud_role: Some(Cow::Borrowed(&self.cloud_role)),
+            cloud_role_instance: Some(Cow::Borrowed(&self.cloud_role_instance)),
+            sdk_version: Some(Cow::Borrowed(&self.sdk_version)),
+            application_ver: self.application_version.as_deref().map(Cow::Borrowed),
             ..Tags::default()
         }
     }

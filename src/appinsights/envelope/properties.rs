@@ -7,6 +7,7 @@
 //! always strings: numbers and booleans are stringified, unlike
 //! `opencensus-ext-azure`'s raw JSON values.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -31,8 +32,11 @@ pub(crate) enum PropValue<'a> {
     Str(&'a str),
     /// A number or boolean, written with its `Display` form (short).
     Scalar(&'a AttributeValue),
-    /// Text built by the mapping (links, truncation notes).
+    /// Text built by the mapping (links, truncation notes): never cut.
     Owned(String),
+    /// Text a processor or [`Builder::with_property`](crate::Builder::with_property)
+    /// set, already cut to [`MAX_VALUE`]; may be cut further to fit an item.
+    Text(Cow<'a, str>),
 }
 
 impl<'a> PropValue<'a> {
@@ -57,16 +61,35 @@ impl Serialize for PropValue<'_> {
             PropValue::Str(s) => serializer.serialize_str(s),
             PropValue::Scalar(v) => serializer.collect_str(v),
             PropValue::Owned(s) => serializer.serialize_str(s),
+            PropValue::Text(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl PropValue<'_> {
+    /// The value as text, as it is sent.
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        match self {
+            PropValue::Str(s) => Cow::Borrowed(s),
+            PropValue::Owned(s) => Cow::Borrowed(s),
+            PropValue::Text(s) => Cow::Borrowed(s),
+            PropValue::Scalar(v) => match v {
+                AttributeValue::Str(s) | AttributeValue::Debug(s) => Cow::Borrowed(s),
+                AttributeValue::Error(e) => Cow::Borrowed(&e.message),
+                other => Cow::Owned(other.to_string()),
+            },
         }
     }
 }
 
 /// Collection of custom properties, serialized as a JSON object in
 /// insertion order. Keys are distinct: they come from a record's
-/// attributes, which are distinct, plus names the mapping reserves.
+/// attributes, which are distinct, plus names the mapping reserves (and
+/// [`insert`](Self::insert) keeps them so). Keys are borrowed from the
+/// record or the context, or owned when a processor set them.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Properties<'a> {
-    entries: Vec<(&'a str, PropValue<'a>)>,
+    entries: Vec<(Cow<'a, str>, PropValue<'a>)>,
     /// Room to make on the first push (then as a `Vec` grows).
     hint: usize,
 }
@@ -93,8 +116,55 @@ impl<'a> Properties<'a> {
             if self.entries.capacity() == 0 {
                 self.entries.reserve_exact(self.hint.max(1));
             }
-            self.entries.push((key, value));
+            self.entries.push((Cow::Borrowed(key), value));
         }
+    }
+
+    /// Sets `key` to `value` (replacing its value when the key is there),
+    /// unless the key is empty or over [`MAX_KEY`]; the value is cut to
+    /// [`MAX_VALUE`]. Whether it was set.
+    pub(crate) fn insert(&mut self, key: Cow<'a, str>, value: Cow<'a, str>) -> bool {
+        if key.is_empty() || !key_fits(&key) {
+            return false;
+        }
+        let value = PropValue::Text(super::cut(value, MAX_VALUE));
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => *old = value,
+            None => self.entries.push((key, value)),
+        }
+        true
+    }
+
+    /// Adds `key` unless it is there already (the item's own property
+    /// wins): the process-wide properties, checked when built.
+    pub(crate) fn push_default(&mut self, key: &'a str, value: &'a str) {
+        if !self.entries.iter().any(|(k, _)| k == key) {
+            self.entries
+                .push((Cow::Borrowed(key), PropValue::Str(value)));
+        }
+    }
+
+    /// Makes room for `n` more entries.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&PropValue<'a>> {
+        let (_, value) = self.entries.iter().find(|(k, _)| k == key)?;
+        Some(value)
+    }
+
+    /// Removes `key`; whether it was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(k, _)| k != key);
+        self.entries.len() != before
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// Adds [`LINKS_KEY`]: a JSON string of
@@ -123,18 +193,19 @@ impl<'a> Properties<'a> {
     }
 
     /// The entries, in order.
-    pub(crate) fn entries(&self) -> &[(&'a str, PropValue<'a>)] {
+    pub(crate) fn entries(&self) -> &[(Cow<'a, str>, PropValue<'a>)] {
         &self.entries
     }
 
     /// The keys and text values that may be cut to fit an item: not the
     /// scalars, nor the text the mapping built (the links' JSON would no
     /// longer parse).
-    pub(crate) fn texts_mut(&mut self) -> impl Iterator<Item = (&'a str, &mut &'a str)> {
+    pub(crate) fn texts_mut(&mut self) -> impl Iterator<Item = (&str, CutText<'_, 'a>)> {
         self.entries
             .iter_mut()
             .filter_map(|(key, value)| match value {
-                PropValue::Str(s) => Some((*key, s)),
+                PropValue::Str(s) => Some((&**key, CutText::Str(s))),
+                PropValue::Text(s) => Some((&**key, CutText::Cow(s))),
                 PropValue::Scalar(_) | PropValue::Owned(_) => None,
             })
     }
@@ -154,8 +225,16 @@ impl<'a> Properties<'a> {
     }
 }
 
+/// A property value that may be cut in place.
+pub(crate) enum CutText<'r, 'a> {
+    /// Borrowed from the record or the context.
+    Str(&'r mut &'a str),
+    /// Set by a processor.
+    Cow(&'r mut Cow<'a, str>),
+}
+
 /// Whether a key is within the service's name limit.
-fn key_fits(key: &str) -> bool {
+pub(crate) fn key_fits(key: &str) -> bool {
     truncate_utf16(key, MAX_KEY).len() == key.len()
 }
 
@@ -163,7 +242,7 @@ impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.entries.len()))?;
         for (key, value) in &self.entries {
-            map.serialize_entry(key, value)?;
+            map.serialize_entry(&**key, value)?;
         }
         map.end()
     }
@@ -213,7 +292,7 @@ mod tests {
         for key in [&ok, &emoji, &long, &long_emoji] {
             props.push_attribute(key, &v);
         }
-        let keys: Vec<_> = props.entries().iter().map(|(k, _)| *k).collect();
+        let keys: Vec<_> = props.entries().iter().map(|(k, _)| &**k).collect();
         assert_eq!(keys, [ok.as_str(), emoji.as_str()]);
     }
 

@@ -4,6 +4,8 @@
 //! Maximum lengths (in UTF-16 code units, as the service counts) are the
 //! Bond schema's for each context tag key; `docs/mapping.md` lists them.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::{SpanHex, TraceHex};
@@ -26,7 +28,8 @@ pub(crate) const MAX_LOCATION_IP: usize = 46;
 /// it anyway); we apply the common 1024.
 pub(crate) const MAX_USER_AGENT: usize = 1024;
 
-/// The context tags of one envelope.
+/// The context tags of one envelope. Text is borrowed from the record and
+/// the context, or owned when a processor set it.
 ///
 /// Field order is the JSON order: process-wide tags first, then the
 /// operation (correlation) tags, then the end user's.
@@ -34,25 +37,25 @@ pub(crate) const MAX_USER_AGENT: usize = 1024;
 pub(crate) struct Tags<'a> {
     /// Application version (`ai.application.ver`), from the builder. Max 1024.
     #[serde(rename = "ai.application.ver", skip_serializing_if = "Option::is_none")]
-    pub(crate) application_ver: Option<&'a str>,
+    pub(crate) application_ver: Option<Cow<'a, str>>,
     /// Name of the role the application is a part of (`ai.cloud.role`): the
     /// node of the application map. Max 256.
     #[serde(rename = "ai.cloud.role", skip_serializing_if = "Option::is_none")]
-    pub(crate) cloud_role: Option<&'a str>,
+    pub(crate) cloud_role: Option<Cow<'a, str>>,
     /// Name of the instance where the application is running
     /// (`ai.cloud.roleInstance`). Max 256.
     #[serde(
         rename = "ai.cloud.roleInstance",
         skip_serializing_if = "Option::is_none"
     )]
-    pub(crate) cloud_role_instance: Option<&'a str>,
+    pub(crate) cloud_role_instance: Option<Cow<'a, str>>,
     /// SDK version (`ai.internal.sdkVersion`), `rs<rustc version>:tai<crate version>`.
     /// Max 64.
     #[serde(
         rename = "ai.internal.sdkVersion",
         skip_serializing_if = "Option::is_none"
     )]
-    pub(crate) sdk_version: Option<&'a str>,
+    pub(crate) sdk_version: Option<Cow<'a, str>>,
     /// A unique identifier for the operation instance (`ai.operation.id`):
     /// the trace id, 32 lowercase hex. Max 128.
     #[serde(rename = "ai.operation.id", skip_serializing_if = "Option::is_none")]
@@ -68,25 +71,25 @@ pub(crate) struct Tags<'a> {
     /// The name (group) of the operation (`ai.operation.name`): the local
     /// root's name, on every item of the operation. Max 1024.
     #[serde(rename = "ai.operation.name", skip_serializing_if = "Option::is_none")]
-    pub(crate) operation_name: Option<&'a str>,
+    pub(crate) operation_name: Option<Cow<'a, str>>,
     /// Anonymous user id (`ai.user.id`), from `enduser.id`. Max 128.
     #[serde(rename = "ai.user.id", skip_serializing_if = "Option::is_none")]
-    pub(crate) user_id: Option<&'a str>,
+    pub(crate) user_id: Option<Cow<'a, str>>,
     /// The IP address of the client device (`ai.location.ip`), from
     /// `client.address` / `http.client_ip`. Max 46.
     #[serde(rename = "ai.location.ip", skip_serializing_if = "Option::is_none")]
-    pub(crate) location_ip: Option<&'a str>,
+    pub(crate) location_ip: Option<Cow<'a, str>>,
     /// The client's user agent (`ai.user.userAgent`), from
     /// `user_agent.original` / `http.user_agent`. Max 1024 (our choice).
     #[serde(rename = "ai.user.userAgent", skip_serializing_if = "Option::is_none")]
-    pub(crate) user_agent: Option<&'a str>,
+    pub(crate) user_agent: Option<Cow<'a, str>>,
 }
 
 impl<'a> Tags<'a> {
     /// The tags' text values with their keys, for cutting an oversized
     /// item (see [`write_envelope`](super::write_envelope)); ids are
     /// fixed-size and not included.
-    pub(crate) fn texts_mut(&mut self) -> [(&'static str, &mut Option<&'a str>); 8] {
+    pub(crate) fn texts_mut(&mut self) -> [(&'static str, &mut Option<Cow<'a, str>>); 8] {
         [
             ("ai.application.ver", &mut self.application_ver),
             ("ai.cloud.role", &mut self.cloud_role),
@@ -109,7 +112,7 @@ mod tests {
     #[test]
     fn absent_tags_are_not_sent() {
         let tags = Tags {
-            cloud_role: Some("svc"),
+            cloud_role: Some("svc".into()),
             ..Tags::default()
         };
         assert_eq!(
@@ -121,16 +124,16 @@ mod tests {
     #[test]
     fn every_key_is_spelled_as_the_schema_says() {
         let tags = Tags {
-            application_ver: Some("1.2.3"),
-            cloud_role: Some("role"),
-            cloud_role_instance: Some("host"),
-            sdk_version: Some("rs:tai0.1.0"),
+            application_ver: Some("1.2.3".into()),
+            cloud_role: Some("role".into()),
+            cloud_role_instance: Some("host".into()),
+            sdk_version: Some("rs:tai0.1.0".into()),
             operation_id: Some(TraceHex::trace(TraceId::from_int(0xabc))),
             operation_parent_id: Some(SpanHex::span(SpanId::from_int(0xdef))),
-            operation_name: Some("GET /x"),
-            user_id: Some("alice"),
-            location_ip: Some("10.0.0.1"),
-            user_agent: Some("curl/8"),
+            operation_name: Some("GET /x".into()),
+            user_id: Some("alice".into()),
+            location_ip: Some("10.0.0.1".into()),
+            user_agent: Some("curl/8".into()),
         };
         let want = json!({
             "ai.application.ver": "1.2.3",
@@ -150,14 +153,14 @@ mod tests {
     #[test]
     fn texts_mut_reaches_every_text_tag() {
         let mut tags = Tags {
-            application_ver: Some("v"),
-            cloud_role: Some("r"),
-            cloud_role_instance: Some("i"),
-            sdk_version: Some("s"),
-            operation_name: Some("n"),
-            user_id: Some("u"),
-            location_ip: Some("l"),
-            user_agent: Some("a"),
+            application_ver: Some("v".into()),
+            cloud_role: Some("r".into()),
+            cloud_role_instance: Some("i".into()),
+            sdk_version: Some("s".into()),
+            operation_name: Some("n".into()),
+            user_id: Some("u".into()),
+            location_ip: Some("l".into()),
+            user_agent: Some("a".into()),
             ..Tags::default()
         };
         for (_, text) in tags.texts_mut() {

@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 
 use super::json;
-use super::properties::PropValue;
+use super::properties::{CutText, PropValue};
 use super::{Data, Envelope};
 
 /// The largest item written, in bytes of JSON: the service rejects items
@@ -71,22 +71,23 @@ pub(super) fn shrink(mut env: Envelope<'_>) -> Envelope<'_> {
 
 /// What shrinking did, for the [`TRUNCATED_KEY`] property.
 #[derive(Default)]
-struct Note<'a> {
+struct Note {
     /// Text fields cut, by their JSON names.
     cut: Vec<&'static str>,
-    /// Properties whose value was cut, by key.
-    cut_properties: Vec<&'a str>,
+    /// Properties whose value was cut, by key (copied: rare).
+    cut_properties: Vec<String>,
     /// Properties dropped, by key.
-    dropped: Vec<&'a str>,
+    dropped: Vec<String>,
 }
 
-impl Note<'_> {
+impl Note {
     /// `cut: message, stack; cut properties: k1; dropped: k2`, at most
     /// [`NOTE_BUDGET`] bytes of JSON.
     fn into_value(self) -> PropValue<'static> {
         let mut s = String::from("over 64 KB");
+        let cut: Vec<String> = self.cut.iter().map(|c| (*c).to_owned()).collect();
         let lists = [
-            ("cut", &self.cut[..]),
+            ("cut", &cut[..]),
             ("cut properties", &self.cut_properties[..]),
             ("dropped", &self.dropped[..]),
         ];
@@ -106,10 +107,10 @@ impl Note<'_> {
 /// properties that cannot be cut (numbers, the links' JSON) and are larger
 /// are dropped; that size is the largest that frees enough, so everything
 /// smaller is kept whole. Notes what it cut and dropped.
-fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>) {
+fn shrink_largest(env: &mut Envelope<'_>, excess: usize, note: &mut Note) {
     let droppable: Vec<(usize, usize)> = (env.data.properties_mut().entries().iter())
         .enumerate()
-        .filter(|(_, (_, value))| !matches!(value, PropValue::Str(_)))
+        .filter(|(_, (_, value))| !matches!(value, PropValue::Str(_) | PropValue::Text(_)))
         .map(|(i, (key, value))| (i, entry_len(key, value)))
         .collect();
     let mut fields = text_fields(env);
@@ -130,7 +131,7 @@ fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>
             field.slot.cut(cap);
             match field.name {
                 Name::Field(name) => note.cut.push(name),
-                Name::Property(key) => note.cut_properties.push(key),
+                Name::Property(key) => note.cut_properties.push(key.to_owned()),
             }
         }
     }
@@ -139,7 +140,7 @@ fn shrink_largest<'a>(env: &mut Envelope<'a>, excess: usize, note: &mut Note<'a>
     for (i, size) in droppable {
         if size > cap {
             keep[i] = false;
-            note.dropped.push(props.entries()[i].0);
+            note.dropped.push(props.entries()[i].0.to_string());
         }
     }
     props.retain(|i| keep[i]);
@@ -190,6 +191,7 @@ fn entry_len(key: &str, value: &PropValue<'_>) -> usize {
     let value = match value {
         PropValue::Str(s) => escaped_len(s),
         PropValue::Owned(s) => escaped_len(s),
+        PropValue::Text(s) => escaped_len(s),
         PropValue::Scalar(v) => v.to_string().len(),
     };
     escaped_len(key) + value + 6
@@ -197,23 +199,22 @@ fn entry_len(key: &str, value: &PropValue<'_>) -> usize {
 
 /// A text field or property value that can be cut in place.
 struct TextField<'r, 'a> {
-    name: Name<'a>,
+    name: Name<'r>,
     slot: Slot<'r, 'a>,
 }
 
 /// What a [`TextField`] is, for the [`TRUNCATED_KEY`] note.
-enum Name<'a> {
+enum Name<'r> {
     /// A member of the item, by its JSON name.
     Field(&'static str),
     /// A property value, by its key.
-    Property(&'a str),
+    Property(&'r str),
 }
 
 /// Where a text field lives.
 enum Slot<'r, 'a> {
     Cow(&'r mut Cow<'a, str>),
     OptCow(&'r mut Option<Cow<'a, str>>),
-    Tag(&'r mut Option<&'a str>),
     Str(&'r mut &'a str),
 }
 
@@ -222,7 +223,6 @@ impl Slot<'_, '_> {
         match self {
             Slot::Cow(c) => c,
             Slot::OptCow(c) => c.as_deref().unwrap_or_default(),
-            Slot::Tag(t) => t.unwrap_or_default(),
             Slot::Str(s) => s,
         }
     }
@@ -233,7 +233,6 @@ impl Slot<'_, '_> {
             Slot::Cow(c) => cut_cow(c, budget),
             Slot::OptCow(Some(c)) => cut_cow(c, budget),
             Slot::OptCow(None) => {}
-            Slot::Tag(t) => **t = t.map(|s| prefix_within(s, budget)),
             Slot::Str(s) => **s = prefix_within(s, budget),
         }
     }
@@ -279,6 +278,10 @@ fn text_fields<'r, 'a>(env: &'r mut Envelope<'a>) -> Vec<TextField<'r, 'a>> {
             vec![field("message", Slot::Cow(&mut d.message))],
             &mut d.properties,
         ),
+        Data::EventData(d) => (
+            vec![field("name", Slot::Cow(&mut d.name))],
+            &mut d.properties,
+        ),
         Data::ExceptionData(d) => {
             let [e] = &mut d.exceptions;
             (
@@ -292,12 +295,16 @@ fn text_fields<'r, 'a>(env: &'r mut Envelope<'a>) -> Vec<TextField<'r, 'a>> {
         }
     };
     for (name, tag) in env.tags.texts_mut() {
-        fields.push(field(name, Slot::Tag(tag)));
+        fields.push(field(name, Slot::OptCow(tag)));
     }
     for (key, value) in props.texts_mut() {
+        let slot = match value {
+            CutText::Str(s) => Slot::Str(s),
+            CutText::Cow(c) => Slot::Cow(c),
+        };
         fields.push(TextField {
             name: Name::Property(key),
-            slot: Slot::Str(value),
+            slot,
         });
     }
     fields

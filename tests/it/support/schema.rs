@@ -110,6 +110,13 @@ const MESSAGE: &[Field] = &[
     opt("measurements", Kind::Measurements),
 ];
 
+const EVENT: &[Field] = &[
+    req("ver", Kind::Int),
+    req("name", Kind::Str(512)),
+    opt("properties", Kind::Properties),
+    opt("measurements", Kind::Measurements),
+];
+
 const EXCEPTION: &[Field] = &[
     req("ver", Kind::Int),
     req("exceptions", Kind::Exceptions),
@@ -225,6 +232,7 @@ fn check_data(env: &Map<String, Value>, errors: &mut Vec<String>) {
         "RemoteDependencyData" => (DEPENDENCY, "RemoteDependency"),
         "MessageData" => (MESSAGE, "Message"),
         "ExceptionData" => (EXCEPTION, "Exception"),
+        "EventData" => (EVENT, "Event"),
         other => {
             errors.push(format!("unknown baseType {other:?}"));
             return;
