@@ -318,6 +318,7 @@
 //! | `webpki-roots` (default) | trust the Mozilla roots bundled by `webpki-roots` |
 //! | `native-roots` | trust the operating system's certificate store |
 //! | `tower` | [`tower::ServerLayer`] and [`tower::ClientLayer`] (adds `tower-layer`, `tower-service`, `pin-project-lite`) |
+//! | `reqwest` | `reqwest::AppInsightsMiddleware`, a `reqwest_middleware::Middleware` (adds `reqwest` without TLS, `reqwest-middleware`, `async-trait`) |
 //! | `entra` | Microsoft Entra ID bearer tokens from any Azure SDK credential: `Builder::with_credential` (adds `azure_core`; rustc 1.88) |
 //! | `managed-identity` | `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD[;ClientId=…]` makes the managed identity's credential (implies `entra`; adds `azure_identity`) |
 //!
@@ -359,11 +360,15 @@ mod live;
 mod pipeline;
 mod propagation;
 pub mod record;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 mod sinks;
 pub mod targets;
 mod time;
 #[cfg(feature = "tower")]
 pub mod tower;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+mod url_template;
 
 pub use appinsights::processor;
 pub use config::connection_string::{Authorization, ConnectionString, ParseError};

@@ -494,6 +494,19 @@ impl AppInsightsSpanExt for tracing::Span {
 
 /// Writes `context` as `traceparent`, `tracestate` and `Request-Id`.
 pub(crate) fn inject(context: &SpanContext, headers: &mut HeaderMap) {
+    inject_w3c(context, headers);
+    put(
+        headers,
+        legacy::REQUEST_ID,
+        &legacy::format_request_id(context.trace_id, context.span_id),
+    );
+}
+
+/// Writes `context` as `traceparent` and `tracestate` (removed when the
+/// trace carries none) only: [`inject`] without the legacy `Request-Id`,
+/// which is left as it was.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+pub(crate) fn inject_w3c(context: &SpanContext, headers: &mut HeaderMap) {
     let SpanContext {
         trace_id,
         span_id,
@@ -509,11 +522,6 @@ pub(crate) fn inject(context: &SpanContext, headers: &mut HeaderMap) {
             headers.remove(w3c::TRACESTATE);
         }
     }
-    put(
-        headers,
-        legacy::REQUEST_ID,
-        &legacy::format_request_id(*trace_id, *span_id),
-    );
 }
 
 fn put(headers: &mut HeaderMap, name: &'static str, value: &[u8]) {

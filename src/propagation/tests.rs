@@ -160,6 +160,20 @@ fn inject_writes_the_three_headers() {
 }
 
 #[test]
+fn inject_w3c_writes_no_request_id() {
+    let mut h = HeaderMap::new();
+    inject_w3c(&context(true, Some("congo=t61rcWkgMzE")), &mut h);
+    assert_eq!(h["traceparent"], format!("00-{TRACE}-{SPAN}-01").as_str());
+    assert_eq!(h["tracestate"], "congo=t61rcWkgMzE");
+    assert!(h.get("request-id").is_none());
+    assert_eq!(h.len(), 2);
+    inject_w3c(&context(false, None), &mut h);
+    assert_eq!(h["traceparent"], format!("00-{TRACE}-{SPAN}-00").as_str());
+    assert!(h.get("tracestate").is_none());
+    assert_eq!(h.len(), 1);
+}
+
+#[test]
 fn inject_then_extract_round_trips() {
     for sampled in [true, false] {
         for tracestate in [None, Some("a=1,b@c=2")] {

@@ -18,6 +18,10 @@ use crate::AppInsightsSpanExt;
 /// The span (target [`CLIENT_TARGET`], `otel.kind = "client"`, named by the
 /// method, a child of the current span) has `http.request.method`,
 /// `url.full` (or `url.path` for a URI without scheme and authority),
+/// `url.template` (the request's [`UrlTemplate`](super::UrlTemplate)
+/// extension, else the template derived from the path by
+/// [`UrlTemplate::from_path`](super::UrlTemplate::from_path): the
+/// dependency's name is `"METHOD <template>"`),
 /// `server.address` and `server.port` (the URI's authority, else the `Host`
 /// header: the dependency's `target`, which the application map draws as
 /// the callee), and `http.response.status_code`; a status of 400 or more,
@@ -110,6 +114,10 @@ fn client_span<B>(request: &Request<B>) -> Span {
         true => (Some(display(uri)), None),
         false => (None, Some(uri.path())),
     };
+    let template = match request.extensions().get::<super::UrlTemplate>() {
+        Some(given) => std::borrow::Cow::Borrowed(given.as_str()),
+        None => crate::url_template::derive(uri.path()),
+    };
     tracing::info_span!(
         target: CLIENT_TARGET,
         "HTTP request",
@@ -118,6 +126,7 @@ fn client_span<B>(request: &Request<B>) -> Span {
         http.request.method = method,
         url.full = full,
         url.path = path,
+        url.template = &*template,
         server.address = host,
         server.port = port,
         http.response.status_code = Empty,

@@ -24,6 +24,7 @@ mod server;
 
 pub use client::{ClientLayer, ClientService};
 pub use server::{ServerLayer, ServerService};
+pub use crate::url_template::UrlTemplate;
 
 /// The target of the server spans of [`ServerLayer`]
 /// ([`targets::HTTP_SERVER`](crate::targets::HTTP_SERVER)).

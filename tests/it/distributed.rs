@@ -184,7 +184,7 @@ struct Operation<'a> {
 fn operation(envelopes: &[Value]) -> Operation<'_> {
     let op = Operation {
         frontend_request: find(envelopes, "Request", "frontend", "GET /orders/{id}"),
-        dependency: find(envelopes, "RemoteDependency", "frontend", "GET /items/42"),
+        dependency: find(envelopes, "RemoteDependency", "frontend", "GET /items/{id}"),
         inventory_request: find(envelopes, "Request", "inventory", "GET /items/{id}"),
         inventory_step: find(envelopes, "RemoteDependency", "inventory", "count items"),
     };

@@ -242,6 +242,47 @@ mod tests {
     }
 
     #[test]
+    fn http_client_is_named_by_its_url_template() {
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("http.request.method", s("GET")),
+                ("url.full", s("http://inventory.example/items/42?x=1")),
+                ("url.template", s("/items/{id}")),
+                ("http.response.status_code", AttributeValue::U64(200)),
+            ],
+        ));
+        let data = base_data(&item);
+        assert_eq!(data["name"], "GET /items/{id}");
+        assert_eq!(data["data"], "http://inventory.example/items/42?x=1");
+        assert!(data.get("properties").is_none(), "consumed: {data}");
+        // Without a template, the path as before.
+        let item = one(span(
+            SpanKind::Client,
+            &[
+                ("http.request.method", s("GET")),
+                ("url.full", s("http://inventory.example/items/42?x=1")),
+            ],
+        ));
+        assert_eq!(base_data(&item)["name"], "GET /items/42");
+    }
+
+    #[test]
+    fn a_server_span_keeps_a_url_template_as_a_property() {
+        let item = one(span(
+            SpanKind::Server,
+            &[
+                ("http.request.method", s("GET")),
+                ("http.route", s("/items/{id}")),
+                ("url.template", s("/items/{item}")),
+            ],
+        ));
+        let data = base_data(&item);
+        assert_eq!(data["name"], "GET /items/{id}");
+        assert_eq!(data["properties"]["url.template"], "/items/{item}");
+    }
+
+    #[test]
     fn postgres_omits_its_default_port_and_names_the_database() {
         let db = |port: i64| {
             span(

@@ -21,6 +21,8 @@ pub(crate) struct Semantic<'a> {
     pub(crate) route: Option<&'a AttributeValue>,
     pub(crate) status: Option<&'a AttributeValue>,
     pub(crate) url_path: Option<&'a AttributeValue>,
+    /// `url.template`: the low-cardinality path template of a client call.
+    pub(crate) url_template: Option<&'a AttributeValue>,
     pub(crate) http_target: Option<&'a AttributeValue>,
     pub(crate) query: Option<&'a AttributeValue>,
     pub(crate) scheme: Option<&'a AttributeValue>,
@@ -76,6 +78,9 @@ impl<'a> Semantic<'a> {
             "http.response.status_code" => (&mut self.status, true),
             "http.status_code" => (&mut self.status, false),
             "url.path" => (&mut self.url_path, true),
+            // A client call's template; a server span names itself by
+            // `http.route`, so there it stays a property.
+            "url.template" if !request => (&mut self.url_template, true),
             "http.target" => (&mut self.http_target, true),
             "url.query" => (&mut self.query, true),
             "url.scheme" => (&mut self.scheme, true),
@@ -168,11 +173,15 @@ impl<'a> Semantic<'a> {
         Some(joined(&text(method), &text(route)))
     }
 
-    /// `"METHOD path"` for an HTTP span (the path without its query; `/`
-    /// when unknown or empty).
+    /// `"METHOD template"` for an HTTP span with a `url.template`, else
+    /// `"METHOD path"` (the path without its query; `/` when unknown or
+    /// empty).
     pub(crate) fn method_and_path(&self) -> Option<String> {
         let method = self.method?;
-        let path = self.http_path();
+        let path = match self.url_template {
+            Some(template) => text(template),
+            None => self.http_path(),
+        };
         let path = if path.is_empty() { "/" } else { &path };
         Some(joined(&text(method), path))
     }
