@@ -202,7 +202,10 @@ fn record_outcome(span: &Span, result: &Result<Response>) {
         }
         Err(error) => {
             span.record("otel.status_code", "error");
-            span.record("otel.status_description", tracing::field::display(Chain(error)));
+            span.record(
+                "otel.status_description",
+                tracing::field::display(Chain(error)),
+            );
         }
     }
 }

@@ -22,9 +22,9 @@
 mod client;
 mod server;
 
+pub use crate::url_template::UrlTemplate;
 pub use client::{ClientLayer, ClientService};
 pub use server::{ServerLayer, ServerService};
-pub use crate::url_template::UrlTemplate;
 
 /// The target of the server spans of [`ServerLayer`]
 /// ([`targets::HTTP_SERVER`](crate::targets::HTTP_SERVER)).

@@ -26,6 +26,8 @@
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services),
 //!   [`filtering`] (filters that leave the middleware out, the own-target
 //!   rule, the start-up warning; axum's route and address with `axum`);
+//! - the `reqwest` feature: [`reqwest_client`] (headers a loopback server
+//!   receives, the dependencies on the wire);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
 //!
 //! Run everything with `cargo test --all-features`; one module with, e.g.,
@@ -65,6 +67,8 @@ mod proxies;
 mod quickstart;
 mod readme;
 mod remote_parent;
+#[cfg(feature = "reqwest")]
+mod reqwest_client;
 mod sampling;
 mod schema;
 mod shutdown_bounds;

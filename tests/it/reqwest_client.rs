@@ -111,7 +111,10 @@ impl Drop for Server {
     }
 }
 
-fn answer(seen: &Mutex<Vec<(String, HeaderMap)>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(
+    seen: &Mutex<Vec<(String, HeaderMap)>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let uri = request.uri();
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let status = uri
@@ -224,13 +227,20 @@ fn a_call_is_a_dependency_and_carries_its_context() {
     });
     assert_eq!(status, 200);
     let envelopes = exported(&guard, &ingestion);
-    assert_eq!(envelopes.len(), 2, "a request and a dependency: {envelopes:#?}");
+    assert_eq!(
+        envelopes.len(),
+        2,
+        "a request and a dependency: {envelopes:#?}"
+    );
 
     let handler = of_kind(&envelopes, "Request")[0];
     let dep = dependency(&envelopes, &url);
     assert_eq!(data(dep, "name"), "GET /items/{id}");
     assert_eq!(data(dep, "type"), "HTTP");
-    assert_eq!(data(dep, "target"), format!("127.0.0.1:{}", server.addr.port()).as_str());
+    assert_eq!(
+        data(dep, "target"),
+        format!("127.0.0.1:{}", server.addr.port()).as_str()
+    );
     assert_eq!(data(dep, "resultCode"), "200");
     assert_eq!(data(dep, "success"), true);
     assert_eq!(tag(dep, "ai.operation.id"), CALLER_TRACE);
@@ -258,7 +268,11 @@ fn request_id_is_sent_when_asked_and_tracestate_only_when_the_trace_has_one() {
     let url = server.url("/carts/7");
     run(&dispatch, async {
         let client = client(AppInsightsMiddleware::new().with_request_id(true));
-        let response = client.get(&url).send().instrument(tracing::info_span!("checkout")).await;
+        let response = client
+            .get(&url)
+            .send()
+            .instrument(tracing::info_span!("checkout"))
+            .await;
         assert_eq!(response.unwrap().status(), 200);
     });
     let envelopes = exported(&guard, &ingestion);
@@ -324,7 +338,11 @@ fn error_statuses_and_connection_errors_fail_the_dependency() {
         parent_id.to_string()
     });
     let envelopes = exported(&guard, &ingestion);
-    assert_eq!(of_kind(&envelopes, "RemoteDependency").len(), 4, "three calls and their parent");
+    assert_eq!(
+        of_kind(&envelopes, "RemoteDependency").len(),
+        4,
+        "three calls and their parent"
+    );
 
     for (url, name, code) in [
         (&not_found, "GET /status/{id}", "404"),
@@ -347,7 +365,8 @@ fn error_statuses_and_connection_errors_fail_the_dependency() {
         .as_str()
         .unwrap_or_default();
     assert!(
-        why.starts_with("error sending request for url") && why.len() > "error sending request for url".len() + refused.len(),
+        why.starts_with("error sending request for url")
+            && why.len() > "error sending request for url".len() + refused.len(),
         "reqwest's message and its sources: {why:?}"
     );
 }
@@ -377,5 +396,8 @@ fn an_unsampled_caller_passes_its_decision_on_and_exports_nothing() {
         traceparent.starts_with(&format!("00-{CALLER_TRACE}-")) && traceparent.ends_with("-00"),
         "the caller's trace, not sampled: {traceparent}"
     );
-    assert!(!traceparent.contains(CALLER_SPAN), "the client span's own id: {traceparent}");
+    assert!(
+        !traceparent.contains(CALLER_SPAN),
+        "the client span's own id: {traceparent}"
+    );
 }
