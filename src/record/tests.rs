@@ -65,7 +65,7 @@ fn error_value_captures_chain_and_type() {
     assert_eq!(e.type_name, None);
     let std = ErrorValue::from_error(&inner_error());
     assert_eq!(std.type_name.as_deref(), Some("std::num::ParseIntError"));
-    let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+    let io = std::io::Error::other("disk on fire");
     let io = ErrorValue::from_error(&io);
     assert_eq!(
         io.type_name.as_deref(),
