@@ -51,18 +51,6 @@ impl Note {
     }
 }
 
-/// Logs a warning about the application's setup that must be seen even when
-/// the subscriber's filter leaves out this crate's target (the warnings
-/// about that very filter): through the subscriber when it listens, else on
-/// standard error. Said once per cause, at start-up, never per item.
-pub(crate) fn warn_setup(message: std::fmt::Arguments<'_>) {
-    if tracing::enabled!(target: TARGET, tracing::Level::WARN) {
-        tracing::warn!(target: TARGET, "{message}");
-    } else {
-        eprintln!("WARN {TARGET}: {message}");
-    }
-}
-
 /// Remembers whether a kind of trouble was already reported at warning
 /// level; later reports of it go to debug level, so a dead endpoint or a
 /// full disk does not flood the logs.

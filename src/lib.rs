@@ -357,6 +357,8 @@ mod diag;
 mod error;
 mod layer;
 mod live;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+mod middleware;
 mod pipeline;
 mod propagation;
 pub mod record;

@@ -28,7 +28,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::reqwest::{Request, Response, Url};
 use http::Extensions;
@@ -36,6 +35,7 @@ use reqwest_middleware::{Next, Result};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
+use crate::middleware::Middleware;
 use crate::url_template;
 use crate::AppInsightsSpanExt;
 
@@ -103,7 +103,7 @@ impl AppInsightsMiddleware {
     /// Warns once if a subscriber is installed whose filter disables the
     /// spans.
     pub fn new() -> Self {
-        check_filter();
+        Middleware::Client.check_filter();
         AppInsightsMiddleware::default()
     }
 
@@ -140,7 +140,7 @@ impl reqwest_middleware::Middleware for AppInsightsMiddleware {
         if span.is_disabled() {
             // Filtered out: the callee still joins the trace, as a child of
             // the span making the call.
-            check_filter();
+            Middleware::Client.check_span(&span);
             self.inject(&Span::current(), &mut request);
         } else {
             self.inject(&span, &mut request);
@@ -155,10 +155,7 @@ impl reqwest_middleware::Middleware for AppInsightsMiddleware {
 fn client_span(request: &Request, extensions: &Extensions) -> Span {
     let method = request.method().as_str();
     let url = request.url();
-    let template = match extensions.get::<UrlTemplate>() {
-        Some(given) => Cow::Borrowed(given.as_str()),
-        None => url_template::derive(url.path()),
-    };
+    let template = url_template::of_request(extensions, url.path());
     let full = without_credentials(url);
     tracing::info_span!(
         target: CLIENT_TARGET,
@@ -224,28 +221,6 @@ impl fmt::Display for Chain<'_> {
         }
         Ok(())
     }
-}
-
-static WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Warns once when a subscriber is installed whose filter disables the
-/// middleware's spans (a process without a subscriber has every span
-/// disabled, and nothing to warn).
-fn check_filter() {
-    if WARNED.load(Ordering::Relaxed) {
-        return;
-    }
-    let installed =
-        tracing::dispatcher::get_default(|d| !d.is::<tracing_core::subscriber::NoSubscriber>());
-    if !installed || tracing::enabled!(target: CLIENT_TARGET, tracing::Level::INFO) {
-        return;
-    }
-    if WARNED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    crate::diag::warn_setup(format_args!(
-        "the subscriber's filter disables the spans of target `{CLIENT_TARGET}` (level INFO): reqwest calls are not recorded as dependencies (the current span's context is sent instead); add the directive `tracing_appinsights::http=info` (all of `tracing_appinsights::targets::DIRECTIVES`)"
-    ));
 }
 
 #[cfg(test)]

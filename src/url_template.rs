@@ -104,6 +104,15 @@ impl fmt::Display for UrlTemplate {
     }
 }
 
+/// The template of a request to `path`: the [`UrlTemplate`] the caller put
+/// in its extensions, else [`derive`]d from the path.
+pub(crate) fn of_request<'a>(extensions: &'a http::Extensions, path: &'a str) -> Cow<'a, str> {
+    match extensions.get::<UrlTemplate>() {
+        Some(given) => Cow::Borrowed(given.as_str()),
+        None => derive(path),
+    }
+}
+
 /// The template of `path` by the rule of [`UrlTemplate::from_path`];
 /// borrowed (no allocation) when no segment is replaced.
 pub(crate) fn derive(path: &str) -> Cow<'_, str> {

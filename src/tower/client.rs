@@ -8,7 +8,8 @@ use http::{Request, Response};
 use tracing::field::{display, Empty};
 use tracing::Span;
 
-use super::{host_and_port, Middleware, ResponseFuture, CLIENT_TARGET};
+use super::{host_and_port, ResponseFuture, CLIENT_TARGET};
+use crate::middleware::Middleware;
 use crate::AppInsightsSpanExt;
 
 /// A `tower` layer that runs each outgoing HTTP request in a client span (a
@@ -114,10 +115,7 @@ fn client_span<B>(request: &Request<B>) -> Span {
         true => (Some(display(uri)), None),
         false => (None, Some(uri.path())),
     };
-    let template = match request.extensions().get::<super::UrlTemplate>() {
-        Some(given) => std::borrow::Cow::Borrowed(given.as_str()),
-        None => crate::url_template::derive(uri.path()),
-    };
+    let template = crate::url_template::of_request(request.extensions(), uri.path());
     tracing::info_span!(
         target: CLIENT_TARGET,
         "HTTP request",

@@ -9,7 +9,8 @@ use http::{Request, Response};
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, Middleware, ResponseFuture, SERVER_TARGET};
+use super::{host_and_port, ResponseFuture, SERVER_TARGET};
+use crate::middleware::Middleware;
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 

@@ -9,15 +9,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::support::tower::{serve, Running, ServiceFn};
 use crate::support::{schema, FakeIngestion};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
 use tracing::Instrument;
@@ -35,51 +34,23 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _running: Running,
 }
 
 impl Server {
     fn start() -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&seen);
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let kept = Arc::clone(&kept);
-                            let service = hyper::service::service_fn(move |request| {
-                                let kept = Arc::clone(&kept);
-                                async move { Ok::<_, Infallible>(answer(&kept, request)) }
-                            });
-                            tokio::spawn(async move {
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
-            runtime.shutdown_timeout(Duration::from_secs(1));
+        let running = serve(tracing::Dispatch::none(), move || {
+            ServiceFn(move |request| {
+                let kept = Arc::clone(&kept);
+                async move { Ok::<_, Infallible>(answer(&kept, request)) }
+            })
         });
         Server {
-            addr,
+            addr: running.addr,
             seen,
-            stop: Some(stop),
-            thread: Some(thread),
+            _running: running,
         }
     }
 
@@ -97,17 +68,6 @@ impl Server {
             .collect();
         assert_eq!(found.len(), 1, "one request for {path_and_query}");
         found[0].clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
