@@ -108,6 +108,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Largest duration the schema accepts: less than 1000 days.
 const MAX_DURATION: Duration = Duration::from_secs(1000 * 86_400 - 1);
 
+/// `d`, or the largest duration the schema accepts when it is longer.
+pub(crate) fn capped(d: Duration) -> Duration {
+    d.min(MAX_DURATION + Duration::from_micros(999_999))
+}
+
 /// `d` as the schema's `D.HH:MM:SS.ffffff`, capped below 1000 days (the
 /// tests' form; envelopes keep [`duration_bytes`] inline).
 #[cfg(test)]
@@ -121,7 +126,7 @@ pub(crate) fn duration(d: Duration) -> String {
 /// [`duration`]'s text without allocating: `buf[skip..]` is
 /// `D.HH:MM:SS.ffffff` (ASCII digits and separators only).
 pub(crate) fn duration_bytes(d: Duration) -> ([u8; 19], usize) {
-    let d = d.min(MAX_DURATION + Duration::from_micros(999_999));
+    let d = capped(d);
     let secs = d.as_secs();
     let days = secs / 86_400;
     let mut buf = *b"000.00:00:00.000000";

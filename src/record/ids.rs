@@ -174,6 +174,13 @@ pub(crate) fn new_span_id() -> SpanId {
     }
 }
 
+/// A random non-zero trace id.
+pub(crate) fn new_trace_id() -> TraceId {
+    let high = u128::from(next_u64()) << 64;
+    // A non-zero low half makes the id non-zero.
+    TraceId::from_int(high | u128::from(new_span_id().to_int()))
+}
+
 /// Per-layer random keys that turn registry span ids into trace and span ids
 /// for unsampled spans (a bijective mix, so distinct live spans get distinct
 /// ids).

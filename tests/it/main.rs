@@ -72,6 +72,7 @@ mod reqwest_client;
 mod sampling;
 mod schema;
 mod shutdown_bounds;
+mod sqlx;
 mod startup;
 #[cfg(feature = "tower")]
 mod tower_layers;

@@ -2,14 +2,30 @@
 //! producer, internal and unspecified spans.
 
 use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::record::{SpanData, SpanKind};
+use crate::record::{AttributeValue, SpanData, SpanKind};
 
-use super::properties::Properties;
+use super::event::EventView;
+use super::exception::is_exception;
+use super::properties::{PropValue, Properties};
 use super::semconv::{db_type, text, Semantic};
 use super::{cut, DurationText, SchemaVersion, SpanHex};
+
+/// The target of sqlx's query events (one per statement run, at the end of
+/// it; sqlx opens no span).
+pub(crate) const SQLX_TARGET: &str = "sqlx::query";
+/// sqlx's fields that make the dependency itself rather than properties:
+/// the first words of the statement, its run time (as `Debug` text and as
+/// seconds).
+const SQLX_SUMMARY: &str = "summary";
+const SQLX_ELAPSED: &str = "elapsed";
+const SQLX_ELAPSED_SECS: &str = "elapsed_secs";
+/// The property that keeps a sqlx event's message (sqlx writes one for a
+/// slow statement).
+const PROPERTY_MESSAGE: &str = "message";
 
 /// `name`: max 1024.
 pub(crate) const MAX_NAME: usize = 1024;
@@ -110,6 +126,76 @@ impl<'a> RemoteDependencyData<'a> {
             target: shape.target.map(|t| cut(t, MAX_TARGET)),
             properties,
         }
+    }
+}
+
+impl<'a> RemoteDependencyData<'a> {
+    /// The SQL dependency a sqlx query event stands for, with its start
+    /// (the event's time less the statement's run time); `None` for any
+    /// other event (another target, or no `elapsed_secs`).
+    ///
+    /// `name` is sqlx's `summary` (the statement's first four words), `data`
+    /// the statement (sqlx leaves `db.statement` empty when it is the
+    /// summary), `type` the event's `db.system` when it has one, else
+    /// `SQL`; failed when the event carries an error. The other fields
+    /// (`rows_affected`, `rows_returned`, a slow statement's threshold and
+    /// message) are properties.
+    pub(crate) fn from_sqlx_event(event: &EventView<'a>) -> Option<(Self, SystemTime)> {
+        if event.target != SQLX_TARGET {
+            return None;
+        }
+        let elapsed = match event.attributes.get(SQLX_ELAPSED_SECS)? {
+            // Capped, so that the start stays as far back as the duration
+            // sent says.
+            AttributeValue::F64(secs) => {
+                crate::time::capped(Duration::try_from_secs_f64(*secs).ok()?)
+            }
+            _ => return None,
+        };
+        let mut props = Properties::with_capacity(event.attributes.len());
+        let sem = Semantic::scan(event.attributes, false, &mut props);
+        for own in [SQLX_SUMMARY, SQLX_ELAPSED, SQLX_ELAPSED_SECS] {
+            props.remove(own);
+        }
+        if !event.message.is_empty() {
+            let message =
+                crate::record::text::truncate_utf16(event.message, super::properties::MAX_VALUE);
+            props.push(PROPERTY_MESSAGE, PropValue::Str(message));
+        }
+        let summary = event.attributes.get(SQLX_SUMMARY).map(text);
+        let statement = sem
+            .db_statement
+            .map(text)
+            .map(|s| match s {
+                Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+                Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+            })
+            .filter(|s| !s.is_empty());
+        let mut shape = match sem.db_system {
+            Some(_) => database(&sem),
+            None => Shape::new(Cow::Borrowed("SQL"), sem.peer_target(None)),
+        };
+        shape.data = statement.or_else(|| summary.clone());
+        let name = summary
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(Cow::Borrowed("SQL"));
+        let start = event
+            .timestamp
+            .checked_sub(elapsed)
+            .unwrap_or(event.timestamp);
+        let dependency = RemoteDependencyData {
+            ver: SchemaVersion,
+            name: cut(name, MAX_NAME),
+            id: SpanHex::span(crate::record::ids::new_span_id()),
+            result_code: Cow::Borrowed("0"),
+            duration: DurationText::of(elapsed),
+            success: !is_exception(event.attributes),
+            data: shape.data.map(|d| cut(d, MAX_DATA)),
+            dependency_type: cut(shape.dependency_type, MAX_TYPE),
+            target: shape.target.map(|t| cut(t, MAX_TARGET)),
+            properties: props,
+        };
+        Some((dependency, start))
     }
 }
 
@@ -390,5 +476,91 @@ mod tests {
         ));
         assert_eq!(base_data(&item)["name"], "PUT /y");
         assert_eq!(base_data(&item)["data"], "http://new/y");
+    }
+
+    /// A sqlx query event, as sqlx writes it, outside spans.
+    fn sqlx_event(fields: &[(&'static str, AttributeValue)]) -> crate::record::Record {
+        crate::record::Record::Event(Box::new(crate::record::EventData {
+            timestamp: start(),
+            level: tracing_core::Level::DEBUG,
+            target: super::SQLX_TARGET,
+            message: Default::default(),
+            attributes: attrs(fields),
+            span: None,
+            sample_rate: None,
+        }))
+    }
+
+    #[test]
+    fn a_sqlx_event_is_a_sql_dependency_that_started_elapsed_before_it() {
+        let items = items(&sqlx_event(&[
+            ("summary", s("SELECT id FROM orders …")),
+            (
+                "db.statement",
+                s("\n\nSELECT id FROM orders WHERE item = ?\n"),
+            ),
+            ("rows_affected", AttributeValue::U64(0)),
+            ("rows_returned", AttributeValue::U64(3)),
+            ("elapsed", AttributeValue::Debug("1.5ms".into())),
+            ("elapsed_secs", AttributeValue::F64(0.0015)),
+        ]));
+        assert_eq!(items.len(), 1);
+        let item = &items[0];
+        assert_eq!(item["time"], "2010-10-25T11:15:18.121956Z");
+        let data = base_data(item);
+        assert_eq!(data["name"], "SELECT id FROM orders …");
+        assert_eq!(data["data"], "SELECT id FROM orders WHERE item = ?");
+        assert_eq!(data["type"], "SQL");
+        assert_eq!(data["duration"], "0.00:00:00.001500");
+        assert_eq!(data["success"], true);
+        assert_eq!(
+            data["properties"],
+            json!({ "rows_affected": "0", "rows_returned": "3" })
+        );
+        // Outside spans: an operation of its own, no parent.
+        assert_eq!(item["tags"]["ai.operation.id"].as_str().unwrap().len(), 32);
+        assert!(item["tags"].get("ai.operation.parentId").is_none());
+    }
+
+    #[test]
+    fn a_sqlx_event_without_a_statement_shows_its_summary_and_names_a_database_it_knows() {
+        let items = items(&sqlx_event(&[
+            ("summary", s("BEGIN")),
+            ("db.statement", s("")),
+            ("db.system", s("postgresql")),
+            ("server.address", s("db.internal")),
+            ("elapsed_secs", AttributeValue::F64(0.0)),
+            ("exception.message", s("connection reset")),
+        ]));
+        let data = base_data(&items[0]);
+        assert_eq!(data["name"], "BEGIN");
+        assert_eq!(data["data"], "BEGIN");
+        assert_eq!(data["type"], "postgresql");
+        assert_eq!(data["target"], "db.internal");
+        assert_eq!(data["success"], false);
+    }
+
+    #[test]
+    fn a_sqlx_event_with_a_hostile_elapsed_is_a_log_line() {
+        for elapsed in [f64::NAN, -1.0, f64::INFINITY] {
+            let items = items(&sqlx_event(&[
+                ("summary", s("SELECT 1")),
+                ("elapsed_secs", AttributeValue::F64(elapsed)),
+            ]));
+            assert_eq!(items[0]["data"]["baseType"], "MessageData", "{elapsed}");
+        }
+        // A statement that ran for longer than the schema's duration: capped.
+        let items = items(&sqlx_event(&[
+            ("summary", s("")),
+            ("elapsed_secs", AttributeValue::F64(1e12)),
+        ]));
+        let data = base_data(&items[0]);
+        assert_eq!(data["name"], "SQL");
+        assert_eq!(data["duration"], "999.23:59:59.999999");
+        // 2010-10-25 less 1000 days.
+        assert!(items[0]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2008-01-29T"));
     }
 }

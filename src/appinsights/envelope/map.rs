@@ -4,7 +4,9 @@
 //! Exception item, in its span's operation when it has one.
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
+use crate::record::ids::new_trace_id;
 use crate::record::text::truncate_utf16;
 use crate::record::{AttributeValue, Record, SpanData, SpanKind, Status};
 
@@ -37,26 +39,31 @@ pub(crate) fn map_record<'a>(
         Record::Span(span) => map_span(span, ctx, out),
         Record::Event(event) => {
             let view = EventView::of_event(event);
-            let data = event_data(&view);
-            let Some(span) = &event.span else {
-                let mut envelope = Envelope::new(ctx, view.timestamp, ctx.base_tags(), data);
-                if let Some(rate) = event.sample_rate {
-                    envelope.sample_rate = rate;
-                }
-                out.push(envelope);
-                return;
+            let (data, time) = event_data(&view);
+            let tags = match &event.span {
+                Some(span) => Tags {
+                    operation_id: Some(TraceHex::trace(span.trace_id)),
+                    operation_parent_id: Some(SpanHex::span(span.span_id)),
+                    operation_name: Some(Cow::Borrowed(truncate_utf16(
+                        &span.operation_name,
+                        tags::MAX_OPERATION_NAME,
+                    ))),
+                    ..ctx.base_tags()
+                },
+                // A dependency outside spans is an operation of its own
+                // (the portal shows it as a transaction).
+                None if matches!(data, Data::RemoteDependencyData(_)) => Tags {
+                    operation_id: Some(TraceHex::trace(new_trace_id())),
+                    ..ctx.base_tags()
+                },
+                None => ctx.base_tags(),
             };
-            let tags = Tags {
-                operation_id: Some(TraceHex::trace(span.trace_id)),
-                operation_parent_id: Some(SpanHex::span(span.span_id)),
-                operation_name: Some(Cow::Borrowed(truncate_utf16(
-                    &span.operation_name,
-                    tags::MAX_OPERATION_NAME,
-                ))),
-                ..ctx.base_tags()
+            let rate = match &event.span {
+                Some(span) => trace_rate(span.sampled_remotely, span.sample_rate),
+                None => event.sample_rate,
             };
-            let mut envelope = Envelope::new(ctx, view.timestamp, tags, data);
-            if let Some(rate) = trace_rate(span.sampled_remotely, span.sample_rate) {
+            let mut envelope = Envelope::new(ctx, time, tags, data);
+            if let Some(rate) = rate {
                 envelope.sample_rate = rate;
             }
             out.push(envelope);
@@ -90,8 +97,8 @@ pub(crate) fn map_span<'a>(
     };
     for annotation in &span.annotations {
         let view = EventView::of_annotation(annotation);
-        let data = event_data(&view);
-        out.push(Envelope::new(ctx, view.timestamp, event_tags.clone(), data));
+        let (data, time) = event_data(&view);
+        out.push(Envelope::new(ctx, time, event_tags.clone(), data));
     }
     if let Some(rate) = trace_rate(span.sampled_remotely, span.sample_rate) {
         let items = 1 + span.annotations.len();
@@ -114,17 +121,22 @@ fn trace_rate(sampled_remotely: bool, rate: Option<f64>) -> Option<f64> {
     }
 }
 
-/// A custom Event item for an event naming one (`microsoft.custom_event.name`),
-/// else an Exception item for an event carrying an error, else a Message
-/// item.
-fn event_data<'a>(event: &EventView<'a>) -> Data<'a> {
-    if let Some(name) = custom_event_name(event.attributes) {
+/// An event's item and its time: a SQL dependency for a sqlx query event
+/// (starting when the statement did), a custom Event item for an event
+/// naming one (`microsoft.custom_event.name`), else an Exception item for
+/// an event carrying an error, else a Message item.
+fn event_data<'a>(event: &EventView<'a>) -> (Data<'a>, SystemTime) {
+    if let Some((dependency, start)) = RemoteDependencyData::from_sqlx_event(event) {
+        return (Data::RemoteDependencyData(dependency), start);
+    }
+    let data = if let Some(name) = custom_event_name(event.attributes) {
         Data::EventData(TelemetryEventData::from_event(event, name))
     } else if is_exception(event.attributes) {
         Data::ExceptionData(ExceptionData::from_event(event))
     } else {
         Data::MessageData(MessageData::from_event(event))
-    }
+    };
+    (data, event.timestamp)
 }
 
 /// A failed span's status description, as a property (the item's

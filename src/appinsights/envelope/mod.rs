@@ -225,9 +225,7 @@ impl<const N: usize> Serialize for HexId<N> {
 /// A span's `duration`: `end - start` as `D.HH:MM:SS.ffffff` (negative
 /// clamps to zero).
 pub(crate) fn span_duration(span: &crate::SpanData) -> DurationText {
-    let elapsed = crate::time::elapsed(span.start_time, span.end_time);
-    let (buf, skip) = crate::time::duration_bytes(elapsed);
-    DurationText { buf, skip }
+    DurationText::of(crate::time::elapsed(span.start_time, span.end_time))
 }
 
 /// An envelope's `time`, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, kept inline (no
@@ -269,6 +267,12 @@ pub(crate) struct DurationText {
 }
 
 impl DurationText {
+    /// The text of `d` (capped at the schema's largest duration).
+    pub(crate) fn of(d: std::time::Duration) -> Self {
+        let (buf, skip) = crate::time::duration_bytes(d);
+        DurationText { buf, skip }
+    }
+
     /// The text (ASCII digits and separators: nothing to escape in JSON).
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.buf.get(self.skip..).unwrap_or_default()
