@@ -29,6 +29,11 @@ pub const HTTP_SERVER: &str = "tracing_appinsights::http::server";
 /// dependency item).
 pub const HTTP_CLIENT: &str = "tracing_appinsights::http::client";
 
+/// The target of sqlx's query events (one per statement sqlx runs, level
+/// DEBUG, WARN when slow), exported as SQL dependencies
+/// (`docs/mapping.md`).
+pub const SQLX_QUERY: &str = "sqlx::query";
+
 /// The target of the exporter's own diagnostics (its warnings about the
 /// connection string, the network, the disk): logged to the application's
 /// subscriber, never exported.

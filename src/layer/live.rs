@@ -27,7 +27,8 @@
 //! every other span, internal ones included, as a dependency. A request or
 //! dependency failed when its status is an error or its HTTP status is
 //! 400 or more (the exported item's `success`). An exception is an event
-//! with an `error`, `exception.type` or `exception.message` field.
+//! with an `error`, `exception.type` or `exception.message` field. sqlx's
+//! query events are exported as SQL dependencies, and counted as such.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -86,6 +87,28 @@ pub(super) fn is_exception(metadata: &'static Metadata<'static>) -> bool {
                 )
         })
     })
+}
+
+/// The run time of a statement from sqlx's query event (its
+/// `elapsed_secs`), in nanoseconds: the SQL dependency the event is
+/// exported as (`docs/mapping.md`). `None` for any other event.
+pub(super) fn sqlx_statement_nanos(event: &tracing_core::Event<'_>) -> Option<u64> {
+    if event.metadata().target() != crate::targets::SQLX_QUERY {
+        return None;
+    }
+    struct Elapsed(Option<f64>);
+    impl Visit for Elapsed {
+        fn record_f64(&mut self, field: &Field, value: f64) {
+            if field.name() == "elapsed_secs" {
+                self.0 = Some(value);
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    let mut elapsed = Elapsed(None);
+    event.record(&mut elapsed);
+    let elapsed = std::time::Duration::try_from_secs_f64(elapsed.0?).ok()?;
+    Some(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Whether a span's fields include one [`LiveFields`] looks at (by name):

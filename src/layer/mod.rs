@@ -774,11 +774,16 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if let Some(live) = self.live_watching() {
             let metadata = event.metadata();
-            if live::is_exception(metadata)
-                && !crate::pipeline::on_exporter_thread()
+            if !crate::pipeline::on_exporter_thread()
                 && !crate::diag::is_own_target(metadata.target())
             {
-                live.count_exception();
+                if live::is_exception(metadata) {
+                    live.count_exception();
+                }
+                if let Some(nanos) = live::sqlx_statement_nanos(event) {
+                    let failed = live::is_exception(metadata);
+                    live.count_span(crate::live::Counted::Dependency, nanos, failed);
+                }
             }
         }
         if self.rule.is_none() && self.log_rule.is_none() && self.table.none_alive() {

@@ -144,3 +144,21 @@ fn a_counted_span_made_sampled_is_counted_once_as_sampled() {
     s.guard.flush(Duration::from_secs(5)).expect("flushed");
     assert_eq!(s.exporter.spans().len(), 1);
 }
+
+#[test]
+fn sqlx_statements_count_as_dependencies_in_spans_and_out() {
+    let s = setup();
+    s.run(|| {
+        info_span!(target: "app", "in", otel.kind = "server").in_scope(|| {
+            tracing::debug!(target: "sqlx::query", summary = "SELECT 1", db.statement = "", rows_returned = 1_u64, elapsed_secs = 0.002);
+        });
+        tracing::debug!(target: "sqlx::query", summary = "BEGIN", elapsed_secs = 0.001, exception.message = "reset");
+        // Not sqlx's shape: counted as nothing but a log line.
+        tracing::debug!(target: "sqlx::query", summary = "BEGIN", elapsed_secs = -1.0);
+        tracing::debug!(target: "app", elapsed_secs = 0.5);
+    });
+    let counted = s.take();
+    assert_eq!((counted.requests, counted.requests_failed), (1, 0));
+    assert_eq!((counted.dependencies, counted.dependencies_failed), (2, 1));
+    assert_eq!(counted.exceptions, 1);
+}

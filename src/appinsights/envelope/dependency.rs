@@ -16,7 +16,7 @@ use super::{cut, DurationText, SchemaVersion, SpanHex};
 
 /// The target of sqlx's query events (one per statement run, at the end of
 /// it; sqlx opens no span).
-pub(crate) const SQLX_TARGET: &str = "sqlx::query";
+pub(crate) use crate::targets::SQLX_QUERY as SQLX_TARGET;
 /// sqlx's fields that make the dependency itself rather than properties:
 /// the first words of the statement, its run time (as `Debug` text and as
 /// seconds).
