@@ -103,6 +103,7 @@ pub struct Builder {
     processors: Processors,
     /// `with_property`'s, checked by `build`.
     properties: Vec<(String, String)>,
+    log_location: bool,
     #[cfg(feature = "entra")]
     credential: Option<credential::Credential>,
 }
@@ -163,6 +164,7 @@ impl Builder {
             telemetry: TelemetrySettings::default(),
             processors: Processors::default(),
             properties: Vec::new(),
+            log_location: false,
             gzip: true,
             live_metrics: None,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
@@ -318,6 +320,22 @@ impl Builder {
     /// ```
     pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sends where each `log` record was logged (records of the `log`
+    /// crate, through tracing-log's `LogTracer`) as the properties
+    /// `code.file.path` and `code.line.number`. Off by default: file and
+    /// line make every log item larger, and the record's target is already
+    /// its `category` property.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = tracing_appinsights::Builder::new().with_log_location(true);
+    /// ```
+    pub fn with_log_location(mut self, on: bool) -> Self {
+        self.log_location = on;
         self
     }
 

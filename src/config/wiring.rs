@@ -153,7 +153,8 @@ impl Builder {
             &telemetry,
             sampler.ratio(),
         )
-        .with_properties(check_properties(&self.properties)?);
+        .with_properties(check_properties(&self.properties)?)
+        .with_log_location(self.log_location);
         let live_on = self
             .live_metrics
             .unwrap_or_else(|| connection.names_live_endpoint());

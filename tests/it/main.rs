@@ -60,6 +60,7 @@ mod instrument_fields;
 mod layer_records;
 mod live;
 mod live_fake;
+mod log_records;
 mod offline_storage;
 mod processors;
 mod propagation_props;

@@ -10,11 +10,11 @@ use serde::Serialize;
 use tracing_core::Level;
 
 use crate::record::text::truncate_utf16;
-use crate::record::{Annotation, Attributes, EventData};
+use crate::record::{Annotation, AttributeValue, Attributes, EventData};
 
 use super::properties::{PropValue, Properties};
 use super::semconv::text;
-use super::{cut, SchemaVersion};
+use super::{cut, EnvelopeContext, SchemaVersion};
 
 /// The field that makes an event a custom event (the Azure Monitor
 /// OpenTelemetry distro's attribute): its value is the event's name.
@@ -52,11 +52,12 @@ impl<'a> TelemetryEventData<'a> {
     /// field is a property, and so is its message (as `message`).
     pub(crate) fn from_event(event: &EventView<'a>, name: Cow<'a, str>) -> Self {
         let mut properties = Properties::with_capacity(event.attributes.len());
-        for (key, value) in event.attributes.iter() {
+        for (key, value) in event.fields() {
             if key != CUSTOM_EVENT_NAME {
                 properties.push_attribute(key, value);
             }
         }
+        event.push_log_properties(&mut properties);
         if !event.message.is_empty() {
             let message = truncate_utf16(event.message, super::properties::MAX_VALUE);
             properties.push(PROPERTY_MESSAGE, PropValue::Str(message));
@@ -77,30 +78,111 @@ pub(crate) struct EventView<'a> {
     pub(crate) message: &'a str,
     /// Its level.
     pub(crate) level: Level,
-    /// Its target.
+    /// Its target (a `log` record's own target, not `log`).
     pub(crate) target: &'a str,
-    /// Its other fields.
+    /// Its other fields (a `log` record's `log.*` fields included: see
+    /// [`fields`](Self::fields)).
     pub(crate) attributes: &'a Attributes,
+    /// What tracing-log says of a `log` record.
+    log: Option<LogRecord<'a>>,
+}
+
+/// The fields tracing-log gives the event of a `log` record (target `log`):
+/// its target, module, file and line.
+const LOG_TARGET: &str = "log.target";
+const LOG_MODULE: &str = "log.module_path";
+const LOG_FILE: &str = "log.file";
+const LOG_LINE: &str = "log.line";
+/// The target of tracing-log's events.
+const LOG_EVENT_TARGET: &str = "log";
+/// The properties of a `log` record: its target (as `category`, what the
+/// .NET and Java SDKs call a logger's name), and, when asked for, where it
+/// was logged (OpenTelemetry's names).
+pub(crate) const PROPERTY_CATEGORY: &str = "category";
+pub(crate) const PROPERTY_FILE: &str = "code.file.path";
+pub(crate) const PROPERTY_LINE: &str = "code.line.number";
+
+/// A `log` record's location, when it is sent.
+struct LogRecord<'a> {
+    file: Option<&'a AttributeValue>,
+    line: Option<&'a AttributeValue>,
 }
 
 impl<'a> EventView<'a> {
-    pub(super) fn of_annotation(a: &'a Annotation) -> Self {
-        EventView {
-            timestamp: a.timestamp,
-            message: &a.description,
-            level: a.level,
-            target: a.target,
-            attributes: &a.attributes,
-        }
+    pub(super) fn of_annotation(a: &'a Annotation, ctx: &EnvelopeContext) -> Self {
+        Self::new(
+            a.timestamp,
+            &a.description,
+            a.level,
+            a.target,
+            &a.attributes,
+            ctx,
+        )
     }
 
-    pub(super) fn of_event(e: &'a EventData) -> Self {
-        EventView {
-            timestamp: e.timestamp,
-            message: &e.message,
-            level: e.level,
-            target: e.target,
-            attributes: &e.attributes,
+    pub(super) fn of_event(e: &'a EventData, ctx: &EnvelopeContext) -> Self {
+        Self::new(
+            e.timestamp,
+            &e.message,
+            e.level,
+            e.target,
+            &e.attributes,
+            ctx,
+        )
+    }
+
+    fn new(
+        timestamp: SystemTime,
+        message: &'a str,
+        level: Level,
+        target: &'a str,
+        attributes: &'a Attributes,
+        ctx: &EnvelopeContext,
+    ) -> Self {
+        let mut view = EventView {
+            timestamp,
+            message,
+            level,
+            target,
+            attributes,
+            log: None,
+        };
+        if target == LOG_EVENT_TARGET {
+            if let Some(log_target) = attributes.get(LOG_TARGET).and_then(AttributeValue::as_str) {
+                view.target = log_target;
+                let location = ctx.log_location();
+                view.log = Some(LogRecord {
+                    file: attributes.get(LOG_FILE).filter(|_| location),
+                    line: attributes.get(LOG_LINE).filter(|_| location),
+                });
+            }
+        }
+        view
+    }
+
+    /// The fields that become properties as they are: for a `log` record,
+    /// all but tracing-log's `log.*` (see [`push_log_properties`](Self::push_log_properties)).
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&'static str, &'a AttributeValue)> + 'a {
+        let log = self.log.is_some();
+        self.attributes.iter().filter(move |(key, _)| {
+            !(log && matches!(*key, LOG_TARGET | LOG_MODULE | LOG_FILE | LOG_LINE))
+        })
+    }
+
+    /// A `log` record's properties: `category` (its target), and its file
+    /// and line when `Builder::with_log_location` asks. Nothing for other
+    /// events.
+    pub(crate) fn push_log_properties(&self, properties: &mut Properties<'a>) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let category = truncate_utf16(self.target, super::properties::MAX_VALUE);
+        properties.push(PROPERTY_CATEGORY, PropValue::Str(category));
+        if let Some(file) = log.file {
+            properties.push_attribute(PROPERTY_FILE, file);
+        }
+        if let Some(line) = log.line {
+            properties.push_attribute(PROPERTY_LINE, line);
         }
     }
 }

@@ -95,13 +95,14 @@ impl<'a> ExceptionData<'a> {
         let details = ExceptionDetails::from_fields(event);
         let mut properties = Properties::with_capacity(event.attributes.len() + 1);
         let error = error_value(event.attributes).is_some();
-        for (key, value) in event.attributes.iter() {
+        for (key, value) in event.fields() {
             let consumed = matches!(key, FIELD_TYPE | FIELD_MESSAGE | FIELD_STACKTRACE)
                 || (key == FIELD_ERROR && error);
             if !consumed {
                 properties.push_attribute(key, value);
             }
         }
+        event.push_log_properties(&mut properties);
         if !event.message.is_empty() && details.message != event.message {
             let message = truncate_utf16(event.message, super::properties::MAX_VALUE);
             properties.push(PROPERTY_MESSAGE, PropValue::Str(message));

@@ -38,7 +38,7 @@ pub(crate) fn map_record<'a>(
     match record {
         Record::Span(span) => map_span(span, ctx, out),
         Record::Event(event) => {
-            let view = EventView::of_event(event);
+            let view = EventView::of_event(event, ctx);
             let (data, time) = event_data(&view);
             let tags = match &event.span {
                 Some(span) => Tags {
@@ -96,7 +96,7 @@ pub(crate) fn map_span<'a>(
         ..tags
     };
     for annotation in &span.annotations {
-        let view = EventView::of_annotation(annotation);
+        let view = EventView::of_annotation(annotation, ctx);
         let (data, time) = event_data(&view);
         out.push(Envelope::new(ctx, time, event_tags.clone(), data));
     }

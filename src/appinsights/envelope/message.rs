@@ -40,9 +40,10 @@ impl<'a> MessageData<'a> {
     /// properties.
     pub(crate) fn from_event(event: &EventView<'a>) -> Self {
         let mut properties = Properties::with_capacity(event.attributes.len());
-        for (key, value) in event.attributes.iter() {
+        for (key, value) in event.fields() {
             properties.push_attribute(key, value);
         }
+        event.push_log_properties(&mut properties);
         MessageData {
             ver: SchemaVersion,
             message: cut(message_text(event), MAX_MESSAGE),

@@ -340,6 +340,9 @@ pub(crate) struct EnvelopeContext {
     /// The properties of `Builder::with_property`, checked, added to every
     /// item that does not have them.
     properties: Vec<(String, String)>,
+    /// `Builder::with_log_location`: a `log` record's file and line become
+    /// properties.
+    log_location: bool,
 }
 
 /// The SDK name and version sent as `ai.internal.sdkVersion`:
@@ -381,6 +384,7 @@ impl EnvelopeContext {
             sample_rate: sample_rate(sample_ratio),
             head_json: (Vec::new(), false),
             properties: Vec::new(),
+            log_location: false,
         };
         ctx.head_json = json::context_head(&ctx.ikey, &ctx.base_tags());
         ctx
@@ -397,6 +401,17 @@ impl EnvelopeContext {
     pub(crate) fn with_properties(mut self, properties: Vec<(String, String)>) -> Self {
         self.properties = properties;
         self
+    }
+
+    /// Sends a `log` record's file and line (`Builder::with_log_location`).
+    pub(crate) fn with_log_location(mut self, on: bool) -> Self {
+        self.log_location = on;
+        self
+    }
+
+    /// Whether a `log` record's file and line are sent.
+    pub(crate) fn log_location(&self) -> bool {
+        self.log_location
     }
 
     /// The properties every item gets.
