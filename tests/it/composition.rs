@@ -142,3 +142,41 @@ fn a_per_layer_filter_on_ours_leaves_fmt_untouched() {
     assert_eq!(events.len(), 1, "the warning, outside any span we see");
     assert_eq!(events[0].message, "a warning");
 }
+
+/// Reloading at run time: the filter is what changes, so it is the filter
+/// that goes in `reload::Layer` (the README's advice). The propagation API
+/// still reaches the layer through the reloadable filter.
+#[test]
+fn a_reloadable_filter_on_ours_keeps_the_propagation_api() {
+    use tracing_appinsights::AppInsightsSpanExt;
+    use tracing_subscriber::reload;
+
+    let (layer, guard, exporter) = ours();
+    let (filter, handle) = reload::Layer::new(EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
+    tracing::subscriber::with_default(subscriber, || {
+        let span = info_span!("call", otel.kind = "client");
+        let mut headers = http::HeaderMap::new();
+        span.inject_context(&mut headers);
+        let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
+        let trace_id = span.trace_id().expect("the span's trace id").to_string();
+        assert_eq!(&traceparent[3..35], trace_id);
+        drop(span);
+        handle.reload(EnvFilter::new("warn")).unwrap();
+        info_span!("after reload").in_scope(|| {});
+        warn!("kept");
+    });
+    guard.flush(Duration::from_secs(5)).unwrap();
+
+    let names: Vec<_> = exporter
+        .spans()
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["call"],
+        "the INFO span after the reload is filtered out"
+    );
+    assert_eq!(exporter.events().len(), 1);
+}
