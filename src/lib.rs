@@ -347,6 +347,9 @@
 // `Layer` trait) is the one allowed exception, for the propagation API.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod actix_web;
 mod aligned;
 mod appinsights;
 #[cfg(feature = "bench-internals")]
@@ -357,7 +360,7 @@ mod diag;
 mod error;
 mod layer;
 mod live;
-#[cfg(any(feature = "tower", feature = "reqwest"))]
+#[cfg(any(feature = "tower", feature = "reqwest", feature = "actix-web"))]
 mod middleware;
 mod pipeline;
 mod propagation;
