@@ -22,7 +22,6 @@ use tracing_appinsights::actix_web::RequestTracing;
 use tracing_appinsights::record::{AttributeValue, SpanKind};
 use tracing_appinsights::tower::{ClientLayer, ServerLayer};
 use tracing_appinsights::{targets, Builder, ExporterGuard, InMemoryExporter, Sampler, SpanData};
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
@@ -112,9 +111,7 @@ fn backend_routes(config: &mut web::ServiceConfig) {
         .route(
             "/fail",
             web::get().to(|| async {
-                Err::<HttpResponse, _>(actix_web::error::ErrorInternalServerError(
-                    "database down",
-                ))
+                Err::<HttpResponse, _>(actix_web::error::ErrorInternalServerError("database down"))
             }),
         )
         .route(
@@ -132,8 +129,9 @@ fn layer(ingestion: &FakeIngestion, role: &str) -> (tracing::Dispatch, ExporterG
         .with_sampler(Sampler::always_on())
         .build()
         .unwrap();
-    // hyper-util's and actix's trace events would be Message items.
-    let layer = layer.with_filter(LevelFilter::INFO);
+    // hyper-util's trace events and actix-server's own INFO logs (its
+    // workers starting and stopping) would be Message items.
+    let layer = layer.with_filter(EnvFilter::new("info,actix_server=off"));
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     (dispatch, guard)
 }
@@ -203,7 +201,9 @@ fn a_tower_frontend_and_an_actix_backend_make_one_operation() {
                         Ok(response) => response.status().as_u16(),
                         Err(_) => 599,
                     };
-                    Ok(http::Response::new(Full::from(format!("backend said {status}"))))
+                    Ok(http::Response::new(Full::from(format!(
+                        "backend said {status}"
+                    ))))
                 }
             }))
     });
@@ -218,7 +218,12 @@ fn a_tower_frontend_and_an_actix_backend_make_one_operation() {
     assert_eq!(envelopes.len(), 5, "{envelopes:#?}");
 
     let fe_request = find(&envelopes, "Request", "frontend", "GET /orders/{id}");
-    let dependency = find(&envelopes, "RemoteDependency", "frontend", "GET /items/{id}");
+    let dependency = find(
+        &envelopes,
+        "RemoteDependency",
+        "frontend",
+        "GET /items/{id}",
+    );
     let be_request = find(&envelopes, "Request", "backend", "GET /items/{id}");
     let be_step = find(&envelopes, "RemoteDependency", "backend", "load item");
     let be_log = find(&envelopes, "Message", "backend", "item loaded");
@@ -226,7 +231,11 @@ fn a_tower_frontend_and_an_actix_backend_make_one_operation() {
     let operation_id = tag(fe_request, "ai.operation.id");
     assert!(operation_id.is_string());
     for e in &envelopes {
-        assert_eq!(tag(e, "ai.operation.id"), operation_id, "one operation: {e:#}");
+        assert_eq!(
+            tag(e, "ai.operation.id"),
+            operation_id,
+            "one operation: {e:#}"
+        );
     }
     assert_eq!(
         tag(be_request, "ai.operation.parentId"),
@@ -337,7 +346,11 @@ fn a_filtered_out_server_span_still_joins_the_handler_to_the_caller() {
     let load = &spans[0];
     assert_eq!(load.context.trace_id.to_string(), CALLER_TRACE);
     assert_eq!(load.parent_span_id.unwrap().to_string(), CALLER_SPAN);
-    assert_eq!(load.kind, SpanKind::Server, "a remote parent's child is a Request");
+    assert_eq!(
+        load.kind,
+        SpanKind::Server,
+        "a remote parent's child is a Request"
+    );
 }
 
 #[test]
