@@ -412,3 +412,49 @@ fn a_handler_error_is_the_status_description() {
     let status = format!("{:?}", spans[0].status);
     assert!(status.contains("database down"), "{status}");
 }
+
+/// Garbage in every header the middleware reads: the request is served,
+/// recorded as a root, and nothing panics.
+#[test]
+fn hostile_headers_are_ignored() {
+    let request = Request::get("/items/42")
+        .header("traceparent", "00-zz-garbage-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("tracestate", ",,=,")
+        .header("request-id", "|not.an.id")
+        .header("request-context", "appId=")
+        .header("x-forwarded-for", " , 10.0.0.1")
+        .header("x-forwarded-host", "[::1")
+        .header(
+            "user-agent",
+            http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        )
+        .body(Empty::new())
+        .unwrap();
+    let (spans, _) = spans_under("info", vec![request]);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let server = spans
+        .iter()
+        .find(|s| s.target == targets::HTTP_SERVER)
+        .unwrap();
+    assert_eq!(server.parent_span_id, None, "two traceparents are none");
+    assert_ne!(server.context.trace_id.to_string(), CALLER_TRACE);
+    assert_eq!(
+        attribute(server, "http.response.status_code"),
+        Some(&AttributeValue::U64(200))
+    );
+    assert_eq!(
+        attribute(server, "client.address").and_then(AttributeValue::as_str),
+        Some("127.0.0.1"),
+        "an empty first X-Forwarded-For entry: the peer"
+    );
+    assert_eq!(attribute(server, "user_agent.original"), None);
+    assert_eq!(
+        attribute(server, "server.address"),
+        None,
+        "an unparsable host"
+    );
+}
