@@ -319,6 +319,7 @@
 //! | `native-roots` | trust the operating system's certificate store |
 //! | `tower` | [`tower::ServerLayer`] and [`tower::ClientLayer`] (adds `tower-layer`, `tower-service`, `pin-project-lite`) |
 //! | `reqwest` | `reqwest::AppInsightsMiddleware`, a `reqwest_middleware::Middleware` (adds `reqwest` without TLS, `reqwest-middleware`, `async-trait`) |
+//! | `actix-web` | `actix_web::RequestTracing`, an actix-web 4 server middleware (adds `actix-web` without default features, `pin-project-lite`) |
 //! | `entra` | Microsoft Entra ID bearer tokens from any Azure SDK credential: `Builder::with_credential` (adds `azure_core`; rustc 1.88) |
 //! | `managed-identity` | `APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD[;ClientId=…]` makes the managed identity's credential (implies `entra`; adds `azure_identity`) |
 //!
@@ -347,6 +348,9 @@
 // `Layer` trait) is the one allowed exception, for the propagation API.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod actix_web;
 mod aligned;
 mod appinsights;
 #[cfg(feature = "bench-internals")]
@@ -357,7 +361,7 @@ mod diag;
 mod error;
 mod layer;
 mod live;
-#[cfg(any(feature = "tower", feature = "reqwest"))]
+#[cfg(any(feature = "tower", feature = "reqwest", feature = "actix-web"))]
 mod middleware;
 mod pipeline;
 mod propagation;

@@ -1,6 +1,8 @@
-//! The start-up warning of the crate's HTTP middleware (features `tower`
-//! and `reqwest`) when the subscriber's filter disables its spans: said
-//! once per target, whichever middleware notices first.
+//! What the crate's HTTP middleware (features `tower`, `reqwest` and
+//! `actix-web`) share: the start-up warning when the subscriber's filter
+//! disables its spans (said once per target, whichever middleware notices
+//! first), and the server span every server middleware creates
+//! ([`ServerRequest`]) and records the outcome on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,9 +12,11 @@ use crate::targets::{HTTP_CLIENT, HTTP_SERVER};
 /// Which middleware's spans a start-up warning is about.
 #[derive(Clone, Copy)]
 pub(crate) enum Middleware {
-    /// Only the `tower` feature has a server middleware.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    /// Only the `tower` and `actix-web` features have a server middleware.
+    #[cfg_attr(not(any(feature = "tower", feature = "actix-web")), allow(dead_code))]
     Server,
+    /// Only the `tower` and `reqwest` features have a client middleware.
+    #[cfg_attr(not(any(feature = "tower", feature = "reqwest")), allow(dead_code))]
     Client,
 }
 
@@ -84,4 +88,93 @@ impl Middleware {
             eprintln!("WARN {TARGET}: {message}");
         }
     }
+}
+
+/// What a server span is made of, read from an incoming request by each
+/// server middleware from its own request type: one field list for every
+/// integration (`docs/mapping.md` reads them).
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) struct ServerRequest<'a> {
+    pub(crate) method: &'a str,
+    /// The route template (`/items/{id}`), when the router knows one.
+    pub(crate) route: Option<&'a str>,
+    pub(crate) scheme: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) port: Option<u16>,
+    /// The client's address (the first proxy's view, else the peer).
+    pub(crate) client: Option<&'a str>,
+    pub(crate) user_agent: Option<&'a str>,
+}
+
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+impl ServerRequest<'_> {
+    /// The request's server span (target [`HTTP_SERVER`], level INFO,
+    /// named by the method), its outcome fields left `Empty` for
+    /// [`record_status`] and [`record_error`]. Create it inside the
+    /// caller's context (`with_remote_context_unused`).
+    pub(crate) fn span(&self) -> tracing::Span {
+        use tracing::field::Empty;
+        let method = self.method;
+        tracing::info_span!(
+            target: HTTP_SERVER,
+            "HTTP request",
+            otel.kind = "server",
+            otel.name = method,
+            http.request.method = method,
+            http.route = self.route,
+            url.scheme = self.scheme,
+            url.path = self.path,
+            url.query = self.query,
+            server.address = self.host,
+            server.port = self.port,
+            client.address = self.client,
+            user_agent.original = self.user_agent,
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    }
+}
+
+/// The client's address as the first proxy saw it: the first entry of an
+/// `X-Forwarded-For` value, `None` when it is empty.
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn first_forwarded_for(value: &str) -> Option<&str> {
+    let first = value.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
+/// The host and port of a `Host`-style value (`inventory:9000`,
+/// `[::1]:443`, `shop.example`); `(None, None)` when it is not one.
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn split_host_port(value: &str) -> (Option<&str>, Option<u16>) {
+    match value.parse::<http::uri::Authority>() {
+        Ok(authority) => {
+            let port = authority.port_u16();
+            // `host()` borrows from the parsed value: find it in the text.
+            let name = authority.host();
+            let start = value.find(name).unwrap_or(0);
+            (value.get(start..start + name.len()), port)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// Records an HTTP status on a middleware's span, marked failed from
+/// `fail_at` on (500 for servers, 400 for clients: OpenTelemetry's rules).
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn record_status(span: &tracing::Span, status: u16, fail_at: u16) {
+    span.record("http.response.status_code", status);
+    if status >= fail_at {
+        span.record("otel.status_code", "error");
+    }
+}
+
+/// Marks a middleware's span failed, with the error's message.
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
+    span.record("otel.status_code", "error");
+    span.record("otel.status_description", tracing::field::display(error));
 }

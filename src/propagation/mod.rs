@@ -98,27 +98,28 @@ impl RemoteContext {
     ///
     /// Never panics, whatever the bytes.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut context = match single(headers, w3c::TRACEPARENT) {
-            Some(value) => Self::from_traceparent_values(value.as_bytes(), headers),
+        Self::from_header_fn(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes))
+    }
+
+    /// [`from_headers`](Self::from_headers) for any carrier of HTTP
+    /// headers: `get_all(name)` gives every value of the header `name`
+    /// (lowercase), in order. The one parser of incoming headers, whatever
+    /// crate's header types hold them (actix-web's are `http` 0.2's).
+    pub(crate) fn from_header_fn<'a, I>(get_all: impl Fn(&str) -> I) -> Option<Self>
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        let mut context = match single(get_all(w3c::TRACEPARENT)) {
+            Some(value) => Self::from_w3c(value, get_all(w3c::TRACESTATE)),
             None => None,
         }
         .or_else(|| {
-            let value = single(headers, legacy::REQUEST_ID)?;
-            let (trace_id, span_id) = legacy::parse_request_id(value.as_bytes())?;
+            let value = single(get_all(legacy::REQUEST_ID))?;
+            let (trace_id, span_id) = legacy::parse_request_id(value)?;
             Self::new(trace_id, span_id, None)
         })?;
-        context.source = legacy::parse_request_context_app_id(
-            headers
-                .get_all(legacy::REQUEST_CONTEXT)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        );
+        context.source = legacy::parse_request_context_app_id(get_all(legacy::REQUEST_CONTEXT));
         Some(context)
-    }
-
-    fn from_traceparent_values(traceparent: &[u8], headers: &HeaderMap) -> Option<Self> {
-        let tracestate = headers.get_all(w3c::TRACESTATE);
-        Self::from_w3c(traceparent, tracestate.iter().map(HeaderValue::as_bytes))
     }
 
     /// Parses a `traceparent` value and, optionally, a `tracestate` value,
@@ -244,8 +245,7 @@ impl RemoteContext {
 
 /// The one value of a header that must appear once; `None` when it is
 /// absent or repeated (two `traceparent`s are invalid, W3C §3.2).
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
-    let mut values = headers.get_all(name).iter();
+fn single<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
     let first = values.next()?;
     values.next().is_none().then_some(first)
 }
@@ -276,7 +276,16 @@ pub(crate) fn with_remote_parent_unused<R>(
     headers: &HeaderMap,
     f: impl FnOnce() -> R,
 ) -> (R, Option<RemoteContext>) {
-    match RemoteContext::from_headers(headers) {
+    with_remote_context_unused(RemoteContext::from_headers(headers), f)
+}
+
+/// [`with_remote_parent_unused`] with the caller's context already read
+/// (`None`: the request carried none).
+pub(crate) fn with_remote_context_unused<R>(
+    context: Option<RemoteContext>,
+    f: impl FnOnce() -> R,
+) -> (R, Option<RemoteContext>) {
+    match context {
         Some(context) => context.in_scope_unused(f),
         None => {
             // Headers without a context still hide an outer pending one:

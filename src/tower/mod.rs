@@ -111,17 +111,8 @@ fn record_outcome<B, E: std::fmt::Display>(
     fail_at: u16,
 ) {
     match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            span.record("http.response.status_code", status);
-            if status >= fail_at {
-                span.record("otel.status_code", "error");
-            }
-        }
-        Err(error) => {
-            span.record("otel.status_code", "error");
-            span.record("otel.status_description", tracing::field::display(error));
-        }
+        Ok(response) => crate::middleware::record_status(span, response.status().as_u16(), fail_at),
+        Err(error) => crate::middleware::record_error(span, error),
     }
 }
 
@@ -134,21 +125,12 @@ fn host_and_port<'a>(
     if let Some(authority) = uri.authority() {
         return (Some(authority.host()), authority.port_u16());
     }
-    let Some(host) = headers
+    match headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-    else {
-        return (None, None);
-    };
-    match host.parse::<http::uri::Authority>() {
-        Ok(authority) => {
-            let port = authority.port_u16();
-            // `host()` borrows from the parsed value: find it in the header.
-            let name = authority.host();
-            let start = host.find(name).unwrap_or(0);
-            (host.get(start..start + name.len()), port)
-        }
-        Err(_) => (None, None),
+    {
+        Some(host) => crate::middleware::split_host_port(host),
+        None => (None, None),
     }
 }
 

@@ -6,18 +6,17 @@ use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use tracing::field::Empty;
 use tracing::Span;
 
-use super::{host_and_port, ResponseFuture, SERVER_TARGET};
-use crate::middleware::Middleware;
+use super::{host_and_port, ResponseFuture};
+use crate::middleware::{first_forwarded_for, Middleware, ServerRequest};
 
 type RouteFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
 /// A `tower` layer that runs each HTTP request in a server span, the
 /// caller's trace context taken from the request headers.
 ///
-/// The span (target [`SERVER_TARGET`], `otel.kind = "server"`, named by
+/// The span (target [`SERVER_TARGET`](super::SERVER_TARGET), `otel.kind = "server"`, named by
 /// the method) has these fields, read by the Request mapping
 /// (`docs/mapping.md`):
 ///
@@ -168,7 +167,6 @@ where
 
 /// The server span of a request.
 fn server_span(parts: &Parts, route: Option<&str>) -> Span {
-    let method = parts.method.as_str();
     #[cfg(feature = "axum")]
     let route = route.or_else(|| {
         let matched = parts.extensions.get::<axum::extract::MatchedPath>()?;
@@ -182,31 +180,25 @@ fn server_span(parts: &Parts, route: Option<&str>) -> Span {
         .or_else(|| header(headers, "x-forwarded-proto"))
         .unwrap_or("http");
     let peer;
-    let client = match forwarded_for(headers) {
+    let client = match header(headers, "x-forwarded-for").and_then(first_forwarded_for) {
         Some(client) => Some(client),
         None => {
             peer = peer_address(&parts.extensions).map(|a| a.ip().to_string());
             peer.as_deref()
         }
     };
-    tracing::info_span!(
-        target: SERVER_TARGET,
-        "HTTP request",
-        otel.kind = "server",
-        otel.name = method,
-        http.request.method = method,
-        http.route = route,
-        url.scheme = scheme,
-        url.path = uri.path(),
-        url.query = uri.query(),
-        server.address = host,
-        server.port = port,
-        client.address = client,
-        user_agent.original = header(headers, "user-agent"),
-        http.response.status_code = Empty,
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-    )
+    ServerRequest {
+        method: parts.method.as_str(),
+        route,
+        scheme,
+        path: uri.path(),
+        query: uri.query(),
+        host,
+        port,
+        client,
+        user_agent: header(headers, "user-agent"),
+    }
+    .span()
 }
 
 /// The connection's peer: a [`std::net::SocketAddr`] in the request's
@@ -224,13 +216,4 @@ fn peer_address(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
 
 fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name)?.to_str().ok()
-}
-
-/// The client's address as the first proxy saw it.
-fn forwarded_for(headers: &http::HeaderMap) -> Option<&str> {
-    let first = header(headers, "x-forwarded-for")?
-        .split(',')
-        .next()?
-        .trim();
-    (!first.is_empty()).then_some(first)
 }

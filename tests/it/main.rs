@@ -26,6 +26,8 @@
 //! - the `tower` feature: [`tower_layers`], [`distributed`] (two services),
 //!   [`filtering`] (filters that leave the middleware out, the own-target
 //!   rule, the start-up warning; axum's route and address with `axum`);
+//! - the `actix-web` feature: [`actix`] (a real actix-web server behind a
+//!   tower frontend: one operation, legacy callers, failures, filters, 404s);
 //! - the `reqwest` feature: [`reqwest_client`] (headers a loopback server
 //!   receives, the dependencies on the wire);
 //! - the documentation: [`quickstart`] (the example's output), [`readme`].
@@ -41,6 +43,9 @@
 
 mod support;
 
+// The frontend in front of the actix backend is the tower layers.
+#[cfg(all(feature = "actix-web", feature = "tower"))]
+mod actix;
 mod alloc;
 mod bad_input;
 mod composition;
