@@ -60,6 +60,8 @@ mod events;
 mod export;
 #[cfg(feature = "tower")]
 mod filtering;
+#[cfg(all(feature = "axum", feature = "reqwest", feature = "actix-web"))]
+mod full_stack;
 mod http_requests;
 mod instrument_fields;
 mod layer_records;
