@@ -98,6 +98,51 @@ pub(super) fn pop(key: usize, id: &Id) {
     });
 }
 
+/// The span a contextual event or span of layer `key` happens in, as far
+/// as this thread's lists tell without a registry lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Current {
+    /// No span is entered here.
+    None,
+    /// Every span entered here is a sampled span of this layer: this one
+    /// is the innermost.
+    Span(Id),
+    /// The lists cannot tell (spans of another layer, or unsampled ones,
+    /// are entered too): ask the registry.
+    Unknown,
+}
+
+/// The innermost span entered on this thread, when every span entered
+/// here is a sampled span of layer `key` (the depth counts them all, and
+/// the list holds as many) or none is. The caller must know the list is
+/// complete (no sampled span of the layer entered before it was sampled,
+/// none kept outside the table).
+#[inline]
+pub(super) fn current(key: usize) -> Current {
+    let Ok((layer, n)) = DEPTH.try_with(Cell::get) else {
+        return Current::Unknown;
+    };
+    if n == 0 {
+        return Current::None;
+    }
+    if layer != key {
+        return Current::Unknown;
+    }
+    ENTERED
+        .try_with(|entered| {
+            let Ok(entered) = entered.try_borrow() else {
+                return Current::Unknown;
+            };
+            match entered.last() {
+                Some(&(k, id)) if k == key && entered.len() == n as usize => {
+                    Current::Span(Id::from_u64(id))
+                }
+                _ => Current::Unknown,
+            }
+        })
+        .unwrap_or(Current::Unknown)
+}
+
 /// Whether no sampled span of layer `key` is entered on this thread;
 /// `false` when it cannot be told (the thread is exiting).
 #[inline]
@@ -130,6 +175,36 @@ mod tests {
         assert_eq!((depth(a), depth(b)), (Depth::Zero, Depth::Zero));
         exit(a);
         assert_eq!(depth(a), Depth::Zero, "an exit too many changes nothing");
+    }
+
+    #[test]
+    fn the_current_span_is_known_only_when_every_entered_span_is_listed() {
+        let key = 21;
+        assert_eq!(current(key), Current::None);
+        enter(key);
+        assert_eq!(
+            current(key),
+            Current::Unknown,
+            "entered, not listed: unsampled"
+        );
+        enter(key);
+        push(key, &Id::from_u64(8));
+        assert_eq!(current(key), Current::Unknown, "one of two listed");
+        exit(key);
+        pop(key, &Id::from_u64(8));
+        exit(key);
+        enter(key);
+        push(key, &Id::from_u64(3));
+        enter(key);
+        push(key, &Id::from_u64(4));
+        assert_eq!(current(key), Current::Span(Id::from_u64(4)));
+        assert_eq!(current(key + 1), Current::Unknown, "another layer's view");
+        pop(key, &Id::from_u64(4));
+        exit(key);
+        assert_eq!(current(key), Current::Span(Id::from_u64(3)));
+        pop(key, &Id::from_u64(3));
+        exit(key);
+        assert_eq!(current(key), Current::None);
     }
 
     #[test]

@@ -102,9 +102,10 @@ pub struct AppInsightsLayer<S = Registry> {
     /// spans Live Metrics counts ([`SpanTable::live`]).
     table: SpanTable,
     /// Set once a span was made sampled after its creation
-    /// ([`upgrade`](Self::upgrade)): it may have been entered on some
-    /// thread while unsampled, so [`entered::none_sampled`] no longer
-    /// proves anything.
+    /// ([`upgrade`](Self::upgrade)), or unsampled while it may be entered
+    /// (re-parented on an unsampled caller): some thread's list of entered
+    /// sampled spans may then miss it or keep it, so neither
+    /// [`entered::none`] nor [`entered::current`] proves anything.
     upgraded: AtomicBool,
     /// Live Metrics (`layer/live.rs`); when it is off, one nobody ever
     /// watches, so that the check every new span makes is the same two
@@ -258,6 +259,20 @@ where
         !self.table.overflowing()
             && !self.upgraded.load(Ordering::Acquire)
             && entered::none(self.key())
+    }
+
+    /// The current span for a contextual event or span: from this thread's
+    /// lists of entered spans when they tell (no registry lookup), else the
+    /// registry's (the nearest span this layer's filter shows).
+    #[inline]
+    fn current_span(&self, ctx: &Context<'_, S>) -> Option<Id> {
+        let complete = !self.table.overflowing() && !self.upgraded.load(Ordering::Acquire);
+        match entered::current(self.key()) {
+            entered::Current::None => return None,
+            entered::Current::Span(id) if complete => return Some(id),
+            _ => {}
+        }
+        ctx.current_span().id().cloned()
     }
 
     /// Runs `f` on the state of `span` if it is sampled, wherever the
@@ -474,7 +489,7 @@ where
         ctx: &Context<'_, S>,
     ) -> Option<Origin> {
         let candidate = if attrs.is_contextual() {
-            ctx.current_span().id().cloned()
+            self.current_span(ctx)
         } else {
             attrs.parent().cloned()
         };
@@ -812,7 +827,7 @@ where
             return;
         }
         let candidate = if event.is_contextual() {
-            ctx.current_span().id().cloned()
+            self.current_span(&ctx)
         } else {
             event.parent().cloned()
         };

@@ -110,6 +110,10 @@ where
             Some(true) => return Err(Refused::AlreadyUsed),
             Some(false) if sampled => self.locked_state(&id, &mut ext, |s| s.reparent(remote)),
             Some(false) => {
+                // It may be entered on another thread, whose list keeps its
+                // entry: the lists are no longer complete and exact.
+                self.upgraded
+                    .store(true, std::sync::atomic::Ordering::Release);
                 let state = self.take_locked(&id, &mut ext);
                 ext.replace(UnsampledRemote::new(&remote));
                 state.map(|s| s.data.parent_span_id.is_some() && !s.remote_parent)
