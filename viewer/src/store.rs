@@ -427,6 +427,10 @@ impl Store {
                 "mean_duration_ms": mean,
             }));
         }
+        edges.sort_by(|a, b| {
+            (a["source"].as_str(), a["target"].as_str())
+                .cmp(&(b["source"].as_str(), b["target"].as_str()))
+        });
         externals.sort();
         for target in externals {
             nodes.push(json!({
