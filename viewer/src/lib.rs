@@ -250,6 +250,16 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Response<Full<Byte
     let trimmed = path.trim_start_matches('/');
     match (req.method().as_str(), trimmed) {
         ("POST", "v2.1/track" | "v2/track") => track(req, &state).await,
+        // Live Metrics comes later: until then, nobody is ever watching,
+        // so an exporter keeps to its pings (every 5 s) and never posts.
+        ("POST", "QuickPulseService.svc/ping" | "QuickPulseService.svc/post") => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            response.headers_mut().insert(
+                "x-ms-qps-subscribed",
+                hyper::header::HeaderValue::from_static("false"),
+            );
+            response
+        }
         (_, "v2.1/track" | "v2/track") => json_response(
             405,
             &serde_json::json!({ "error": "method not allowed: POST items here" }),

@@ -342,12 +342,12 @@ fn check_fields(on: &str, obj: &Map<String, Value>, fields: &[Field]) -> Result<
         match present(obj, field.name) {
             None if field.required => return Err(missing(field.name, on)),
             None => {}
-            Some(Value::String(s)) if s.is_empty() && field.required => {
-                // The service refuses an empty required string, except a
-                // response code (`""` is rare, but not missing).
-                if field.name != "responseCode" {
-                    return Err(missing(field.name, on));
-                }
+            // The service refuses an empty required string, except a
+            // response code (`""` is rare, but not missing).
+            Some(Value::String(s))
+                if s.is_empty() && field.required && field.name != "responseCode" =>
+            {
+                return Err(missing(field.name, on));
             }
             Some(value) => check_kind(field.name, on, value, field.kind)?,
         }

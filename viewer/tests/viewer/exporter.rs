@@ -15,8 +15,6 @@ fn the_exporter_s_operation_arrives_whole_and_in_order() {
     let (layer, guard) = Builder::new()
         .with_connection_string(viewer.connection_string())
         .with_offline_storage(false)
-        // The viewer has no Live Metrics yet.
-        .with_live_metrics(false)
         .with_cloud_role("checkout")
         .build()
         .unwrap();

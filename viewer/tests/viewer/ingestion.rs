@@ -402,3 +402,19 @@ fn other_methods_and_paths_are_refused_and_the_viewer_keeps_serving() {
     );
     assert_eq!(track(viewer.addr, &[sample(1)]).status, 200);
 }
+
+#[test]
+fn live_metrics_pings_are_answered_as_nobody_watching() {
+    let viewer = start();
+    let answer = raw(
+        viewer.addr,
+        "POST /QuickPulseService.svc/ping?api-version=2024-04-01-preview HTTP/1.1\r\n\
+         Host: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n",
+        b"{}",
+    );
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.head.contains("x-ms-qps-subscribed: false"),
+        "{answer:?}"
+    );
+}

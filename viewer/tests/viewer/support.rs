@@ -27,6 +27,8 @@ pub fn start_with(f: impl FnOnce(&mut Config)) -> Running {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    /// The status line and headers, lowercased.
+    pub head: String,
     pub body: Value,
 }
 
@@ -55,7 +57,11 @@ pub fn read_answer(stream: &mut TcpStream) -> Answer {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
     let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    Answer { status, body }
+    Answer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body,
+    }
 }
 
 /// `POST path` with `body` and extra header lines (`"Name: value\r\n"`).
