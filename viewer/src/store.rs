@@ -301,11 +301,11 @@ impl Store {
         self.select(&sql, params_from_iter(args))
     }
 
-    /// Every item of an operation, oldest first.
+    /// Every item of an operation, oldest first (the first 1000).
     pub fn operation(&self, operation_id: &str) -> Result<Vec<Value>, String> {
         self.select(
             &format!(
-                "SELECT {COLUMNS} FROM items WHERE operation_id = ?1 ORDER BY ts, seq LIMIT 10000"
+                "SELECT {COLUMNS} FROM items WHERE operation_id = ?1 ORDER BY ts, seq LIMIT 1000"
             ),
             [operation_id],
         )
