@@ -116,9 +116,10 @@ pub fn ingest(body: &[u8]) -> Outcome {
     let mut rejections = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
         let refusal = match entry {
-            Err(line) => Some(("Invalid JSON: the line is not a JSON value".to_owned(), {
-                cut_bytes(line.as_bytes())
-            })),
+            Err(line) => Some((
+                "Invalid JSON: the line is not a JSON value".to_owned(),
+                cut_bytes(line.as_bytes()),
+            )),
             Ok(value) => match validate::check(&value) {
                 Ok(item_type) => match NewItem::new(value, item_type) {
                     Some(item) => {
