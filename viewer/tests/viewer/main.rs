@@ -2,6 +2,7 @@
 //! formats, hostile bodies), queries, retention, and the real exporter end
 //! to end.
 
+mod binary;
 mod exporter;
 mod ingestion;
 mod queries;
