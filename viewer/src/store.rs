@@ -349,7 +349,10 @@ impl Store {
     }
 
     /// The application map: a node per cloud role and per external
-    /// dependency target, an edge per caller role and callee.
+    /// dependency target, an edge per caller role and callee. (The unary
+    /// `+` keeps SQLite from looking the callee up through the type index,
+    /// which would scan every request per dependency; the operation index
+    /// finds the few items of the dependency's operation.)
     pub fn map(&self) -> Result<Value, String> {
         let mut nodes: Vec<Value> = Vec::new();
         let mut stmt = self
@@ -385,8 +388,8 @@ impl Store {
             .prepare(
                 "SELECT d.role, r.role, COALESCE(NULLIF(d.target, ''), d.dependency_type, d.name), \
                  COUNT(*), COALESCE(SUM(d.success = 0), 0), AVG(d.duration_ms) \
-                 FROM items d LEFT JOIN items r ON r.item_type = 'request' \
-                 AND r.operation_id = d.operation_id AND r.parent_id = d.item_id \
+                 FROM items d LEFT JOIN items r ON r.operation_id = d.operation_id \
+                 AND r.parent_id = d.item_id AND +r.item_type = 'request' \
                  WHERE d.item_type = 'dependency' \
                  AND lower(COALESCE(d.dependency_type, '')) <> 'inproc' \
                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
