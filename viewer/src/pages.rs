@@ -580,7 +580,7 @@ fn operation(id: &str, state: &State) -> PageResult {
         let _ = write!(
             body,
             "<tr class=\"child\" id=\"item-{}\"><td class=\"name\" style=\"padding-left:{}px\">{} {}{}</td>\
-             <td>{}</td><td></td><td class=\"num\">+{}</td><td class=\"bar-cell\"><div class=\"track\">\
+             <td>{}</td><td></td><td class=\"num muted\">at +{}</td><td class=\"bar-cell\"><div class=\"track\">\
              <div class=\"mark {}\" style=\"left:{:.2}%\" title=\"{}\"></div></div></td></tr>",
             item.get("seq").and_then(Value::as_i64).unwrap_or(0),
             8 + depth * 18,
