@@ -336,11 +336,7 @@ async fn quick_pulse(
     let headers = response.headers_mut();
     headers.insert(
         "x-ms-qps-subscribed",
-        hyper::header::HeaderValue::from_static(if answer.subscribed {
-            "true"
-        } else {
-            "false"
-        }),
+        hyper::header::HeaderValue::from_static(if answer.subscribed { "true" } else { "false" }),
     );
     headers.insert(
         "x-ms-qps-service-polling-interval-hint",

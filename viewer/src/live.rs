@@ -321,10 +321,16 @@ impl Live {
                 b.exceptions += c.exceptions;
                 b.points += 1.0;
                 let w = &mut weights[i];
-                let rw = c.requests.max(if c.request_duration_ms > 0.0 { 1.0 } else { 0.0 });
-                let dw = c
-                    .dependencies
-                    .max(if c.dependency_duration_ms > 0.0 { 1.0 } else { 0.0 });
+                let rw = c.requests.max(if c.request_duration_ms > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                });
+                let dw = c.dependencies.max(if c.dependency_duration_ms > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                });
                 b.request_duration_ms += c.request_duration_ms * rw;
                 b.dependency_duration_ms += c.dependency_duration_ms * dw;
                 w.0 += rw;

@@ -74,7 +74,11 @@ pub fn format_time(iso: &str) -> String {
     match validate::parse_time(iso) {
         Some(micros) => {
             let t = validate::format_time(micros);
-            format!("{} {}", t.get(..10).unwrap_or(""), t.get(11..23).unwrap_or(""))
+            format!(
+                "{} {}",
+                t.get(..10).unwrap_or(""),
+                t.get(11..23).unwrap_or("")
+            )
         }
         None => iso.to_owned(),
     }
@@ -164,6 +168,7 @@ svg text { font-family:inherit; }
 .chart { border:1px solid var(--line); border-radius:4px; padding:8px 10px; }
 .chart h3 { margin:0 0 2px; font-size:13px; font-weight:600; display:flex; justify-content:space-between; }
 .chart .now { font-variant-numeric:tabular-nums; }
+.axis { display:flex; justify-content:space-between; font-size:11px; color:var(--muted); }
 .pill { display:inline-block; padding:2px 8px; border-radius:10px; font-size:12px; background:var(--bg); border:1px solid var(--line); }
 "#;
 
@@ -178,7 +183,11 @@ const NAV: [(&str, &str); 5] = [
 fn layout(title: &str, active: &str, body: &str) -> String {
     let mut nav = String::new();
     for (href, label) in NAV {
-        let class = if href == active { " class=\"active\"" } else { "" };
+        let class = if href == active {
+            " class=\"active\""
+        } else {
+            ""
+        };
         let _ = write!(nav, "<a href=\"{href}\"{class}>{label}</a>");
     }
     format!(
@@ -315,7 +324,9 @@ fn search(get: &dyn Fn(&str) -> Option<String>, state: &State) -> PageResult {
         store.items(&filter).map_err(db)?
     };
     let value = |key: &str| escape(&get(key).unwrap_or_default());
-    let mut body = String::from("<h1>Transaction search</h1><form class=\"filters\" method=\"get\" action=\"/\">");
+    let mut body = String::from(
+        "<h1>Transaction search</h1><form class=\"filters\" method=\"get\" action=\"/\">",
+    );
     body.push_str("<label>Time range<select name=\"range\">");
     for (v, label) in [
         ("30m", "Last 30 minutes"),
@@ -393,7 +404,11 @@ fn search(get: &dyn Fn(&str) -> Option<String>, state: &State) -> PageResult {
                 "<a href=\"/operations/{}#item-{}\">{}</a>",
                 url_encode(op),
                 item.get("seq").and_then(Value::as_i64).unwrap_or(0),
-                if name.is_empty() { "(no name)".into() } else { name }
+                if name.is_empty() {
+                    "(no name)".into()
+                } else {
+                    name
+                }
             )
         };
         let _ = write!(
@@ -452,7 +467,14 @@ fn properties_details(item: &Value) -> String {
         let frames: Vec<String> = stack
             .iter()
             .take(20)
-            .map(|f| format!("{} {}:{}", s(f, "method"), s(f, "fileName"), f.get("line").unwrap_or(&Value::Null)))
+            .map(|f| {
+                format!(
+                    "{} {}:{}",
+                    s(f, "method"),
+                    s(f, "fileName"),
+                    f.get("line").unwrap_or(&Value::Null)
+                )
+            })
             .collect();
         row("stack", &frames.join("\n"));
     }
@@ -469,7 +491,11 @@ fn operation(id: &str, state: &State) -> PageResult {
     }
     let start = |i: &Value| validate::parse_time(s(i, "time")).unwrap_or(0);
     let dur_us = |i: &Value| {
-        (i.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0).max(0.0) * 1000.0) as i64
+        (i.get("duration_ms")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            .max(0.0)
+            * 1000.0) as i64
     };
     let is_span = |i: &Value| matches!(s(i, "type"), "request" | "dependency");
     let spans: Vec<&Value> = items.iter().filter(|i| is_span(i)).collect();
@@ -676,12 +702,12 @@ fn map(state: &State) -> PageResult {
     let columns = depth.iter().max().copied().unwrap_or(0) + 1;
     let mut rows_in = vec![0usize; columns];
     let mut pos = vec![(0f64, 0f64); nodes.len()];
-    let (col_w, row_h, node_w, node_h) = (250.0, 90.0, 180.0, 52.0);
+    let (col_w, row_h, node_w, node_h) = (380.0, 90.0, 180.0, 52.0);
     for (n, &d) in depth.iter().enumerate() {
         pos[n] = (30.0 + d as f64 * col_w, 30.0 + rows_in[d] as f64 * row_h);
         rows_in[d] += 1;
     }
-    let width = 30.0 + columns as f64 * col_w;
+    let width = 60.0 + (columns - 1) as f64 * col_w + node_w;
     let height = 30.0 + rows_in.iter().max().copied().unwrap_or(1) as f64 * row_h;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
@@ -710,9 +736,16 @@ fn map(state: &State) -> PageResult {
         };
         let target = &nodes[b];
         let href = if s(target, "kind") == "external" {
-            format!("/?type=dependency&role={}&q={}", url_encode(s(&nodes[a], "name")), url_encode(s(target, "name")))
+            format!(
+                "/?type=dependency&role={}&q={}",
+                url_encode(s(&nodes[a], "name")),
+                url_encode(s(target, "name"))
+            )
         } else {
-            format!("/?type=dependency&role={}", url_encode(s(&nodes[a], "name")))
+            format!(
+                "/?type=dependency&role={}",
+                url_encode(s(&nodes[a], "name"))
+            )
         };
         let label = format!(
             "{calls} call{} · {:.0}% failed · {}",
@@ -818,7 +851,11 @@ fn map(state: &State) -> PageResult {
         let to = name_of(s(e, "target"));
         let external = s(e, "target").starts_with("external:");
         let href = if external {
-            format!("/?type=dependency&role={}&q={}", url_encode(&from), url_encode(&to))
+            format!(
+                "/?type=dependency&role={}&q={}",
+                url_encode(&from),
+                url_encode(&to)
+            )
         } else {
             format!("/?type=dependency&role={}", url_encode(&from))
         };
@@ -951,6 +988,7 @@ const charts = [
 ];
 function fmt(v, unit) {
   if (unit === "rate") return (Math.round(v * 10) / 10).toString();
+  if (v === 0) return "0 ms";
   if (v < 1) return v.toFixed(2) + " ms";
   if (v < 100) return v.toFixed(1) + " ms";
   if (v < 1000) return v.toFixed(0) + " ms";
@@ -961,8 +999,15 @@ for (const [id, title, series, unit] of charts) {
   const div = document.createElement("div");
   div.className = "chart";
   div.innerHTML = '<h3><span>' + title + '</span><span class="now" id="now-' + id + '">0</span></h3>' +
-    '<svg id="svg-' + id + '" width="100%" height="120" viewBox="0 0 600 120" preserveAspectRatio="none"></svg>';
+    '<svg id="svg-' + id + '" width="100%" height="120" viewBox="0 0 600 120" preserveAspectRatio="none"></svg>' +
+    '<div class="axis"><span>60 s ago</span><span id="max-' + id + '"></span><span>now</span></div>';
   grid.appendChild(div);
+}
+function duration(iso) {
+  const m = /^P(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(iso || "");
+  if (!m) return iso || "";
+  const ms = ((+(m[1] || 0)) * 3600 + (+(m[2] || 0)) * 60 + (+(m[3] || 0))) * 1000;
+  return fmt(ms, "ms");
 }
 function latest(seconds) {
   for (let i = seconds.length - 1; i >= Math.max(0, seconds.length - 3); i--) {
@@ -976,14 +1021,15 @@ function draw(data) {
   for (const [id, title, series, unit] of charts) {
     let max = 0;
     for (const s of seconds) for (const [k] of series) max = Math.max(max, s[k]);
+    const top = max;
     max = max > 0 ? max * 1.15 : 1;
     let out = '<line x1="0" y1="119" x2="600" y2="119" stroke="#d8dde3"/>';
     for (const [k, colour] of series) {
       const pts = seconds.map((s, i) => (i * 600 / (seconds.length - 1)).toFixed(1) + "," + (118 - s[k] / max * 110).toFixed(1)).join(" ");
       out += '<polyline fill="none" stroke="' + colour + '" stroke-width="2" points="' + pts + '"/>';
     }
-    out += '<text x="4" y="12" font-size="11" fill="#5b6470">' + fmt(max / 1.15 > 0 ? max / 1.15 : 0, unit) + '</text>';
     document.getElementById("svg-" + id).innerHTML = out;
+    document.getElementById("max-" + id).textContent = "max " + fmt(top, unit);
     const now = document.getElementById("now-" + id);
     now.textContent = series.map(([k, c, label]) => label + " " + fmt(last ? last[k] : 0, unit)).join(" · ");
   }
@@ -999,7 +1045,7 @@ function draw(data) {
     const name = doc.Name || doc.Message || ((doc.ExceptionType || "") + (doc.ExceptionMessage ? ": " + doc.ExceptionMessage : ""));
     const code = doc.ResponseCode || doc.ResultCode || "";
     const tr = document.createElement("tr");
-    const cells = [d.time.slice(11, 23), type, d.role, name, code, doc.Duration || ""];
+    const cells = [d.time.slice(11, 23), type, d.role, name, code, duration(doc.Duration)];
     cells.forEach((text, i) => {
       const td = document.createElement("td");
       td.textContent = text;

@@ -177,7 +177,10 @@ fn dump_dom(chromium: &Path, url: &str, budget: Option<Duration>) -> String {
         args.push(format!("--virtual-time-budget={}", budget.as_millis()));
     }
     let dom = run(chromium, &args, url);
-    assert!(dom.contains("</html>"), "no DOM from chromium for {url}: {dom:?}");
+    assert!(
+        dom.contains("</html>"),
+        "no DOM from chromium for {url}: {dom:?}"
+    );
     dom
 }
 
@@ -322,7 +325,9 @@ fn the_transaction_shows_three_items_in_order_across_two_roles() {
     assert!(dom.contains("GET /orders/{id}"), "{dom}");
     assert!(dom.contains("GET /items/{id}"), "{dom}");
     // The trace is escaped text under inventory's request, after it.
-    let trace = dom.find("counted &lt;b&gt;42&lt;/b&gt; items").expect("the trace");
+    let trace = dom
+        .find("counted &lt;b&gt;42&lt;/b&gt; items")
+        .expect("the trace");
     let handler = dom.find("GET /items/{id}").unwrap();
     assert!(trace > handler, "{dom}");
     assert!(!dom.contains("<b>42</b>"));
@@ -331,7 +336,10 @@ fn the_transaction_shows_three_items_in_order_across_two_roles() {
     // Search lists the operation's items, each a link to the transaction.
     let search = format!("{}?range=1h", viewer.url());
     let dom = dump_dom(&chromium, &search, None);
-    assert!(dom.contains(&format!("href=\"/operations/{op}#item-")), "{dom}");
+    assert!(
+        dom.contains(&format!("href=\"/operations/{op}#item-")),
+        "{dom}"
+    );
     screenshot(&chromium, &search, "search", None);
 }
 
