@@ -455,3 +455,133 @@ fn live_metrics_shows_a_request_rate_within_seconds_of_traffic() {
     let live = get_ok(viewer.addr, "/api/live");
     assert!(live["documents"].as_array().is_some_and(|d| !d.is_empty()));
 }
+
+// Without a browser: the pages' HTML and the Live Metrics protocol.
+
+fn page(addr: std::net::SocketAddr, path: &str) -> String {
+    let answer = get(addr, path);
+    assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    assert!(
+        answer.head.contains("content-type: text/html"),
+        "{answer:?}"
+    );
+    match answer.body {
+        serde_json::Value::String(s) => s,
+        other => panic!("{path} answered JSON: {other}"),
+    }
+}
+
+#[test]
+fn every_page_escapes_what_came_with_the_items() {
+    let viewer = start();
+    let evil = "<script>alert(1)</script>";
+    let items = [
+        request(
+            "front<i>",
+            "op1",
+            "r1",
+            None,
+            &format!("GET /{evil}"),
+            &at(0),
+            40,
+            "500",
+        ),
+        dependency(
+            "front<i>",
+            "op1",
+            "d1",
+            "r1",
+            evil,
+            "back.example",
+            &at(5),
+            20,
+            "503",
+        ),
+        message("front<i>", "op1", "r1", evil, &at(10)),
+        exception("front<i>", "op1", "r1", evil, &at(12)),
+    ];
+    assert_eq!(track(viewer.addr, &items).status, 200);
+    for path in [
+        "/",
+        "/?q=script&type=request&range=all",
+        "/operations/op1",
+        "/map",
+        "/failures",
+        "/performance",
+        "/live",
+        "/?role=%3Cscript%3E",
+    ] {
+        let html = page(viewer.addr, path);
+        assert!(!html.contains(evil), "{path}: {html}");
+        assert!(!html.contains("<i>"), "{path}: {html}");
+        assert!(html.contains("<nav>"), "{path}");
+    }
+    let html = page(viewer.addr, "/operations/op1");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("40.0 ms"), "{html}");
+    assert_eq!(get(viewer.addr, "/operations/nope").status, 404);
+    assert_eq!(get(viewer.addr, "/nope").status, 404);
+    assert_eq!(get(viewer.addr, "/?from=yesterday").status, 400);
+}
+
+#[test]
+fn live_metrics_subscribes_only_while_a_page_polls() {
+    let viewer = start();
+    let ping = |path: &str| {
+        post(
+            viewer.addr,
+            path,
+            "x-ms-qps-role-name: shop\r\nx-ms-qps-instance-name: shop-1\r\n",
+            br#"{"Instance":"shop-1","RoleName":"shop"}"#,
+        )
+    };
+    let path = "/QuickPulseService.svc/ping?api-version=2024-04-01-preview&ikey=00000000-0000-0000-0000-000000000000";
+    let answer = ping(path);
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.head.contains("x-ms-qps-subscribed: false"),
+        "{answer:?}"
+    );
+    assert!(answer
+        .head
+        .contains("x-ms-qps-service-polling-interval-hint: 1000"));
+    let live = get_ok(viewer.addr, "/api/live");
+    assert_eq!(live["watching"], true);
+    assert!(ping(path).head.contains("x-ms-qps-subscribed: true"));
+    let point = serde_json::json!([{
+        "RoleName": "shop", "Instance": "shop-1", "Timestamp": "2026-12-04T21:00:00.000000Z",
+        "Metrics": [
+            { "Name": "\\ApplicationInsights\\Requests/Sec", "Value": 5, "Weight": 1 },
+            { "Name": "\\ApplicationInsights\\Requests Failed/Sec", "Value": 1, "Weight": 1 },
+            { "Name": "\\ApplicationInsights\\Request Duration", "Value": 123.0, "Weight": 1 },
+            { "Name": "\\ApplicationInsights\\Exceptions/Sec", "Value": 2, "Weight": 1 }
+        ],
+        "Documents": [{ "DocumentType": "Request", "Name": "<b>GET</b>", "ResponseCode": "500", "Duration": "PT0.12S" }]
+    }]);
+    let post_path = "/QuickPulseService.svc/post?api-version=2024-04-01-preview&ikey=00000000-0000-0000-0000-000000000000";
+    let answer = post(viewer.addr, post_path, "", point.to_string().as_bytes());
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.head.contains("x-ms-qps-subscribed: true"));
+    let live = get_ok(viewer.addr, "/api/live");
+    let seconds = live["seconds"].as_array().unwrap();
+    assert_eq!(seconds.len(), 60);
+    let sum = |k: &str| seconds.iter().map(|s| s[k].as_f64().unwrap()).sum::<f64>();
+    assert_eq!(sum("requests_per_sec"), 5.0, "{live}");
+    assert_eq!(sum("failed_requests_per_sec"), 1.0);
+    assert_eq!(sum("exceptions_per_sec"), 2.0);
+    assert_eq!(sum("request_duration_ms"), 123.0);
+    assert_eq!(live["streams"][0]["role"], "shop");
+    assert_eq!(live["documents"][0]["document"]["Name"], "<b>GET</b>");
+    // Hostile bodies: refused, nothing kept, the viewer still answers.
+    assert_eq!(post(viewer.addr, post_path, "", b"{not json").status, 400);
+    assert_eq!(post(viewer.addr, post_path, "", b"\"text\"").status, 400);
+    let huge = vec![b'['; 2 * 1024 * 1024];
+    assert_eq!(post(viewer.addr, post_path, "", &huge).status, 413);
+    assert_eq!(
+        get_ok(viewer.addr, "/api/live")["streams"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
