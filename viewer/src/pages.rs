@@ -1016,7 +1016,9 @@ function latest(seconds) {
   return null;
 }
 function draw(data) {
-  const seconds = data.seconds;
+  let seconds = data.seconds;
+  // The current second, until its post arrives, is not a drop to zero.
+  if (seconds.length > 2 && seconds[seconds.length - 1].posts === 0) seconds = seconds.slice(0, -1);
   const last = latest(seconds);
   for (const [id, title, series, unit] of charts) {
     let max = 0;
