@@ -47,7 +47,11 @@ fn chromium() -> Option<PathBuf> {
 fn browser(test: &str) -> Option<PathBuf> {
     let found = chromium();
     if found.is_none() {
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so the skip
+        // shows in a passing run's log.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED {test}: no chromium found (install Debian's `chromium`, or set CHROMIUM=path)"
         );
     }
