@@ -776,8 +776,8 @@ fn map(state: &State) -> PageResult {
             "#1565c0"
         };
         let name = s(node, "name");
-        let shown: String = if name.chars().count() > 24 {
-            format!("{}…", name.chars().take(23).collect::<String>())
+        let shown: String = if name.chars().count() > 20 {
+            format!("{}…", name.chars().take(19).collect::<String>())
         } else {
             name.to_owned()
         };
