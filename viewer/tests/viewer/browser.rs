@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing_appinsights::{with_remote_parent, AppInsightsSpanExt, Builder};
@@ -43,8 +43,13 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// The browser, or `None` after saying why the test is skipped.
-fn browser(test: &str) -> Option<PathBuf> {
+/// One browser test at a time: four Chromiums at once on a small CI
+/// machine would make the Live Metrics timing a test of the machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The browser and the lock held while the test runs, or `None` after
+/// saying why the test is skipped.
+fn browser(test: &str) -> Option<(PathBuf, MutexGuard<'static, ()>)> {
     let found = chromium();
     if found.is_none() {
         // Straight to stderr, past the test harness's capture, so the skip
@@ -55,7 +60,8 @@ fn browser(test: &str) -> Option<PathBuf> {
             "SKIPPED {test}: no chromium found (install Debian's `chromium`, or set CHROMIUM=path)"
         );
     }
-    found
+    let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    found.map(|path| (path, lock))
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -310,7 +316,7 @@ fn timeline(dom: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_transaction_shows_three_items_in_order_across_two_roles() {
-    let Some(chromium) = browser("transaction") else {
+    let Some((chromium, _one_at_a_time)) = browser("transaction") else {
         return;
     };
     let viewer = start();
@@ -349,7 +355,7 @@ fn the_transaction_shows_three_items_in_order_across_two_roles() {
 
 #[test]
 fn the_map_shows_both_roles_and_the_edge() {
-    let Some(chromium) = browser("map") else {
+    let Some((chromium, _one_at_a_time)) = browser("map") else {
         return;
     };
     let viewer = start();
@@ -376,7 +382,7 @@ fn the_map_shows_both_roles_and_the_edge() {
 
 #[test]
 fn a_failed_request_appears_under_failures_escaped() {
-    let Some(chromium) = browser("failures") else {
+    let Some((chromium, _one_at_a_time)) = browser("failures") else {
         return;
     };
     let viewer = start();
@@ -400,7 +406,7 @@ fn a_failed_request_appears_under_failures_escaped() {
 
 #[test]
 fn live_metrics_shows_a_request_rate_within_seconds_of_traffic() {
-    let Some(chromium) = browser("live") else {
+    let Some((chromium, _one_at_a_time)) = browser("live") else {
         return;
     };
     let viewer = start();
