@@ -306,19 +306,30 @@ impl Live {
         // Calls behind each bucket's durations, for the weighted means.
         let mut weights = vec![(0.0f64, 0.0f64); n as usize];
         for stream in inner.streams.values() {
-            for p in &stream.points {
+            // Two posts of one stream in the same second (a late one and
+            // the next) are averaged, not added: each is a rate.
+            let mut posts_in = vec![0.0f64; n as usize];
+            let bucket = |p: &Point| {
                 let age = now_second - p.second;
-                if !(0..n).contains(&age) {
-                    continue;
+                (0..n).contains(&age).then(|| (n - 1 - age) as usize)
+            };
+            for p in &stream.points {
+                if let Some(i) = bucket(p) {
+                    posts_in[i] += 1.0;
                 }
-                let i = (n - 1 - age) as usize;
+            }
+            for p in &stream.points {
+                let Some(i) = bucket(p) else {
+                    continue;
+                };
+                let share = 1.0 / posts_in[i].max(1.0);
                 let b = &mut buckets[i];
                 let c = &p.counters;
-                b.requests += c.requests;
-                b.requests_failed += c.requests_failed;
-                b.dependencies += c.dependencies;
-                b.dependencies_failed += c.dependencies_failed;
-                b.exceptions += c.exceptions;
+                b.requests += c.requests * share;
+                b.requests_failed += c.requests_failed * share;
+                b.dependencies += c.dependencies * share;
+                b.dependencies_failed += c.dependencies_failed * share;
+                b.exceptions += c.exceptions * share;
                 b.points += 1.0;
                 let w = &mut weights[i];
                 let rw = c.requests.max(if c.request_duration_ms > 0.0 {
@@ -331,6 +342,7 @@ impl Live {
                 } else {
                     0.0
                 });
+                let (rw, dw) = (rw * share, dw * share);
                 b.request_duration_ms += c.request_duration_ms * rw;
                 b.dependency_duration_ms += c.dependency_duration_ms * dw;
                 w.0 += rw;
@@ -431,6 +443,27 @@ mod tests {
             assert_eq!(last["request_duration_ms"], 15.0);
         }
         assert_eq!(snap["streams"].as_array().unwrap().len(), 2);
+        // Two posts of one stream in one second: averaged.
+        let again = Live::default();
+        let _ = again.snapshot();
+        loop {
+            again.post(point(4, 10.0).as_bytes(), None, None);
+            again.post(point(2, 10.0).as_bytes(), None, None);
+            let snap = again.snapshot();
+            let counts: Vec<f64> = snap["seconds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["requests_per_sec"].as_f64().unwrap())
+                .filter(|&r| r > 0.0)
+                .collect();
+            if counts == [3.0] {
+                break;
+            }
+            // The clock ticked between the two posts: again, afresh.
+            assert_eq!(counts.len(), 2, "{snap}");
+            again.inner.lock().unwrap().streams.clear();
+        }
         assert_eq!(snap["documents"].as_array().unwrap().len(), 2);
         assert_eq!(live.post(b"{not json", None, None).status, 400);
         assert_eq!(live.post(b"42", None, None).status, 400);
