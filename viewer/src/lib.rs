@@ -14,6 +14,8 @@
 
 mod api;
 mod ingest;
+pub mod live;
+pub mod pages;
 pub mod store;
 pub mod validate;
 
@@ -161,6 +163,7 @@ pub(crate) struct State {
     pub(crate) store: Mutex<store::Store>,
     ingest_permits: Semaphore,
     max_body_bytes: usize,
+    pub(crate) live: live::Live,
 }
 
 impl Viewer {
@@ -176,6 +179,7 @@ impl Viewer {
             store: Mutex::new(store),
             ingest_permits: Semaphore::new(MAX_CONCURRENT_INGESTS),
             max_body_bytes: config.max_body_bytes,
+            live: live::Live::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -250,16 +254,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Response<Full<Byte
     let trimmed = path.trim_start_matches('/');
     match (req.method().as_str(), trimmed) {
         ("POST", "v2.1/track" | "v2/track") => track(req, &state).await,
-        // Live Metrics comes later: until then, nobody is ever watching,
-        // so an exporter keeps to its pings (every 5 s) and never posts.
-        ("POST", "QuickPulseService.svc/ping" | "QuickPulseService.svc/post") => {
-            let mut response = Response::new(Full::new(Bytes::new()));
-            response.headers_mut().insert(
-                "x-ms-qps-subscribed",
-                hyper::header::HeaderValue::from_static("false"),
-            );
-            response
-        }
+        ("POST", "QuickPulseService.svc/ping") => quick_pulse(req, &state, false).await,
+        ("POST", "QuickPulseService.svc/post") => quick_pulse(req, &state, true).await,
+        ("GET", "api/live") => json_response(200, &state.live.snapshot()),
         (_, "v2.1/track" | "v2/track") => json_response(
             405,
             &serde_json::json!({ "error": "method not allowed: POST items here" }),
@@ -274,8 +271,82 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Response<Full<Byte
                     json_response(500, &serde_json::json!({ "error": "internal error" }))
                 })
         }
+        ("GET", p) => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let state = Arc::clone(&state);
+            let p = p.to_owned();
+            tokio::task::spawn_blocking(move || pages::answer(&p, &query, &state))
+                .await
+                .unwrap_or_else(|_| {
+                    Some(json_response(
+                        500,
+                        &serde_json::json!({ "error": "internal error" }),
+                    ))
+                })
+                .unwrap_or_else(|| json_response(404, &serde_json::json!({ "error": "not found" })))
+        }
         _ => json_response(404, &serde_json::json!({ "error": "not found" })),
     }
+}
+
+/// A Live Metrics ping or post: subscribed while a Live Metrics page is
+/// open; a post's data point kept (see [`live`]).
+async fn quick_pulse(
+    req: Request<Incoming>,
+    state: &Arc<State>,
+    is_post: bool,
+) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let role = header("x-ms-qps-role-name");
+    let instance = header("x-ms-qps-instance-name");
+    let body = Limited::new(req.into_body(), live::MAX_BODY_BYTES);
+    let answer = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Ok(Ok(collected)) if is_post => {
+            state
+                .live
+                .post(&collected.to_bytes(), role.as_deref(), instance.as_deref())
+        }
+        Ok(Ok(_)) => state.live.ping(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => live::Answer {
+            status: 413,
+            subscribed: state.live.watching(),
+            error: Some(format!(
+                "The body is larger than the limit of {} bytes",
+                live::MAX_BODY_BYTES
+            )),
+        },
+        _ => live::Answer {
+            status: 400,
+            subscribed: state.live.watching(),
+            error: Some("The body could not be read".into()),
+        },
+    };
+    let mut response = match &answer.error {
+        Some(message) => json_response(
+            answer.status,
+            &serde_json::json!({ "Code": "BadRequest", "Message": message }),
+        ),
+        None => Response::new(Full::new(Bytes::new())),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-ms-qps-subscribed",
+        hyper::header::HeaderValue::from_static(if answer.subscribed { "true" } else { "false" }),
+    );
+    headers.insert(
+        "x-ms-qps-service-polling-interval-hint",
+        hyper::header::HeaderValue::from_static(live::POLLING_HINT_MS),
+    );
+    headers.insert(
+        "x-ms-qps-configuration-etag",
+        hyper::header::HeaderValue::from_static(""),
+    );
+    response
 }
 
 async fn track(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Bytes>> {

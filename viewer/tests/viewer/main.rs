@@ -3,6 +3,7 @@
 //! to end.
 
 mod binary;
+mod browser;
 mod exporter;
 mod ingestion;
 mod queries;
