@@ -170,14 +170,17 @@ svg text { font-family:inherit; }
 .chart .now { font-variant-numeric:tabular-nums; }
 .axis { display:flex; justify-content:space-between; font-size:11px; color:var(--muted); }
 .pill { display:inline-block; padding:2px 8px; border-radius:10px; font-size:12px; background:var(--bg); border:1px solid var(--line); }
+.note { color:var(--muted); }
+pre { white-space:pre-wrap; word-break:break-all; max-width:70ch; font-size:12px; margin:4px 0; }
 "#;
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/", "Search"),
     ("/map", "Map"),
     ("/failures", "Failures"),
     ("/performance", "Performance"),
     ("/live", "Live Metrics"),
+    ("/rejections", "Rejected"),
 ];
 
 fn layout(title: &str, active: &str, body: &str) -> String {
@@ -229,6 +232,7 @@ pub(crate) fn answer(path: &str, query: &str, state: &State) -> Option<Response<
         "failures" => failures(state),
         "performance" => performance(state),
         "live" => Ok(live()),
+        "rejections" => rejections(state),
         p => match p.strip_prefix("operations/") {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 operation(&percent_decode(id), state)
@@ -933,6 +937,49 @@ fn failures(state: &State) -> PageResult {
         body.push_str("</tbody></table>");
     }
     Ok(layout("Failures", "/failures", &body))
+}
+
+/// How many rejected items the page lists (newest first).
+const REJECTIONS_SHOWN: usize = 200;
+
+/// The items the ingestion endpoint refused, newest first: when, the
+/// status and reason it answered, and the item as sent (cut when stored).
+fn rejections(state: &State) -> PageResult {
+    let rejections = {
+        let store = state.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.rejections(REJECTIONS_SHOWN).map_err(db)?
+    };
+    let empty = Vec::new();
+    let list = rejections["rejections"].as_array().unwrap_or(&empty);
+    let mut body = String::from(
+        "<h1>Rejected items</h1><p class=\"note\">Items the ingestion endpoint refused, \
+         as the service would, with its status and reason (newest first).</p>",
+    );
+    if list.is_empty() {
+        body.push_str("<p class=\"empty\">None: every item sent was accepted.</p>");
+        return Ok(layout("Rejected items", "/rejections", &body));
+    }
+    body.push_str(
+        "<table><thead><tr><th>Received (UTC)</th><th class=\"num\">Index</th>\
+         <th class=\"num\">Status</th><th>Reason</th><th>Item</th></tr></thead><tbody>",
+    );
+    for r in list {
+        let index = r["index"]
+            .as_i64()
+            .map_or_else(|| "body".to_owned(), |i| i.to_string());
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num fail\">{}</td>\
+             <td class=\"name\">{}</td><td><details><summary>item</summary><pre>{}</pre></details></td></tr>",
+            escape(&format_time(s(r, "received_at"))),
+            escape(&index),
+            r["status"].as_i64().unwrap_or(0),
+            escape(s(r, "message")),
+            escape(s(r, "item")),
+        );
+    }
+    body.push_str("</tbody></table>");
+    Ok(layout("Rejected items", "/rejections", &body))
 }
 
 fn performance(state: &State) -> PageResult {
