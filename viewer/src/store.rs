@@ -53,6 +53,165 @@ CREATE TABLE IF NOT EXISTS rejections (
 );
 ";
 
+/// The schema version [`AGGREGATES`] brings a database to.
+const VERSION: i64 = 1;
+
+/// What keeps the map, failures and performance off a scan of the items
+/// (schema version 1): per item columns resolved at insert, partial
+/// indexes, and aggregate tables kept by triggers in the inserting (or
+/// deleting) statement's transaction, so retention's deletes decrement
+/// them as exactly as inserts increment them.
+///
+/// In the aggregates' keys a missing (NULL) role, name or result code is
+/// the integer 0, which is unequal to every text (so an upsert finds its
+/// row, where NULLs would all differ) and sorts before every text, as
+/// NULL does. Durations are summed in integer ticks of 100 ns (the
+/// precision of the service's duration format), so sums do not drift as
+/// items come and go.
+const AGGREGATES: &str = "
+ALTER TABLE items ADD COLUMN callee_role TEXT;
+ALTER TABLE items ADD COLUMN bucket INTEGER;
+CREATE INDEX items_request_perf ON items (role, name, duration_ms) WHERE item_type = 'request';
+CREATE INDEX items_failed ON items (item_type, name, result_code, operation_id) WHERE success = 0;
+CREATE INDEX items_exception ON items (name, operation_id) WHERE item_type = 'exception';
+CREATE TABLE request_stats (
+    role NOT NULL, name NOT NULL,
+    requests INTEGER NOT NULL, failed INTEGER NOT NULL, timed INTEGER NOT NULL,
+    ticks INTEGER NOT NULL,
+    PRIMARY KEY (role, name)
+) WITHOUT ROWID;
+CREATE TABLE request_hist (
+    role NOT NULL, name NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (role, name, bucket)
+) WITHOUT ROWID;
+CREATE TABLE edges (
+    source TEXT NOT NULL, target TEXT NOT NULL,
+    calls INTEGER NOT NULL, failures INTEGER NOT NULL, timed INTEGER NOT NULL,
+    ticks INTEGER NOT NULL,
+    PRIMARY KEY (source, target)
+) WITHOUT ROWID;
+CREATE TABLE failure_groups (
+    kind TEXT NOT NULL, name NOT NULL, result_code NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (kind, name, result_code)
+) WITHOUT ROWID;
+";
+
+/// The triggers of [`AGGREGATES`], for a row `r` (`new` or `old`) counted
+/// with sign `d` (`1` or `-1`).
+fn aggregate_steps(r: &str, d: &str) -> String {
+    let ticks = format!("COALESCE(CAST(round({r}.duration_ms * 10000) AS INTEGER), 0)");
+    let edge_target = format!(
+        "CASE WHEN {r}.callee_role IS NOT NULL THEN 'role:' || {r}.callee_role \
+         ELSE 'external:' || COALESCE(NULLIF({r}.target, ''), {r}.dependency_type, {r}.name, '') END"
+    );
+    format!(
+        "INSERT INTO request_stats SELECT COALESCE({r}.role, 0), COALESCE({r}.name, 0), {d}, \
+         {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), {d} * {ticks} \
+         WHERE {r}.item_type = 'request' \
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
+         failed = failed + excluded.failed, timed = timed + excluded.timed, \
+         ticks = ticks + excluded.ticks;
+         DELETE FROM request_stats WHERE {r}.item_type = 'request' \
+         AND role = COALESCE({r}.role, 0) AND name = COALESCE({r}.name, 0) AND requests <= 0;
+         INSERT INTO request_hist SELECT COALESCE({r}.role, 0), COALESCE({r}.name, 0), {r}.bucket, {d} \
+         WHERE {r}.item_type = 'request' AND {r}.bucket IS NOT NULL \
+         ON CONFLICT DO UPDATE SET n = n + excluded.n;
+         DELETE FROM request_hist WHERE {r}.item_type = 'request' AND role = COALESCE({r}.role, 0) \
+         AND name = COALESCE({r}.name, 0) AND bucket = {r}.bucket AND n <= 0;
+         INSERT INTO failure_groups SELECT {r}.item_type, COALESCE({r}.name, 0), \
+         COALESCE({r}.result_code, 0), {d} \
+         WHERE ({r}.item_type IN ('request', 'dependency') AND {r}.success = 0) \
+         OR {r}.item_type = 'exception' \
+         ON CONFLICT DO UPDATE SET n = n + excluded.n;
+         DELETE FROM failure_groups WHERE kind = {r}.item_type AND name = COALESCE({r}.name, 0) \
+         AND result_code = COALESCE({r}.result_code, 0) AND n <= 0;
+         {edge}",
+        edge = edge_steps(r, d, &edge_target, &ticks),
+    )
+}
+
+/// The steps counting dependency `r` on its edge with sign `d`.
+fn edge_steps(r: &str, d: &str, target: &str, ticks: &str) -> String {
+    let counted = format!(
+        "{r}.item_type = 'dependency' AND lower(COALESCE({r}.dependency_type, '')) <> 'inproc'"
+    );
+    format!(
+        "INSERT INTO edges SELECT 'role:' || COALESCE({r}.role, ''), {target}, {d}, \
+         {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), {d} * {ticks} \
+         WHERE {counted} \
+         ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, \
+         failures = failures + excluded.failures, timed = timed + excluded.timed, \
+         ticks = ticks + excluded.ticks;
+         DELETE FROM edges WHERE {counted} AND source = 'role:' || COALESCE({r}.role, '') \
+         AND target = {target} AND calls <= 0;"
+    )
+}
+
+/// The triggers keeping the aggregates.
+fn triggers() -> String {
+    let update_ticks_old = "COALESCE(CAST(round(old.duration_ms * 10000) AS INTEGER), 0)";
+    let update_ticks_new = "COALESCE(CAST(round(new.duration_ms * 10000) AS INTEGER), 0)";
+    let target = |r: &str| {
+        format!(
+            "CASE WHEN {r}.callee_role IS NOT NULL THEN 'role:' || {r}.callee_role \
+             ELSE 'external:' || COALESCE(NULLIF({r}.target, ''), {r}.dependency_type, {r}.name, '') END"
+        )
+    };
+    format!(
+        "CREATE TRIGGER items_counted AFTER INSERT ON items BEGIN {insert} END;
+         CREATE TRIGGER items_uncounted AFTER DELETE ON items BEGIN {delete}
+           UPDATE items SET callee_role = (SELECT r.role FROM items r \
+             WHERE r.operation_id = old.operation_id AND r.parent_id = old.parent_id \
+             AND r.item_type = 'request' AND r.role IS NOT NULL ORDER BY r.seq LIMIT 1) \
+           WHERE old.item_type = 'request' AND old.role IS NOT NULL AND old.parent_id IS NOT NULL \
+           AND operation_id = old.operation_id AND item_id = old.parent_id \
+           AND item_type = 'dependency' AND callee_role = old.role;
+         END;
+         CREATE TRIGGER items_callee AFTER UPDATE OF callee_role ON items \
+         WHEN old.callee_role IS NOT new.callee_role BEGIN {old_edge} {new_edge} END;",
+        insert = aggregate_steps("new", "1"),
+        delete = aggregate_steps("old", "-1"),
+        old_edge = edge_steps("old", "-1", &target("old"), update_ticks_old),
+        new_edge = edge_steps("new", "1", &target("new"), update_ticks_new),
+    )
+}
+
+/// Histogram buckets of request durations: bucket `b` holds durations in
+/// (`R^(b-1)`, `R^b`] microseconds, bucket 0 those up to 1 µs, with `R`
+/// such that bucket 199 ends at 1000 days (every duration the format can
+/// say). A percentile read from it is the bucket's upper bound: at most
+/// `R - 1` (17.4 %) above the true value, never below it.
+const BUCKETS: i64 = 200;
+
+fn bucket_ratio() -> f64 {
+    // 1000 days in microseconds, over 199 steps.
+    (86_400_000_000_000f64).ln() / (BUCKETS - 1) as f64
+}
+
+/// The bucket of a duration in milliseconds.
+pub fn bucket(duration_ms: f64) -> i64 {
+    let micros = duration_ms * 1000.0;
+    if !(micros > 1.0) {
+        return 0;
+    }
+    let b = (micros.ln() / bucket_ratio()).ceil();
+    // A float just past a bound lands one bucket up; fine for a bound.
+    (b as i64).clamp(0, BUCKETS - 1)
+}
+
+/// The upper bound of bucket `b`, in milliseconds.
+pub fn bucket_upper_ms(b: i64) -> f64 {
+    (b as f64 * bucket_ratio()).exp() / 1000.0
+}
+
+/// Groups of at most this many timed requests get exact percentiles (from
+/// the `items_request_perf` index); larger ones read the histogram.
+pub const EXACT_PERCENTILES_UP_TO: i64 = 10_000;
+
+/// Free text (`q`) looks at the newest this many items (by arrival): a
+/// scan, without an index, bounded so it answers in well under 200 ms.
+pub const TEXT_SEARCH_WINDOW: i64 = 100_000;
+
 /// The columns of an item, in `SELECT` order.
 const COLUMNS: &str = "seq, time, item_type, role, role_instance, operation_id, operation_name, \
     parent_id, item_id, name, success, result_code, duration_ms, target, dependency_type, \
@@ -128,7 +287,7 @@ impl Store {
     /// Opens (creating it if needed) the database at `path`, or an
     /// in-memory one when `path` is `None`.
     pub fn open(path: Option<&Path>, max_items: u64) -> Result<Store, String> {
-        let conn = match path {
+        let mut conn = match path {
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
@@ -139,6 +298,7 @@ impl Store {
             None => Connection::open_in_memory().map_err(err)?,
         };
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&mut conn)?;
         Ok(Store {
             conn,
             max_items: i64::try_from(max_items.max(1)).unwrap_or(i64::MAX),
@@ -155,9 +315,23 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO items (ts, time, item_type, role, role_instance, operation_id, \
                      operation_name, parent_id, item_id, name, success, result_code, duration_ms, \
-                     target, dependency_type, message, url, data, json) \
+                     target, dependency_type, message, url, data, json, callee_role, bucket) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                     ?17, ?18, ?19)",
+                     ?17, ?18, ?19, ?20, ?21)",
+                )
+                .map_err(err)?;
+            // A dependency's callee: the request it is the parent of, found
+            // when the second of the two arrives (the map never joins).
+            let mut callee = tx
+                .prepare_cached(
+                    "SELECT role FROM items WHERE operation_id = ?1 AND parent_id = ?2 \
+                     AND +item_type = 'request' AND role IS NOT NULL ORDER BY seq LIMIT 1",
+                )
+                .map_err(err)?;
+            let mut resolve = tx
+                .prepare_cached(
+                    "UPDATE items SET callee_role = ?3 WHERE operation_id = ?1 AND item_id = ?2 \
+                     AND +item_type = 'dependency' AND callee_role IS NULL",
                 )
                 .map_err(err)?;
             for item in items {
@@ -201,6 +375,15 @@ impl Store {
                 };
                 let duration = field("duration").and_then(validate::parse_duration_ms);
                 let is_dependency = item.item_type == ItemType::Dependency;
+                let is_request = item.item_type == ItemType::Request;
+                let (operation_id, role) = (tag("ai.operation.id"), tag("ai.cloud.role"));
+                let callee_role: Option<String> = match (is_dependency, operation_id, field("id")) {
+                    (true, Some(op), Some(id)) => callee
+                        .query_row(params![op, id], |r| r.get(0))
+                        .optional()
+                        .map_err(err)?,
+                    _ => None,
+                };
                 stmt.execute(params![
                     item.ts,
                     validate::format_time(item.ts),
@@ -221,8 +404,19 @@ impl Store {
                     if is_dependency { None } else { field("url") },
                     if is_dependency { field("data") } else { None },
                     item.json,
+                    callee_role,
+                    if is_request {
+                        duration.map(bucket)
+                    } else {
+                        None
+                    },
                 ])
                 .map_err(err)?;
+                if let (true, Some(op), Some(parent), Some(role)) =
+                    (is_request, operation_id, tag("ai.operation.parentId"), role)
+                {
+                    resolve.execute(params![op, parent, role]).map_err(err)?;
+                }
             }
             let mut stmt = tx
                 .prepare_cached(
@@ -282,7 +476,8 @@ impl Store {
             let n = args.len();
             sql.push_str(&format!(
                 " AND (name LIKE ?{n} ESCAPE '\\' OR message LIKE ?{n} ESCAPE '\\' \
-                 OR url LIKE ?{n} ESCAPE '\\' OR data LIKE ?{n} ESCAPE '\\')"
+                 OR url LIKE ?{n} ESCAPE '\\' OR data LIKE ?{n} ESCAPE '\\') \
+                 AND seq > (SELECT MAX(seq) FROM items) - {TEXT_SEARCH_WINDOW}"
             ));
         }
         if let Some(from) = filter.from {
@@ -349,92 +544,100 @@ impl Store {
     }
 
     /// The application map: a node per cloud role and per external
-    /// dependency target, an edge per caller role and callee. (The unary
-    /// `+` keeps SQLite from looking the callee up through the type index,
-    /// which would scan every request per dependency; the operation index
-    /// finds the few items of the dependency's operation.)
+    /// dependency target, an edge per caller role and callee. From the
+    /// aggregates (`request_stats`, `edges`): a dependency's callee was
+    /// resolved when it or its callee's request arrived, whichever came
+    /// second. Roles without requests come from the role index, one
+    /// lookup per role.
     pub fn map(&self) -> Result<Value, String> {
         let mut nodes: Vec<Value> = Vec::new();
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT role, COUNT(*), COALESCE(SUM(success = 0), 0), AVG(duration_ms) \
-                 FROM items WHERE item_type = 'request' AND role IS NOT NULL \
-                 GROUP BY role \
-                 UNION ALL \
-                 SELECT DISTINCT role, 0, 0, NULL FROM items WHERE role IS NOT NULL \
-                 AND role NOT IN (SELECT role FROM items WHERE item_type = 'request' \
-                 AND role IS NOT NULL) \
-                 ORDER BY 1",
+                "SELECT role, SUM(requests), SUM(failed), SUM(timed), SUM(ticks) \
+                 FROM request_stats WHERE typeof(role) = 'text' GROUP BY role",
             )
             .map_err(err)?;
-        let roles = stmt
+        let mut with_requests: Vec<(String, Value)> = stmt
             .query_map([], |row| {
-                Ok(json!({
-                    "id": format!("role:{}", row.get::<_, String>(0)?),
-                    "kind": "role",
-                    "name": row.get::<_, String>(0)?,
-                    "requests": row.get::<_, i64>(1)?,
-                    "failed_requests": row.get::<_, i64>(2)?,
-                    "mean_duration_ms": row.get::<_, Option<f64>>(3)?,
-                }))
+                let role: String = row.get(0)?;
+                let timed: i64 = row.get(3)?;
+                let ticks: f64 = row.get(4)?;
+                Ok((
+                    role.clone(),
+                    json!({
+                        "id": format!("role:{role}"),
+                        "kind": "role",
+                        "name": role,
+                        "requests": row.get::<_, i64>(1)?,
+                        "failed_requests": row.get::<_, i64>(2)?,
+                        "mean_duration_ms": mean(ticks, timed),
+                    }),
+                ))
             })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
             .map_err(err)?;
-        for role in roles {
-            nodes.push(role.map_err(err)?);
-        }
+        // Every distinct role, by skipping along the role index.
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT d.role, r.role, COALESCE(NULLIF(d.target, ''), d.dependency_type, d.name), \
-                 COUNT(*), COALESCE(SUM(d.success = 0), 0), AVG(d.duration_ms) \
-                 FROM items d LEFT JOIN items r ON r.operation_id = d.operation_id \
-                 AND r.parent_id = d.item_id AND +r.item_type = 'request' \
-                 WHERE d.item_type = 'dependency' \
-                 AND lower(COALESCE(d.dependency_type, '')) <> 'inproc' \
-                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                "WITH RECURSIVE roles(role) AS ( \
+                   SELECT MIN(role) FROM items WHERE role IS NOT NULL \
+                   UNION ALL \
+                   SELECT (SELECT MIN(role) FROM items WHERE role > roles.role) FROM roles \
+                   WHERE roles.role IS NOT NULL) \
+                 SELECT role FROM roles WHERE role IS NOT NULL",
+            )
+            .map_err(err)?;
+        let roles = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(err)?;
+        for role in roles {
+            let role = role.map_err(err)?;
+            if !with_requests.iter().any(|(r, _)| *r == role) {
+                with_requests.push((
+                    role.clone(),
+                    json!({
+                        "id": format!("role:{role}"),
+                        "kind": "role",
+                        "name": role,
+                        "requests": 0,
+                        "failed_requests": 0,
+                        "mean_duration_ms": null,
+                    }),
+                ));
+            }
+        }
+        with_requests.sort_by(|a, b| a.0.cmp(&b.0));
+        nodes.extend(with_requests.into_iter().map(|(_, node)| node));
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT source, target, calls, failures, timed, ticks FROM edges \
+                 ORDER BY source, target",
             )
             .map_err(err)?;
         let rows = stmt
             .query_map([], |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, Option<f64>>(5)?,
-                ))
+                let timed: i64 = row.get(4)?;
+                let ticks: f64 = row.get(5)?;
+                Ok(json!({
+                    "source": row.get::<_, String>(0)?,
+                    "target": row.get::<_, String>(1)?,
+                    "calls": row.get::<_, i64>(2)?,
+                    "failures": row.get::<_, i64>(3)?,
+                    "mean_duration_ms": mean(ticks, timed),
+                }))
             })
             .map_err(err)?;
-        let mut edges = Vec::new();
-        let mut externals: Vec<String> = Vec::new();
-        for row in rows {
-            let (caller, callee_role, target, calls, failures, mean) = row.map_err(err)?;
-            let caller = format!("role:{}", caller.unwrap_or_default());
-            let callee = match callee_role {
-                Some(role) => format!("role:{role}"),
-                None => {
-                    let target = target.unwrap_or_default();
-                    if !externals.contains(&target) {
-                        externals.push(target.clone());
-                    }
-                    format!("external:{target}")
-                }
-            };
-            edges.push(json!({
-                "source": caller,
-                "target": callee,
-                "calls": calls,
-                "failures": failures,
-                "mean_duration_ms": mean,
-            }));
-        }
-        edges.sort_by(|a, b| {
-            (a["source"].as_str(), a["target"].as_str())
-                .cmp(&(b["source"].as_str(), b["target"].as_str()))
-        });
-        externals.sort();
+        let edges = rows.collect::<Result<Vec<_>, _>>().map_err(err)?;
+        let mut externals: Vec<&str> = edges
+            .iter()
+            .filter_map(|e| e["target"].as_str()?.strip_prefix("external:"))
+            .collect();
+        externals.sort_unstable();
+        externals.dedup();
         for target in externals {
             nodes.push(json!({
                 "id": format!("external:{target}"),
@@ -446,92 +649,158 @@ impl Store {
     }
 
     /// Failed requests and dependencies by name and result code, and
-    /// exceptions by type, each with a count and a sample operation.
+    /// exceptions by type, each with a count (the `failure_groups`
+    /// aggregate) and a sample operation (the greatest operation id of the
+    /// group, one lookup in a partial index).
     pub fn failures(&self) -> Result<Value, String> {
-        let groups = |sql: &str, key: &str| -> Result<Vec<Value>, String> {
-            let mut stmt = self.conn.prepare(sql).map_err(err)?;
-            let rows = stmt
-                .query_map([], |row| {
-                    let mut group = json!({
-                        "count": row.get::<_, i64>(2)?,
-                        "sample_operation_id": row.get::<_, Option<String>>(3)?,
-                    });
-                    group[key] = json!(row.get::<_, Option<String>>(0)?);
-                    if key == "name" {
-                        group["result_code"] = json!(row.get::<_, Option<String>>(1)?);
-                    }
-                    Ok(group)
-                })
-                .map_err(err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(err)
-        };
-        let failed = |item_type: &str| {
-            format!(
-                "SELECT name, result_code, COUNT(*), MAX(operation_id) FROM items \
-                 WHERE item_type = '{item_type}' AND success = 0 \
-                 GROUP BY name, result_code ORDER BY 3 DESC, 1, 2 LIMIT 1000"
+        let mut sample_failed = self
+            .conn
+            .prepare(
+                "SELECT MAX(operation_id) FROM items WHERE success = 0 AND item_type = ?1 \
+                 AND name IS ?2 AND result_code IS ?3",
             )
+            .map_err(err)?;
+        let mut sample_exception = self
+            .conn
+            .prepare(
+                "SELECT MAX(operation_id) FROM items WHERE item_type = 'exception' AND name IS ?1",
+            )
+            .map_err(err)?;
+        let mut groups = |kind: &str| -> Result<Vec<Value>, String> {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT name, result_code, n FROM failure_groups WHERE kind = ?1 \
+                     ORDER BY n DESC, name, result_code LIMIT 1000",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([kind], |row| {
+                    Ok((key(row.get(0)?), key(row.get(1)?), row.get::<_, i64>(2)?))
+                })
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (name, result_code, count) in rows {
+                let group = if kind == "exception" {
+                    let sample: Option<String> = sample_exception
+                        .query_row(params![name], |r| r.get(0))
+                        .map_err(err)?;
+                    json!({ "count": count, "sample_operation_id": sample, "type": name })
+                } else {
+                    let sample: Option<String> = sample_failed
+                        .query_row(params![kind, name, result_code], |r| r.get(0))
+                        .map_err(err)?;
+                    json!({ "count": count, "sample_operation_id": sample, "name": name,
+                            "result_code": result_code })
+                };
+                out.push(group);
+            }
+            Ok(out)
         };
         Ok(json!({
-            "requests": groups(&failed("request"), "name")?,
-            "dependencies": groups(&failed("dependency"), "name")?,
-            "exceptions": groups(
-                "SELECT name, NULL, COUNT(*), MAX(operation_id) FROM items \
-                 WHERE item_type = 'exception' GROUP BY name ORDER BY 3 DESC, 1 LIMIT 1000",
-                "type",
-            )?,
+            "requests": groups("request")?,
+            "dependencies": groups("dependency")?,
+            "exceptions": groups("exception")?,
         }))
     }
 
-    /// Requests by role and name, with count and p50/p95/p99 durations
-    /// (nearest rank).
+    /// Requests by role and name, with count, mean and p50/p95/p99
+    /// durations (nearest rank). Count and mean are exact (the
+    /// `request_stats` aggregate); the percentiles are exact for a group of
+    /// at most [`EXACT_PERCENTILES_UP_TO`] requests (read from an index),
+    /// and above that the upper bound of the histogram bucket holding the
+    /// rank: at most 17.4 % above the exact value (see [`BUCKETS`]).
     pub fn performance(&self) -> Result<Value, String> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT role, name, duration_ms FROM items \
-                 WHERE item_type = 'request' AND duration_ms IS NOT NULL \
-                 ORDER BY role, name, duration_ms",
+                "SELECT role, name, timed, ticks FROM request_stats WHERE timed > 0 \
+                 ORDER BY role, name",
             )
             .map_err(err)?;
-        let mut rows = stmt.query([]).map_err(err)?;
-        let mut operations = Vec::new();
-        let mut current: Option<(Option<String>, Option<String>, Vec<f64>)> = None;
-        let flush = |group: (Option<String>, Option<String>, Vec<f64>), out: &mut Vec<Value>| {
-            let (role, name, durations) = group;
-            let rank = |p: f64| {
-                // Nearest rank: the smallest value with at least p of the
-                // values at or below it.
-                let n = durations.len();
-                let i = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
-                durations[i]
+        let groups = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, rusqlite::types::Value>(0)?,
+                    row.get::<_, rusqlite::types::Value>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, f64>(3)?,
+                ))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let mut exact = self
+            .conn
+            .prepare(
+                "SELECT duration_ms FROM items WHERE item_type = 'request' AND role IS ?1 \
+                 AND name IS ?2 AND duration_ms IS NOT NULL ORDER BY duration_ms",
+            )
+            .map_err(err)?;
+        let mut histogram = self
+            .conn
+            .prepare(
+                "SELECT bucket, n FROM request_hist WHERE role = ?1 AND name = ?2 ORDER BY bucket",
+            )
+            .map_err(err)?;
+        let mut operations = Vec::with_capacity(groups.len());
+        for (role_key, name_key, count, ticks) in groups {
+            let (role, name) = (key(role_key.clone()), key(name_key.clone()));
+            // Nearest rank: the smallest value with at least p of the
+            // values at or below it.
+            let rank = |p: f64, n: i64| ((p * n as f64).ceil() as i64).clamp(1, n.max(1));
+            let (n, mean_ms, p50, p95, p99) = if count <= EXACT_PERCENTILES_UP_TO {
+                let durations = exact
+                    .query_map(params![role, name], |r| r.get::<_, f64>(0))
+                    .map_err(err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                let n = durations.len() as i64;
+                if n == 0 {
+                    continue;
+                }
+                let at = |p: f64| durations[(rank(p, n) - 1) as usize];
+                let mean = durations.iter().sum::<f64>() / n as f64;
+                (n, mean, at(0.50), at(0.95), at(0.99))
+            } else {
+                let buckets = histogram
+                    .query_map(params![role_key, name_key], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                let total: i64 = buckets.iter().map(|b| b.1).sum();
+                let at = |p: f64| {
+                    let want = rank(p, total);
+                    let mut seen = 0;
+                    for (b, n) in &buckets {
+                        seen += n;
+                        if seen >= want {
+                            return Some(bucket_upper_ms(*b));
+                        }
+                    }
+                    buckets.last().map(|(b, _)| bucket_upper_ms(*b))
+                };
+                (
+                    count,
+                    mean(ticks, count).unwrap_or(0.0),
+                    at(0.50).unwrap_or(0.0),
+                    at(0.95).unwrap_or(0.0),
+                    at(0.99).unwrap_or(0.0),
+                )
             };
-            out.push(json!({
+            operations.push(json!({
                 "role": role,
                 "name": name,
-                "count": durations.len(),
-                "mean_ms": durations.iter().sum::<f64>() / durations.len() as f64,
-                "p50_ms": rank(0.50),
-                "p95_ms": rank(0.95),
-                "p99_ms": rank(0.99),
+                "count": n,
+                "mean_ms": mean_ms,
+                "p50_ms": p50,
+                "p95_ms": p95,
+                "p99_ms": p99,
             }));
-        };
-        while let Some(row) = rows.next().map_err(err)? {
-            let role: Option<String> = row.get(0).map_err(err)?;
-            let name: Option<String> = row.get(1).map_err(err)?;
-            let duration: f64 = row.get(2).map_err(err)?;
-            match &mut current {
-                Some((r, n, d)) if *r == role && *n == name => d.push(duration),
-                _ => {
-                    if let Some(group) = current.take() {
-                        flush(group, &mut operations);
-                    }
-                    current = Some((role, name, vec![duration]));
-                }
-            }
-        }
-        if let Some(group) = current.take() {
-            flush(group, &mut operations);
         }
         Ok(json!({ "operations": operations }))
     }
@@ -567,6 +836,76 @@ impl Store {
             .optional()
             .map(Option::unwrap_or_default)
             .map_err(err)
+    }
+}
+
+/// Brings a database of schema version 0 (items only) to [`VERSION`]: the
+/// new columns filled from the items, the aggregates computed from them
+/// once, then kept by the triggers. One transaction: a crash leaves the
+/// old version, migrated again at the next open.
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version >= VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(err)?;
+    tx.execute_batch(AGGREGATES).map_err(err)?;
+    {
+        let mut read = tx
+            .prepare("SELECT seq, duration_ms FROM items WHERE item_type = 'request' AND duration_ms IS NOT NULL")
+            .map_err(err)?;
+        let mut write = tx
+            .prepare("UPDATE items SET bucket = ?2 WHERE seq = ?1")
+            .map_err(err)?;
+        let mut rows = read.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let seq: i64 = row.get(0).map_err(err)?;
+            let duration: f64 = row.get(1).map_err(err)?;
+            write.execute(params![seq, bucket(duration)]).map_err(err)?;
+        }
+    }
+    tx.execute_batch(
+        "UPDATE items SET callee_role = (SELECT r.role FROM items r \
+           WHERE r.operation_id = items.operation_id AND r.parent_id = items.item_id \
+           AND +r.item_type = 'request' AND r.role IS NOT NULL ORDER BY r.seq LIMIT 1) \
+         WHERE item_type = 'dependency' AND operation_id IS NOT NULL AND item_id IS NOT NULL;
+         INSERT INTO request_stats SELECT COALESCE(role, 0), COALESCE(name, 0), COUNT(*), \
+           COALESCE(SUM(success = 0), 0), COUNT(duration_ms), \
+           COALESCE(SUM(CAST(round(duration_ms * 10000) AS INTEGER)), 0) \
+           FROM items WHERE item_type = 'request' GROUP BY 1, 2;
+         INSERT INTO request_hist SELECT COALESCE(role, 0), COALESCE(name, 0), bucket, COUNT(*) \
+           FROM items WHERE item_type = 'request' AND bucket IS NOT NULL GROUP BY 1, 2, 3;
+         INSERT INTO failure_groups SELECT item_type, COALESCE(name, 0), \
+           COALESCE(result_code, 0), COUNT(*) FROM items \
+           WHERE (item_type IN ('request', 'dependency') AND success = 0) \
+           OR item_type = 'exception' GROUP BY 1, 2, 3;
+         INSERT INTO edges SELECT 'role:' || COALESCE(role, ''), \
+           CASE WHEN callee_role IS NOT NULL THEN 'role:' || callee_role \
+           ELSE 'external:' || COALESCE(NULLIF(target, ''), dependency_type, name, '') END, \
+           COUNT(*), COALESCE(SUM(success = 0), 0), COUNT(duration_ms), \
+           COALESCE(SUM(CAST(round(duration_ms * 10000) AS INTEGER)), 0) FROM items \
+           WHERE item_type = 'dependency' AND lower(COALESCE(dependency_type, '')) <> 'inproc' \
+           GROUP BY 1, 2;",
+    )
+    .map_err(err)?;
+    tx.execute_batch(&triggers()).map_err(err)?;
+    tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))
+        .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// A mean in milliseconds from a sum of 100 ns ticks over `n`.
+fn mean(ticks: f64, n: i64) -> Option<f64> {
+    (n > 0).then(|| ticks / 10_000.0 / n as f64)
+}
+
+/// An aggregate's key: the integer 0 stands for NULL (see [`AGGREGATES`]).
+fn key(v: rusqlite::types::Value) -> Option<String> {
+    match v {
+        rusqlite::types::Value::Text(t) => Some(t),
+        _ => None,
     }
 }
 
