@@ -318,6 +318,9 @@ fn operation(n: u64, rng: &mut Rng, ts: i64) -> Vec<Value> {
     items
 }
 
+/// A query of the store, as a page makes it.
+type Query<'a> = Box<dyn Fn(&Store) -> Result<Value, String> + 'a>;
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -416,7 +419,7 @@ fn bench(db: &std::path::Path, n: u64, runs: usize) -> Result<(), String> {
         filter
     };
     let mid = START + 43_200_000_000;
-    let queries: Vec<(&str, Box<dyn Fn(&Store) -> Result<Value, String>>)> = vec![
+    let queries: Vec<(&str, Query)> = vec![
         (
             "items",
             Box::new(move |s| s.items(&filter(|_| {})).map(Value::from)),
@@ -469,6 +472,16 @@ fn bench(db: &std::path::Path, n: u64, runs: usize) -> Result<(), String> {
             Box::new(move |s| {
                 s.items(&filter(|f| f.q = Some("no-such-text".into())))
                     .map(Value::from)
+            }),
+        ),
+        (
+            "items type=trace q=no-such-text",
+            Box::new(move |s| {
+                s.items(&filter(|f| {
+                    f.item_type = Some("trace".into());
+                    f.q = Some("no-such-text".into());
+                }))
+                .map(Value::from)
             }),
         ),
         (
