@@ -96,84 +96,122 @@ CREATE TABLE failure_groups (
 ) WITHOUT ROWID;
 ";
 
-/// The triggers of [`AGGREGATES`], for a row `r` (`new` or `old`) counted
-/// with sign `d` (`1` or `-1`).
-fn aggregate_steps(r: &str, d: &str) -> String {
+/// The statements counting row `r` (`new` or `old`) with sign `d` (`1`
+/// or `-1`) in the aggregates of `kind`; when subtracting, the rows that
+/// reach zero go.
+fn aggregate_steps(kind: &str, r: &str, d: &str) -> String {
     let ticks = format!("COALESCE(CAST(round({r}.duration_ms * 10000) AS INTEGER), 0)");
-    let edge_target = format!(
+    let target = format!(
         "CASE WHEN {r}.callee_role IS NOT NULL THEN 'role:' || {r}.callee_role \
          ELSE 'external:' || COALESCE(NULLIF({r}.target, ''), {r}.dependency_type, {r}.name, '') END"
     );
-    format!(
-        "INSERT INTO request_stats SELECT COALESCE({r}.role, 0), COALESCE({r}.name, 0), {d}, \
-         {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), {d} * {ticks} \
-         WHERE {r}.item_type = 'request' \
-         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
-         failed = failed + excluded.failed, timed = timed + excluded.timed, \
-         ticks = ticks + excluded.ticks;
-         DELETE FROM request_stats WHERE {r}.item_type = 'request' \
-         AND role = COALESCE({r}.role, 0) AND name = COALESCE({r}.name, 0) AND requests <= 0;
-         INSERT INTO request_hist SELECT COALESCE({r}.role, 0), COALESCE({r}.name, 0), {r}.bucket, {d} \
-         WHERE {r}.item_type = 'request' AND {r}.bucket IS NOT NULL \
-         ON CONFLICT DO UPDATE SET n = n + excluded.n;
-         DELETE FROM request_hist WHERE {r}.item_type = 'request' AND role = COALESCE({r}.role, 0) \
-         AND name = COALESCE({r}.name, 0) AND bucket = {r}.bucket AND n <= 0;
-         INSERT INTO failure_groups SELECT {r}.item_type, COALESCE({r}.name, 0), \
-         COALESCE({r}.result_code, 0), {d} \
-         WHERE ({r}.item_type IN ('request', 'dependency') AND {r}.success = 0) \
-         OR {r}.item_type = 'exception' \
-         ON CONFLICT DO UPDATE SET n = n + excluded.n;
-         DELETE FROM failure_groups WHERE kind = {r}.item_type AND name = COALESCE({r}.name, 0) \
-         AND result_code = COALESCE({r}.result_code, 0) AND n <= 0;
-         {edge}",
-        edge = edge_steps(r, d, &edge_target, &ticks),
-    )
-}
-
-/// The steps counting dependency `r` on its edge with sign `d`.
-fn edge_steps(r: &str, d: &str, target: &str, ticks: &str) -> String {
-    let counted = format!(
-        "{r}.item_type = 'dependency' AND lower(COALESCE({r}.dependency_type, '')) <> 'inproc'"
+    let (role, name) = (
+        format!("COALESCE({r}.role, 0)"),
+        format!("COALESCE({r}.name, 0)"),
     );
-    format!(
-        "INSERT INTO edges SELECT 'role:' || COALESCE({r}.role, ''), {target}, {d}, \
-         {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), {d} * {ticks} \
-         WHERE {counted} \
-         ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, \
-         failures = failures + excluded.failures, timed = timed + excluded.timed, \
-         ticks = ticks + excluded.ticks;
-         DELETE FROM edges WHERE {counted} AND source = 'role:' || COALESCE({r}.role, '') \
-         AND target = {target} AND calls <= 0;"
-    )
+    let subtracting = d.starts_with('-');
+    match kind {
+        "request" => {
+            let mut steps = format!(
+                "INSERT INTO request_stats VALUES ({role}, {name}, {d}, \
+                 {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), \
+                 {d} * {ticks}) \
+                 ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
+                 failed = failed + excluded.failed, timed = timed + excluded.timed, \
+                 ticks = ticks + excluded.ticks;
+                 INSERT INTO request_hist SELECT {role}, {name}, {r}.bucket, {d} \
+                 WHERE {r}.bucket IS NOT NULL ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+            );
+            if subtracting {
+                steps.push_str(&format!(
+                    "DELETE FROM request_stats WHERE role = {role} AND name = {name} \
+                     AND requests <= 0;
+                     DELETE FROM request_hist WHERE role = {role} AND name = {name} \
+                     AND bucket = {r}.bucket AND n <= 0;"
+                ));
+            }
+            steps
+        }
+        "failure" => {
+            let code = format!("COALESCE({r}.result_code, 0)");
+            let mut steps = format!(
+                "INSERT INTO failure_groups VALUES ({r}.item_type, {name}, {code}, {d}) \
+                 ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+            );
+            if subtracting {
+                steps.push_str(&format!(
+                    "DELETE FROM failure_groups WHERE kind = {r}.item_type AND name = {name} \
+                     AND result_code = {code} AND n <= 0;"
+                ));
+            }
+            steps
+        }
+        _ => {
+            let source = format!("'role:' || COALESCE({r}.role, '')");
+            let mut steps = format!(
+                "INSERT INTO edges VALUES ({source}, {target}, {d}, \
+                 {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), \
+                 {d} * {ticks}) \
+                 ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, \
+                 failures = failures + excluded.failures, timed = timed + excluded.timed, \
+                 ticks = ticks + excluded.ticks;"
+            );
+            if subtracting {
+                steps.push_str(&format!(
+                    "DELETE FROM edges WHERE source = {source} AND target = {target} \
+                     AND calls <= 0;"
+                ));
+            }
+            steps
+        }
+    }
 }
 
-/// The triggers keeping the aggregates.
+/// The triggers keeping the aggregates: one per kind of aggregate and
+/// event, each only for the items it counts.
 fn triggers() -> String {
-    let update_ticks_old = "COALESCE(CAST(round(old.duration_ms * 10000) AS INTEGER), 0)";
-    let update_ticks_new = "COALESCE(CAST(round(new.duration_ms * 10000) AS INTEGER), 0)";
-    let target = |r: &str| {
-        format!(
-            "CASE WHEN {r}.callee_role IS NOT NULL THEN 'role:' || {r}.callee_role \
-             ELSE 'external:' || COALESCE(NULLIF({r}.target, ''), {r}.dependency_type, {r}.name, '') END"
-        )
+    let counted = |r: &str, kind: &str| match kind {
+        "request" => format!("{r}.item_type = 'request'"),
+        "failure" => format!(
+            "({r}.item_type IN ('request', 'dependency') AND {r}.success = 0) \
+             OR {r}.item_type = 'exception'"
+        ),
+        _ => format!(
+            "{r}.item_type = 'dependency' AND lower(COALESCE({r}.dependency_type, '')) <> 'inproc'"
+        ),
     };
-    format!(
-        "CREATE TRIGGER items_counted AFTER INSERT ON items BEGIN {insert} END;
-         CREATE TRIGGER items_uncounted AFTER DELETE ON items BEGIN {delete}
-           UPDATE items SET callee_role = (SELECT r.role FROM items r \
+    let mut sql = String::new();
+    for kind in ["request", "failure", "edge"] {
+        sql.push_str(&format!(
+            "CREATE TRIGGER items_{kind}_in AFTER INSERT ON items WHEN {when_new} \
+             BEGIN {insert} END;
+             CREATE TRIGGER items_{kind}_out AFTER DELETE ON items WHEN {when_old} \
+             BEGIN {delete} END;",
+            when_new = counted("new", kind),
+            when_old = counted("old", kind),
+            insert = aggregate_steps(kind, "new", "1"),
+            delete = aggregate_steps(kind, "old", "-1"),
+        ));
+    }
+    // A deleted Request's dependency (if it is still there) falls back to
+    // the next Request it is the parent of, else to its target; a changed
+    // callee moves the dependency from one edge to the other.
+    sql.push_str(&format!(
+        "CREATE TRIGGER items_callee_out AFTER DELETE ON items \
+         WHEN old.item_type = 'request' AND old.role IS NOT NULL AND old.parent_id IS NOT NULL \
+         BEGIN UPDATE items SET callee_role = (SELECT r.role FROM items r \
              WHERE r.operation_id = old.operation_id AND r.parent_id = old.parent_id \
-             AND r.item_type = 'request' AND r.role IS NOT NULL ORDER BY r.seq LIMIT 1) \
-           WHERE old.item_type = 'request' AND old.role IS NOT NULL AND old.parent_id IS NOT NULL \
-           AND operation_id = old.operation_id AND item_id = old.parent_id \
-           AND item_type = 'dependency' AND callee_role = old.role;
-         END;
+             AND +r.item_type = 'request' AND r.role IS NOT NULL ORDER BY r.seq LIMIT 1) \
+           WHERE operation_id = old.operation_id AND item_id = old.parent_id \
+           AND +item_type = 'dependency' AND callee_role = old.role; END;
          CREATE TRIGGER items_callee AFTER UPDATE OF callee_role ON items \
-         WHEN old.callee_role IS NOT new.callee_role BEGIN {old_edge} {new_edge} END;",
-        insert = aggregate_steps("new", "1"),
-        delete = aggregate_steps("old", "-1"),
-        old_edge = edge_steps("old", "-1", &target("old"), update_ticks_old),
-        new_edge = edge_steps("new", "1", &target("new"), update_ticks_new),
-    )
+         WHEN old.callee_role IS NOT new.callee_role AND {when} \
+         BEGIN {old_edge} {new_edge} END;",
+        when = counted("new", "edge"),
+        old_edge = aggregate_steps("edge", "old", "-1"),
+        new_edge = aggregate_steps("edge", "new", "1"),
+    ));
+    sql
 }
 
 /// Histogram buckets of request durations: bucket `b` holds durations in
@@ -1031,8 +1069,10 @@ mod tests {
                     .conn
                     .execute_batch(
                         "SAVEPOINT recount;
-                         DROP TRIGGER items_counted; DROP TRIGGER items_uncounted;
-                         DROP TRIGGER items_callee;
+                         DROP TRIGGER items_request_in; DROP TRIGGER items_request_out;
+                         DROP TRIGGER items_failure_in; DROP TRIGGER items_failure_out;
+                         DROP TRIGGER items_edge_in; DROP TRIGGER items_edge_out;
+                         DROP TRIGGER items_callee_out; DROP TRIGGER items_callee;
                          UPDATE items SET callee_role = NULL;
                          DELETE FROM request_stats; DELETE FROM request_hist;
                          DELETE FROM edges; DELETE FROM failure_groups;",
