@@ -246,6 +246,10 @@ pub fn bucket_upper_ms(b: i64) -> f64 {
 /// the `items_request_perf` index); larger ones read the histogram.
 pub const EXACT_PERCENTILES_UP_TO: i64 = 10_000;
 
+/// The most requests read for exact percentiles in one answer: the
+/// smallest groups first, while they fit; the others read the histogram.
+pub const EXACT_PERCENTILES_BUDGET: i64 = 100_000;
+
 /// Free text (`q`) looks at the newest this many items (by arrival): a
 /// scan, without an index, bounded so it answers in well under 200 ms.
 pub const TEXT_SEARCH_WINDOW: i64 = 100_000;
@@ -754,8 +758,9 @@ impl Store {
     /// Requests by role and name, with count, mean and p50/p95/p99
     /// durations (nearest rank). Count and mean are exact (the
     /// `request_stats` aggregate); the percentiles are exact for a group of
-    /// at most [`EXACT_PERCENTILES_UP_TO`] requests (read from an index),
-    /// and above that the upper bound of the histogram bucket holding the
+    /// at most [`EXACT_PERCENTILES_UP_TO`] requests (read from an index;
+    /// the smallest groups first, [`EXACT_PERCENTILES_BUDGET`] requests in
+    /// all), and otherwise the upper bound of the histogram bucket holding the
     /// rank: at most 17.4 % above the exact value (see [`BUCKETS`]).
     pub fn performance(&self) -> Result<Value, String> {
         let mut stmt = self
@@ -790,13 +795,25 @@ impl Store {
                 "SELECT bucket, n FROM request_hist WHERE role = ?1 AND name = ?2 ORDER BY bucket",
             )
             .map_err(err)?;
+        let mut by_size: Vec<(i64, usize)> =
+            groups.iter().enumerate().map(|(i, g)| (g.2, i)).collect();
+        by_size.sort_unstable();
+        let mut exact_groups = vec![false; groups.len()];
+        let mut budget = EXACT_PERCENTILES_BUDGET;
+        for (count, i) in by_size {
+            if count > EXACT_PERCENTILES_UP_TO || count > budget {
+                break;
+            }
+            budget -= count;
+            exact_groups[i] = true;
+        }
         let mut operations = Vec::with_capacity(groups.len());
-        for (role_key, name_key, count, ticks) in groups {
+        for (i, (role_key, name_key, count, ticks)) in groups.into_iter().enumerate() {
             let (role, name) = (key(role_key.clone()), key(name_key.clone()));
             // Nearest rank: the smallest value with at least p of the
             // values at or below it.
             let rank = |p: f64, n: i64| ((p * n as f64).ceil() as i64).clamp(1, n.max(1));
-            let (n, mean_ms, p50, p95, p99) = if count <= EXACT_PERCENTILES_UP_TO {
+            let (n, mean_ms, p50, p95, p99) = if exact_groups[i] {
                 let durations = exact
                     .query_map(params![role, name], |r| r.get::<_, f64>(0))
                     .map_err(err)?
@@ -1110,6 +1127,82 @@ mod tests {
             )
             .unwrap();
         assert_eq!(empty, 0);
+    }
+
+    fn request(i: u64, micros: u64) -> NewItem {
+        item(json!({
+            "time": validate::format_time(1_795_996_800_000_000 + i as i64),
+            "tags": { "ai.cloud.role": "api", "ai.operation.id": format!("op{i}"),
+                      "ai.operation.parentId": format!("d{i}") },
+            "data": { "baseType": "RequestData", "baseData": {
+                "id": format!("r{i}"), "name": "GET /", "responseCode": "200", "success": true,
+                "duration": format!("0.00:00:{:02}.{:06}", micros / 1_000_000, micros % 1_000_000),
+            } },
+        }))
+    }
+
+    /// Above 10,000 requests a group's percentiles come from the histogram:
+    /// never below the exact value, at most 17.4 % above; count and mean
+    /// stay exact.
+    #[test]
+    fn large_groups_have_percentiles_within_the_bucket_bound() {
+        let mut store = Store::open(None, 1_000_000).unwrap();
+        let n = 12_000u64;
+        let items: Vec<NewItem> = (1..=n)
+            .map(|i| request(i, ((i * 7919) % n + 1) * 100))
+            .collect();
+        store.insert(&items, &[]).unwrap();
+        let perf = store.performance().unwrap();
+        let op = &perf["operations"][0];
+        assert_eq!(op["count"], 12_000);
+        let mean = op["mean_ms"].as_f64().unwrap();
+        assert!((mean - 600.05).abs() < 1e-9, "{mean}");
+        for (key, exact) in [("p50_ms", 600.0), ("p95_ms", 1140.0), ("p99_ms", 1188.0)] {
+            let got = op[key].as_f64().unwrap();
+            assert!(
+                got >= exact && got <= exact * 1.175,
+                "{key}: {got} for {exact}"
+            );
+        }
+    }
+
+    /// A database of schema version 0 (items only) gets the columns, the
+    /// aggregates and the triggers when it is opened.
+    #[test]
+    fn a_version_0_database_is_migrated_on_open() {
+        let path =
+            std::env::temp_dir().join(format!("viewer-migrate-{}.sqlite3", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut store = Store::open(Some(&path), 1000).unwrap();
+        let items: Vec<NewItem> = (1..=50).map(|i| request(i, i * 1000)).collect();
+        store.insert(&items, &[]).unwrap();
+        let before = snapshot(&store);
+        let (map, perf) = (store.map().unwrap(), store.performance().unwrap());
+        store
+            .conn
+            .execute_batch(
+                "DROP TRIGGER items_request_in; DROP TRIGGER items_request_out;
+                 DROP TRIGGER items_failure_in; DROP TRIGGER items_failure_out;
+                 DROP TRIGGER items_edge_in; DROP TRIGGER items_edge_out;
+                 DROP TRIGGER items_callee_out; DROP TRIGGER items_callee;
+                 DROP TABLE request_stats; DROP TABLE request_hist; DROP TABLE edges;
+                 DROP TABLE failure_groups; DROP INDEX items_request_perf;
+                 DROP INDEX items_failed; DROP INDEX items_exception;
+                 ALTER TABLE items DROP COLUMN callee_role; ALTER TABLE items DROP COLUMN bucket;
+                 PRAGMA user_version = 0;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(Some(&path), 1000).unwrap();
+        assert_eq!(snapshot(&store), before);
+        assert_eq!(store.map().unwrap(), map);
+        assert_eq!(store.performance().unwrap(), perf);
+        store.insert(&[request(51, 51_000)], &[]).unwrap();
+        assert_eq!(store.performance().unwrap()["operations"][0]["count"], 51);
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[test]
