@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -58,9 +60,11 @@ const VERSION: i64 = 1;
 
 /// What keeps the map, failures and performance off a scan of the items
 /// (schema version 1): per item columns resolved at insert, partial
-/// indexes, and aggregate tables kept by triggers in the inserting (or
-/// deleting) statement's transaction, so retention's deletes decrement
-/// them as exactly as inserts increment them.
+/// indexes, and aggregate tables kept by [`Store::insert`] in the batch's
+/// transaction: each batch's changes (its items in, the items retention
+/// deletes out, dependencies whose callee changed moved from one edge to
+/// the other) summed in memory and written once per key, so deletes
+/// decrement exactly what inserts incremented.
 ///
 /// In the aggregates' keys a missing (NULL) role, name or result code is
 /// the integer 0, which is unequal to every text (so an upsert finds its
@@ -96,122 +100,210 @@ CREATE TABLE failure_groups (
 ) WITHOUT ROWID;
 ";
 
-/// The statements counting row `r` (`new` or `old`) with sign `d` (`1`
-/// or `-1`) in the aggregates of `kind`; when subtracting, the rows that
-/// reach zero go.
-fn aggregate_steps(kind: &str, r: &str, d: &str) -> String {
-    let ticks = format!("COALESCE(CAST(round({r}.duration_ms * 10000) AS INTEGER), 0)");
-    let target = format!(
-        "CASE WHEN {r}.callee_role IS NOT NULL THEN 'role:' || {r}.callee_role \
-         ELSE 'external:' || COALESCE(NULLIF({r}.target, ''), {r}.dependency_type, {r}.name, '') END"
-    );
-    let (role, name) = (
-        format!("COALESCE({r}.role, 0)"),
-        format!("COALESCE({r}.name, 0)"),
-    );
-    let subtracting = d.starts_with('-');
-    match kind {
-        "request" => {
-            let mut steps = format!(
-                "INSERT INTO request_stats VALUES ({role}, {name}, {d}, \
-                 {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), \
-                 {d} * {ticks}) \
-                 ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
-                 failed = failed + excluded.failed, timed = timed + excluded.timed, \
-                 ticks = ticks + excluded.ticks;
-                 INSERT INTO request_hist SELECT {role}, {name}, {r}.bucket, {d} \
-                 WHERE {r}.bucket IS NOT NULL ON CONFLICT DO UPDATE SET n = n + excluded.n;"
-            );
-            if subtracting {
-                steps.push_str(&format!(
-                    "DELETE FROM request_stats WHERE role = {role} AND name = {name} \
-                     AND requests <= 0;
-                     DELETE FROM request_hist WHERE role = {role} AND name = {name} \
-                     AND bucket = {r}.bucket AND n <= 0;"
-                ));
-            }
-            steps
-        }
-        "failure" => {
-            let code = format!("COALESCE({r}.result_code, 0)");
-            let mut steps = format!(
-                "INSERT INTO failure_groups VALUES ({r}.item_type, {name}, {code}, {d}) \
-                 ON CONFLICT DO UPDATE SET n = n + excluded.n;"
-            );
-            if subtracting {
-                steps.push_str(&format!(
-                    "DELETE FROM failure_groups WHERE kind = {r}.item_type AND name = {name} \
-                     AND result_code = {code} AND n <= 0;"
-                ));
-            }
-            steps
-        }
-        _ => {
-            let source = format!("'role:' || COALESCE({r}.role, '')");
-            let mut steps = format!(
-                "INSERT INTO edges VALUES ({source}, {target}, {d}, \
-                 {d} * COALESCE({r}.success = 0, 0), {d} * ({r}.duration_ms IS NOT NULL), \
-                 {d} * {ticks}) \
-                 ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, \
-                 failures = failures + excluded.failures, timed = timed + excluded.timed, \
-                 ticks = ticks + excluded.ticks;"
-            );
-            if subtracting {
-                steps.push_str(&format!(
-                    "DELETE FROM edges WHERE source = {source} AND target = {target} \
-                     AND calls <= 0;"
-                ));
-            }
-            steps
-        }
+/// What an item adds to (or takes from) the aggregates: its columns.
+struct Counted {
+    item_type: String,
+    role: Option<String>,
+    name: Option<String>,
+    success: Option<bool>,
+    result_code: Option<String>,
+    duration_ms: Option<f64>,
+    bucket: Option<i64>,
+    dependency_type: Option<String>,
+    target: Option<String>,
+    callee_role: Option<String>,
+}
+
+/// The columns of [`Counted`], in `SELECT` order.
+const COUNTED: &str = "item_type, role, name, success, result_code, duration_ms, bucket, \
+    dependency_type, target, callee_role";
+
+impl Counted {
+    fn from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Counted> {
+        Ok(Counted {
+            item_type: row.get(at)?,
+            role: row.get(at + 1)?,
+            name: row.get(at + 2)?,
+            success: row.get(at + 3)?,
+            result_code: row.get(at + 4)?,
+            duration_ms: row.get(at + 5)?,
+            bucket: row.get(at + 6)?,
+            dependency_type: row.get(at + 7)?,
+            target: row.get(at + 8)?,
+            callee_role: row.get(at + 9)?,
+        })
     }
 }
 
-/// The triggers keeping the aggregates: one per kind of aggregate and
-/// event, each only for the items it counts.
-fn triggers() -> String {
-    let counted = |r: &str, kind: &str| match kind {
-        "request" => format!("{r}.item_type = 'request'"),
-        "failure" => format!(
-            "({r}.item_type IN ('request', 'dependency') AND {r}.success = 0) \
-             OR {r}.item_type = 'exception'"
-        ),
-        _ => format!(
-            "{r}.item_type = 'dependency' AND lower(COALESCE({r}.dependency_type, '')) <> 'inproc'"
-        ),
-    };
-    let mut sql = String::new();
-    for kind in ["request", "failure", "edge"] {
-        sql.push_str(&format!(
-            "CREATE TRIGGER items_{kind}_in AFTER INSERT ON items WHEN {when_new} \
-             BEGIN {insert} END;
-             CREATE TRIGGER items_{kind}_out AFTER DELETE ON items WHEN {when_old} \
-             BEGIN {delete} END;",
-            when_new = counted("new", kind),
-            when_old = counted("old", kind),
-            insert = aggregate_steps(kind, "new", "1"),
-            delete = aggregate_steps(kind, "old", "-1"),
-        ));
+/// A batch's changes to the aggregates, summed in memory and written once
+/// per key at the end of the batch (in its transaction).
+#[derive(Default)]
+struct Deltas {
+    /// (role, name): requests, failed, timed, ticks.
+    requests: HashMap<(Option<String>, Option<String>), [i64; 4]>,
+    /// (role, name, bucket): requests.
+    hist: HashMap<(Option<String>, Option<String>, i64), i64>,
+    /// (source, target): calls, failures, timed, ticks.
+    edges: HashMap<(String, String), [i64; 4]>,
+    /// (kind, name, result code): items.
+    failures: HashMap<(String, Option<String>, Option<String>), i64>,
+}
+
+/// 100 ns ticks, as SQLite's `CAST(round(ms * 10000) AS INTEGER)`.
+fn ticks(duration_ms: Option<f64>) -> i64 {
+    duration_ms.map_or(0, |ms| (ms * 10_000.0).round() as i64)
+}
+
+impl Deltas {
+    /// Counts `r` with sign `d`.
+    fn count(&mut self, r: &Counted, d: i64) {
+        let failed = i64::from(r.success == Some(false));
+        let timed = i64::from(r.duration_ms.is_some());
+        match r.item_type.as_str() {
+            "request" => {
+                let e = self
+                    .requests
+                    .entry((r.role.clone(), r.name.clone()))
+                    .or_default();
+                e[0] += d;
+                e[1] += d * failed;
+                e[2] += d * timed;
+                e[3] += d * ticks(r.duration_ms);
+                if let Some(b) = r.bucket {
+                    *self
+                        .hist
+                        .entry((r.role.clone(), r.name.clone(), b))
+                        .or_default() += d;
+                }
+            }
+            "dependency" => self.edge(r, r.callee_role.as_deref(), d),
+            _ => {}
+        }
+        let kind = r.item_type.as_str();
+        if (failed == 1 && (kind == "request" || kind == "dependency")) || kind == "exception" {
+            *self
+                .failures
+                .entry((r.item_type.clone(), r.name.clone(), r.result_code.clone()))
+                .or_default() += d;
+        }
     }
-    // A deleted Request's dependency (if it is still there) falls back to
-    // the next Request it is the parent of, else to its target; a changed
-    // callee moves the dependency from one edge to the other.
-    sql.push_str(&format!(
-        "CREATE TRIGGER items_callee_out AFTER DELETE ON items \
-         WHEN old.item_type = 'request' AND old.role IS NOT NULL AND old.parent_id IS NOT NULL \
-         BEGIN UPDATE items SET callee_role = (SELECT r.role FROM items r \
-             WHERE r.operation_id = old.operation_id AND r.parent_id = old.parent_id \
-             AND +r.item_type = 'request' AND r.role IS NOT NULL ORDER BY r.seq LIMIT 1) \
-           WHERE operation_id = old.operation_id AND item_id = old.parent_id \
-           AND +item_type = 'dependency' AND callee_role = old.role; END;
-         CREATE TRIGGER items_callee AFTER UPDATE OF callee_role ON items \
-         WHEN old.callee_role IS NOT new.callee_role AND {when} \
-         BEGIN {old_edge} {new_edge} END;",
-        when = counted("new", "edge"),
-        old_edge = aggregate_steps("edge", "old", "-1"),
-        new_edge = aggregate_steps("edge", "new", "1"),
-    ));
-    sql
+
+    /// Counts dependency `r` with sign `d` on its edge to `callee` (a role,
+    /// else its target); in-process dependencies are not on the map.
+    fn edge(&mut self, r: &Counted, callee: Option<&str>, d: i64) {
+        if r.dependency_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("inproc"))
+        {
+            return;
+        }
+        let source = format!("role:{}", r.role.as_deref().unwrap_or(""));
+        let target = match callee {
+            Some(role) => format!("role:{role}"),
+            None => format!(
+                "external:{}",
+                r.target
+                    .as_deref()
+                    .filter(|t| !t.is_empty())
+                    .or(r.dependency_type.as_deref())
+                    .or(r.name.as_deref())
+                    .unwrap_or("")
+            ),
+        };
+        let e = self.edges.entry((source, target)).or_default();
+        e[0] += d;
+        e[1] += d * i64::from(r.success == Some(false));
+        e[2] += d * i64::from(r.duration_ms.is_some());
+        e[3] += d * ticks(r.duration_ms);
+    }
+
+    /// Writes the sums, and deletes the rows they bring to zero.
+    fn apply(self, tx: &rusqlite::Transaction<'_>) -> Result<(), String> {
+        let k = |v: &Option<String>| match v {
+            Some(s) => rusqlite::types::Value::Text(s.clone()),
+            None => rusqlite::types::Value::Integer(0),
+        };
+        let run = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<(), String> {
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.execute(args))
+                .map(drop)
+                .map_err(err)
+        };
+        for ((role, name), [n, failed, timed, t]) in self.requests {
+            if n == 0 && failed == 0 && timed == 0 && t == 0 {
+                continue;
+            }
+            let (role, name) = (k(&role), k(&name));
+            run(
+                "INSERT INTO request_stats VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
+                 failed = failed + excluded.failed, timed = timed + excluded.timed, \
+                 ticks = ticks + excluded.ticks",
+                &[&role, &name, &n, &failed, &timed, &t],
+            )?;
+            if n < 0 {
+                run(
+                    "DELETE FROM request_stats WHERE role = ?1 AND name = ?2 AND requests <= 0",
+                    &[&role, &name],
+                )?;
+            }
+        }
+        for ((role, name, b), n) in self.hist {
+            if n == 0 {
+                continue;
+            }
+            let (role, name) = (k(&role), k(&name));
+            run(
+                "INSERT INTO request_hist VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                &[&role, &name, &b, &n],
+            )?;
+            if n < 0 {
+                run(
+                    "DELETE FROM request_hist WHERE role = ?1 AND name = ?2 AND bucket = ?3 \
+                     AND n <= 0",
+                    &[&role, &name, &b],
+                )?;
+            }
+        }
+        for ((source, target), [n, failures, timed, t]) in self.edges {
+            if n == 0 && failures == 0 && timed == 0 && t == 0 {
+                continue;
+            }
+            run(
+                "INSERT INTO edges VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, \
+                 failures = failures + excluded.failures, timed = timed + excluded.timed, \
+                 ticks = ticks + excluded.ticks",
+                &[&source, &target, &n, &failures, &timed, &t],
+            )?;
+            if n < 0 {
+                run(
+                    "DELETE FROM edges WHERE source = ?1 AND target = ?2 AND calls <= 0",
+                    &[&source, &target],
+                )?;
+            }
+        }
+        for ((kind, name, code), n) in self.failures {
+            if n == 0 {
+                continue;
+            }
+            let (name, code) = (k(&name), k(&code));
+            run(
+                "INSERT INTO failure_groups VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                &[&kind, &name, &code, &n],
+            )?;
+            if n < 0 {
+                run(
+                    "DELETE FROM failure_groups WHERE kind = ?1 AND name = ?2 \
+                     AND result_code = ?3 AND n <= 0",
+                    &[&kind, &name, &code],
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Histogram buckets of request durations: bucket `b` holds durations in
@@ -371,11 +463,12 @@ impl Store {
                 )
                 .map_err(err)?;
             let mut resolve = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE items SET callee_role = ?3 WHERE operation_id = ?1 AND item_id = ?2 \
-                     AND +item_type = 'dependency' AND callee_role IS NULL",
-                )
+                     AND +item_type = 'dependency' AND callee_role IS NULL RETURNING {COUNTED}"
+                ))
                 .map_err(err)?;
+            let mut deltas = Deltas::default();
             for item in items {
                 let v = &item.value;
                 let tag = |k: &str| v.pointer(&format!("/tags/{k}")).and_then(Value::as_str);
@@ -419,6 +512,11 @@ impl Store {
                 let is_dependency = item.item_type == ItemType::Dependency;
                 let is_request = item.item_type == ItemType::Request;
                 let (operation_id, role) = (tag("ai.operation.id"), tag("ai.cloud.role"));
+                let bucket = if is_request {
+                    duration.map(bucket)
+                } else {
+                    None
+                };
                 let callee_role: Option<String> = match (is_dependency, operation_id, field("id")) {
                     (true, Some(op), Some(id)) => callee
                         .query_row(params![op, id], |r| r.get(0))
@@ -447,17 +545,44 @@ impl Store {
                     if is_dependency { field("data") } else { None },
                     item.json,
                     callee_role,
-                    if is_request {
-                        duration.map(bucket)
-                    } else {
-                        None
-                    },
+                    bucket,
                 ])
                 .map_err(err)?;
+                let owned = |s: Option<&str>| s.map(str::to_owned);
+                deltas.count(
+                    &Counted {
+                        item_type: item.item_type.as_str().to_owned(),
+                        role: owned(role),
+                        name: owned(name),
+                        success,
+                        result_code: owned(result_code),
+                        duration_ms: duration,
+                        bucket,
+                        dependency_type: if is_dependency {
+                            owned(field("type"))
+                        } else {
+                            None
+                        },
+                        target: if is_dependency {
+                            owned(field("target"))
+                        } else {
+                            None
+                        },
+                        callee_role,
+                    },
+                    1,
+                );
                 if let (true, Some(op), Some(parent), Some(role)) =
                     (is_request, operation_id, tag("ai.operation.parentId"), role)
                 {
-                    resolve.execute(params![op, parent, role]).map_err(err)?;
+                    let resolved = resolve
+                        .query_map(params![op, parent, role], |r| Counted::from_row(r, 0))
+                        .map_err(err)?;
+                    for dependency in resolved {
+                        let dependency = dependency.map_err(err)?;
+                        deltas.edge(&dependency, None, -1);
+                        deltas.edge(&dependency, Some(role), 1);
+                    }
                 }
             }
             let mut stmt = tx
@@ -478,12 +603,15 @@ impl Store {
                 .map_err(err)?;
             }
             if !items.is_empty() {
-                tx.execute(
-                    "DELETE FROM items WHERE seq <= (SELECT MAX(seq) FROM items) - ?1",
-                    [self.max_items],
-                )
-                .map_err(err)?;
+                let last: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(seq), 0) FROM items", [], |r| r.get(0))
+                    .map_err(err)?;
+                let bound = last.saturating_sub(self.max_items);
+                if bound > 0 {
+                    retire(&tx, bound, &mut callee, &mut deltas)?;
+                }
             }
+            deltas.apply(&tx)?;
             if !rejections.is_empty() {
                 tx.execute(
                     "DELETE FROM rejections WHERE seq <= (SELECT MAX(seq) FROM rejections) - ?1",
@@ -924,9 +1052,69 @@ const BACKFILL: &str = "UPDATE items SET callee_role = (SELECT r.role FROM items
            WHERE item_type = 'dependency' AND lower(COALESCE(dependency_type, '')) <> 'inproc' \
            GROUP BY 1, 2;";
 
+/// Deletes the items up to `bound` (a `seq`), counting them out of the
+/// aggregates; a surviving dependency whose callee's Request goes falls
+/// back to the next Request it is the parent of, else to its target.
+fn retire(
+    tx: &rusqlite::Transaction<'_>,
+    bound: i64,
+    callee: &mut rusqlite::CachedStatement<'_>,
+    deltas: &mut Deltas,
+) -> Result<(), String> {
+    let mut orphans = tx
+        .prepare_cached(
+            "SELECT DISTINCT d.seq, d.operation_id, d.item_id, d.item_type, d.role, d.name, \
+             d.success, d.result_code, d.duration_ms, d.bucket, d.dependency_type, d.target, \
+             d.callee_role FROM items r JOIN items d ON d.operation_id = r.operation_id \
+             AND d.item_id = r.parent_id \
+             WHERE r.seq <= ?1 AND +r.item_type = 'request' AND r.role IS NOT NULL \
+             AND r.parent_id IS NOT NULL AND +d.item_type = 'dependency' \
+             AND d.callee_role = r.role AND d.seq > ?1",
+        )
+        .map_err(err)?;
+    let orphans = orphans
+        .query_map([bound], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                Counted::from_row(r, 3)?,
+            ))
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let mut leaving = tx
+        .prepare_cached(&format!("SELECT {COUNTED} FROM items WHERE seq <= ?1"))
+        .map_err(err)?;
+    let rows = leaving
+        .query_map([bound], |r| Counted::from_row(r, 0))
+        .map_err(err)?;
+    for row in rows {
+        deltas.count(&row.map_err(err)?, -1);
+    }
+    tx.prepare_cached("DELETE FROM items WHERE seq <= ?1")
+        .and_then(|mut s| s.execute([bound]))
+        .map_err(err)?;
+    for (seq, operation_id, item_id, dependency) in orphans {
+        let next: Option<String> = callee
+            .query_row(params![operation_id, item_id], |r| r.get(0))
+            .optional()
+            .map_err(err)?;
+        if next != dependency.callee_role {
+            tx.prepare_cached("UPDATE items SET callee_role = ?2 WHERE seq = ?1")
+                .and_then(|mut s| s.execute(params![seq, next]))
+                .map_err(err)?;
+            deltas.edge(&dependency, dependency.callee_role.as_deref(), -1);
+            deltas.edge(&dependency, next.as_deref(), 1);
+        }
+    }
+    Ok(())
+}
+
 /// Brings a database of schema version 0 (items only) to [`VERSION`]: the
 /// new columns filled from the items, the aggregates computed from them
-/// once, then kept by the triggers. One transaction: a crash leaves the
+/// once, then kept by [`Store::insert`]. One transaction: a crash leaves the
 /// old version, migrated again at the next open.
 fn migrate(conn: &mut Connection) -> Result<(), String> {
     let version: i64 = conn
@@ -952,7 +1140,6 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
         }
     }
     tx.execute_batch(BACKFILL).map_err(err)?;
-    tx.execute_batch(&triggers()).map_err(err)?;
     tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))
         .map_err(err)?;
     tx.commit().map_err(err)
@@ -1019,7 +1206,7 @@ mod tests {
 
     /// Random items, out of order, with duplicate ids, missing roles and
     /// codes and in-process dependencies, through a small retention bound:
-    /// the aggregates kept by the triggers equal those computed afresh.
+    /// the aggregates kept by `insert` equal those computed afresh.
     #[test]
     fn aggregates_stay_equal_to_a_recount_through_retention() {
         let mut store = Store::open(None, 120).unwrap();
@@ -1086,10 +1273,6 @@ mod tests {
                     .conn
                     .execute_batch(
                         "SAVEPOINT recount;
-                         DROP TRIGGER items_request_in; DROP TRIGGER items_request_out;
-                         DROP TRIGGER items_failure_in; DROP TRIGGER items_failure_out;
-                         DROP TRIGGER items_edge_in; DROP TRIGGER items_edge_out;
-                         DROP TRIGGER items_callee_out; DROP TRIGGER items_callee;
                          UPDATE items SET callee_role = NULL;
                          DELETE FROM request_stats; DELETE FROM request_hist;
                          DELETE FROM edges; DELETE FROM failure_groups;",
@@ -1167,7 +1350,7 @@ mod tests {
     }
 
     /// A database of schema version 0 (items only) gets the columns, the
-    /// aggregates and the triggers when it is opened.
+    /// aggregates when it is opened.
     #[test]
     fn a_version_0_database_is_migrated_on_open() {
         let path =
@@ -1181,11 +1364,7 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "DROP TRIGGER items_request_in; DROP TRIGGER items_request_out;
-                 DROP TRIGGER items_failure_in; DROP TRIGGER items_failure_out;
-                 DROP TRIGGER items_edge_in; DROP TRIGGER items_edge_out;
-                 DROP TRIGGER items_callee_out; DROP TRIGGER items_callee;
-                 DROP TABLE request_stats; DROP TABLE request_hist; DROP TABLE edges;
+                "DROP TABLE request_stats; DROP TABLE request_hist; DROP TABLE edges;
                  DROP TABLE failure_groups; DROP INDEX items_request_perf;
                  DROP INDEX items_failed; DROP INDEX items_exception;
                  ALTER TABLE items DROP COLUMN callee_role; ALTER TABLE items DROP COLUMN bucket;
