@@ -1061,11 +1061,13 @@ fn retire(
     callee: &mut rusqlite::CachedStatement<'_>,
     deltas: &mut Deltas,
 ) -> Result<(), String> {
+    // `CROSS JOIN` keeps SQLite to this order: the leaving Requests by
+    // `seq`, then each one's dependency through the operation index.
     let mut orphans = tx
         .prepare_cached(
             "SELECT DISTINCT d.seq, d.operation_id, d.item_id, d.item_type, d.role, d.name, \
              d.success, d.result_code, d.duration_ms, d.bucket, d.dependency_type, d.target, \
-             d.callee_role FROM items r JOIN items d ON d.operation_id = r.operation_id \
+             d.callee_role FROM items r CROSS JOIN items d ON d.operation_id = r.operation_id \
              AND d.item_id = r.parent_id \
              WHERE r.seq <= ?1 AND +r.item_type = 'request' AND r.role IS NOT NULL \
              AND r.parent_id IS NOT NULL AND +d.item_type = 'dependency' \
