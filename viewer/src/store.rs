@@ -888,8 +888,9 @@ impl Store {
     /// `request_stats` aggregate); the percentiles are exact for a group of
     /// at most [`EXACT_PERCENTILES_UP_TO`] requests (read from an index;
     /// the smallest groups first, [`EXACT_PERCENTILES_BUDGET`] requests in
-    /// all), and otherwise the upper bound of the histogram bucket holding the
-    /// rank: at most 17.4 % above the exact value (see [`BUCKETS`]).
+    /// all), and otherwise the upper bound of the histogram bucket holding
+    /// the rank (200 log-scale buckets from 1 µs to 1000 days): never below
+    /// the exact value, at most 17.4 % above it.
     pub fn performance(&self) -> Result<Value, String> {
         let mut stmt = self
             .conn
