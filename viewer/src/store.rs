@@ -149,7 +149,9 @@ struct Deltas {
     failures: HashMap<(String, Option<String>, Option<String>), i64>,
 }
 
-/// 100 ns ticks, as SQLite's `CAST(round(ms * 10000) AS INTEGER)`.
+/// 100 ns ticks, as SQLite's `CAST(round(ms * 10000) AS INTEGER)`. (A
+/// sum of ticks that outgrows an integer saturates here and becomes a
+/// float in SQLite, whose `+` does not fail; queries sum with `TOTAL`.)
 fn ticks(duration_ms: Option<f64>) -> i64 {
     duration_ms.map_or(0, |ms| (ms * 10_000.0).round() as i64)
 }
@@ -168,7 +170,7 @@ impl Deltas {
                 e[0] += d;
                 e[1] += d * failed;
                 e[2] += d * timed;
-                e[3] += d * ticks(r.duration_ms);
+                e[3] = e[3].saturating_add(d * ticks(r.duration_ms));
                 if let Some(b) = r.bucket {
                     *self
                         .hist
@@ -214,7 +216,7 @@ impl Deltas {
         e[0] += d;
         e[1] += d * i64::from(r.success == Some(false));
         e[2] += d * i64::from(r.duration_ms.is_some());
-        e[3] += d * ticks(r.duration_ms);
+        e[3] = e[3].saturating_add(d * ticks(r.duration_ms));
     }
 
     /// Writes the sums, and deletes the rows they bring to zero.
@@ -731,7 +733,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT role, SUM(requests), SUM(failed), SUM(timed), SUM(ticks) \
+                "SELECT role, SUM(requests), SUM(failed), SUM(timed), TOTAL(ticks) \
                  FROM request_stats WHERE typeof(role) = 'text' GROUP BY role",
             )
             .map_err(err)?;
@@ -1037,7 +1039,7 @@ const BACKFILL: &str = "UPDATE items SET callee_role = (SELECT r.role FROM items
          WHERE item_type = 'dependency' AND operation_id IS NOT NULL AND item_id IS NOT NULL;
          INSERT INTO request_stats SELECT COALESCE(role, 0), COALESCE(name, 0), COUNT(*), \
            COALESCE(SUM(success = 0), 0), COUNT(duration_ms), \
-           COALESCE(SUM(CAST(round(duration_ms * 10000) AS INTEGER)), 0) \
+           TOTAL(CAST(round(duration_ms * 10000) AS INTEGER)) \
            FROM items WHERE item_type = 'request' GROUP BY 1, 2;
          INSERT INTO request_hist SELECT COALESCE(role, 0), COALESCE(name, 0), bucket, COUNT(*) \
            FROM items WHERE item_type = 'request' AND bucket IS NOT NULL GROUP BY 1, 2, 3;
@@ -1049,7 +1051,7 @@ const BACKFILL: &str = "UPDATE items SET callee_role = (SELECT r.role FROM items
            CASE WHEN callee_role IS NOT NULL THEN 'role:' || callee_role \
            ELSE 'external:' || COALESCE(NULLIF(target, ''), dependency_type, name, '') END, \
            COUNT(*), COALESCE(SUM(success = 0), 0), COUNT(duration_ms), \
-           COALESCE(SUM(CAST(round(duration_ms * 10000) AS INTEGER)), 0) FROM items \
+           TOTAL(CAST(round(duration_ms * 10000) AS INTEGER)) FROM items \
            WHERE item_type = 'dependency' AND lower(COALESCE(dependency_type, '')) <> 'inproc' \
            GROUP BY 1, 2;";
 
