@@ -1126,6 +1126,16 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
     if version >= VERSION {
+        // Builds of this branch before the aggregates were summed per batch
+        // kept them with triggers; those would count every item twice now.
+        conn.execute_batch(
+            "DROP TRIGGER IF EXISTS items_counted; DROP TRIGGER IF EXISTS items_uncounted;
+             DROP TRIGGER IF EXISTS items_request_in; DROP TRIGGER IF EXISTS items_request_out;
+             DROP TRIGGER IF EXISTS items_failure_in; DROP TRIGGER IF EXISTS items_failure_out;
+             DROP TRIGGER IF EXISTS items_edge_in; DROP TRIGGER IF EXISTS items_edge_out;
+             DROP TRIGGER IF EXISTS items_callee_out; DROP TRIGGER IF EXISTS items_callee;",
+        )
+        .map_err(err)?;
         return Ok(());
     }
     let tx = conn.transaction().map_err(err)?;
