@@ -561,6 +561,35 @@ fn every_page_escapes_what_came_with_the_items() {
 }
 
 #[test]
+fn the_rejected_page_shows_each_refused_item_with_its_reason() {
+    let viewer = start();
+    assert!(page(viewer.addr, "/rejections").contains("None: every item sent was accepted"));
+    // A Message without its message, its name carrying markup.
+    let item = serde_json::json!({
+        "name": "Microsoft.ApplicationInsights.Message",
+        "time": at(0),
+        "iKey": "<b>key</b>",
+        "data": { "baseType": "MessageData", "baseData": { "ver": 2 } }
+    });
+    let answer = track(viewer.addr, &[item]);
+    assert_eq!(answer.status, 400, "{answer:?}");
+    let reason = answer.body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let html = page(viewer.addr, "/rejections");
+    assert!(html.contains("<h1>Rejected items</h1>"), "{html}");
+    assert!(html.contains(">400</td>"), "{html}");
+    let shown = tracing_appinsights_viewer::pages::escape(&reason);
+    assert!(html.contains(&shown), "{reason}\n{html}");
+    assert!(
+        html.contains("&lt;b&gt;key&lt;/b&gt;"),
+        "the item, escaped: {html}"
+    );
+    assert!(!html.contains("<b>key</b>"), "{html}");
+}
+
+#[test]
 fn live_metrics_subscribes_only_while_a_page_polls() {
     let viewer = start();
     let ping = |path: &str| {
