@@ -1,7 +1,8 @@
 //! The store at size: fills a SQLite file (in the temporary directory)
 //! through the path the server takes (`validate::check`, `NewItem::new`,
 //! `Store::insert` in batches of 500) with operations like real ones, then
-//! times each query the pages make and prints a table.
+//! times each query the pages make, then each page over HTTP from a viewer
+//! serving the file, and prints both tables.
 //!
 //! ```sh
 //! cargo run --release -p tracing-appinsights-viewer --bin viewer-bench -- [N] [RUNS]
@@ -544,8 +545,70 @@ fn bench(db: &std::path::Path, n: u64, runs: usize) -> Result<(), String> {
         println!("| {name} | {:.1} | {size} |", t.as_secs_f64() * 1000.0);
     }
     println!();
-    println!("slowest: {:.1} ms", slowest.as_secs_f64() * 1000.0);
+    println!("slowest query: {:.1} ms", slowest.as_secs_f64() * 1000.0);
+    drop(store);
+    pages(db, n, runs, &sample_op)
+}
+
+/// The pages themselves, over HTTP from a viewer serving the same file:
+/// the query, the HTML and the connection, as a browser waits for them.
+fn pages(db: &std::path::Path, n: u64, runs: usize, sample_op: &str) -> Result<(), String> {
+    let running = tracing_appinsights_viewer::Viewer::start(tracing_appinsights_viewer::Config {
+        db: Some(db.to_owned()),
+        max_items: n,
+        ..tracing_appinsights_viewer::Config::in_memory(([127, 0, 0, 1], 0).into())
+    })?;
+    let paths = [
+        "/".to_owned(),
+        "/?type=request&range=all".to_owned(),
+        "/?type=exception&range=all".to_owned(),
+        "/?q=sku-4242&range=all".to_owned(),
+        "/?result_code=503&range=all".to_owned(),
+        format!("/operations/{sample_op}"),
+        "/map".to_owned(),
+        "/failures".to_owned(),
+        "/performance".to_owned(),
+        "/rejections".to_owned(),
+        "/live".to_owned(),
+    ];
+    println!();
+    println!("| page | ms (median of {runs}) | bytes |");
+    println!("|---|---:|---:|");
+    let mut slowest = Duration::ZERO;
+    for path in &paths {
+        let mut times = Vec::with_capacity(runs);
+        let mut bytes = 0;
+        for _ in 0..runs {
+            let started = Instant::now();
+            let body = get(running.addr, path)?;
+            times.push(started.elapsed());
+            bytes = body.len();
+        }
+        let t = median(times);
+        slowest = slowest.max(t);
+        println!("| `{path}` | {:.1} | {bytes} |", t.as_secs_f64() * 1000.0);
+    }
+    println!();
+    println!("slowest page: {:.1} ms", slowest.as_secs_f64() * 1000.0);
     Ok(())
+}
+
+/// One GET, `Connection: close`, read to the end; an error unless 200.
+fn get(addr: std::net::SocketAddr, path: &str) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        let head = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+        return Err(format!("GET {path}: {head}"));
+    }
+    Ok(answer)
 }
 
 /// How many things an answer holds: items, operations, groups or edges.
