@@ -78,7 +78,8 @@ use actix_web::Error;
 use tracing::Span;
 
 use crate::middleware::{
-    first_forwarded_for, record_error, record_status, split_host_port, Middleware, ServerRequest,
+    first_forwarded_for, record_error, record_status, split_host_port, with_pending, Middleware,
+    ServerRequest,
 };
 use crate::propagation::{with_remote_context_unused, RemoteContext};
 
@@ -151,16 +152,13 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let context = remote_context(&request);
-        let (span, pending) = with_remote_context_unused(context, || server_span(&request));
+        let (span, mut pending) = with_remote_context_unused(context, || server_span(&request));
         Middleware::Server.check_span(&span);
         // A context no span took (the server span is filtered out) stays
         // pending for the handler's first span, here and in every poll.
-        let (inner, pending) = match pending {
-            Some(context) => {
-                context.in_scope_unused(|| span.in_scope(|| self.service.call(request)))
-            }
-            None => (span.in_scope(|| self.service.call(request)), None),
-        };
+        let inner = with_pending(&mut pending, || {
+            span.in_scope(|| self.service.call(request))
+        });
         ResponseFuture {
             inner,
             span,
@@ -200,14 +198,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let inner = this.inner;
-        let poll = match this.pending.take() {
-            Some(context) => {
-                let (poll, unused) = context.in_scope_unused(|| inner.poll(cx));
-                *this.pending = unused;
-                poll
-            }
-            None => inner.poll(cx),
-        };
+        let poll = with_pending(this.pending, || inner.poll(cx));
         let result = ready!(poll);
         record_outcome(this.span, &result);
         Poll::Ready(result)

@@ -90,6 +90,25 @@ impl Middleware {
     }
 }
 
+/// Runs `f` with the caller's context that no span has taken yet (the
+/// server span was filtered out) pending for the first span `f` creates;
+/// leaves in `pending` what is still untaken after it, for the next step of
+/// the same request (its next poll). Without one, `f` runs as is.
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) fn with_pending<R>(
+    pending: &mut Option<crate::RemoteContext>,
+    f: impl FnOnce() -> R,
+) -> R {
+    match pending.take() {
+        Some(context) => {
+            let (result, unused) = context.in_scope_unused(f);
+            *pending = unused;
+            result
+        }
+        None => f(),
+    }
+}
+
 /// What a server span is made of, read from an incoming request by each
 /// server middleware from its own request type: one field list for every
 /// integration (`docs/mapping.md` reads them).

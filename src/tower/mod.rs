@@ -88,14 +88,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let inner = this.inner;
-        let poll = match this.pending.take() {
-            Some(context) => {
-                let (poll, unused) = context.in_scope_unused(|| inner.poll(cx));
-                *this.pending = unused;
-                poll
-            }
-            None => inner.poll(cx),
-        };
+        let poll = crate::middleware::with_pending(this.pending, || inner.poll(cx));
         let result = std::task::ready!(poll);
         record_outcome(this.span, &result, *this.fail_at);
         std::task::Poll::Ready(result)

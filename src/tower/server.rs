@@ -150,17 +150,17 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let route = self.route.as_ref().and_then(|route| route(&parts));
-        let (span, pending) = crate::propagation::with_remote_parent_unused(&parts.headers, || {
-            server_span(&parts, route.as_deref())
-        });
+        let (span, mut pending) =
+            crate::propagation::with_remote_parent_unused(&parts.headers, || {
+                server_span(&parts, route.as_deref())
+            });
         Middleware::Server.check_span(&span);
         let request = Request::from_parts(parts, body);
         // A context no span took (the server span is filtered out) stays
         // pending for the service's first span, here and in every poll.
-        let (inner, pending) = match pending {
-            Some(context) => context.in_scope_unused(|| span.in_scope(|| self.inner.call(request))),
-            None => (span.in_scope(|| self.inner.call(request)), None),
-        };
+        let inner = crate::middleware::with_pending(&mut pending, || {
+            span.in_scope(|| self.inner.call(request))
+        });
         ResponseFuture::new(inner, span, 500).with_pending(pending)
     }
 }
