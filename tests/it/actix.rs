@@ -26,7 +26,7 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 use crate::support::tower::{send, serve, ServiceFn};
-use crate::support::{schema, FakeIngestion};
+use crate::support::{data, find, schema, tag, FakeIngestion};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -148,33 +148,6 @@ fn envelopes(ingestion: &FakeIngestion, guards: &[&ExporterGuard]) -> Vec<Value>
     assert_eq!(envelopes.len(), expected);
     schema::assert_valid(&envelopes);
     envelopes
-}
-
-/// The one envelope of `kind` for `role` named `name`.
-fn find<'a>(envelopes: &'a [Value], kind: &str, role: &str, name: &str) -> &'a Value {
-    let found: Vec<&Value> = envelopes
-        .iter()
-        .filter(|e| {
-            e["name"] == format!("Microsoft.ApplicationInsights.{kind}")
-                && e["tags"]["ai.cloud.role"] == role
-                && (e["data"]["baseData"]["name"] == name
-                    || e["data"]["baseData"]["message"] == name)
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind} {name:?} of {role}: {envelopes:#?}"
-    );
-    found[0]
-}
-
-fn tag<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["tags"][key]
-}
-
-fn data<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["data"]["baseData"][key]
 }
 
 fn get(url: String) -> Request<Empty<Bytes>> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::tower::{send, serve, Running, ServiceFn};
-use crate::support::{schema, FakeIngestion};
+use crate::support::{data, find, schema, tag, FakeIngestion};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{Empty, Full};
@@ -144,33 +144,6 @@ fn run(
         response_headers,
         queued,
     }
-}
-
-/// The one envelope of `kind` (`Request`/`RemoteDependency`) for `role`
-/// whose `baseData.name` is `name`.
-fn find<'a>(envelopes: &'a [Value], kind: &str, role: &str, name: &str) -> &'a Value {
-    let found: Vec<&Value> = envelopes
-        .iter()
-        .filter(|e| {
-            e["name"] == format!("Microsoft.ApplicationInsights.{kind}")
-                && e["tags"]["ai.cloud.role"] == role
-                && e["data"]["baseData"]["name"] == name
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {kind} {name:?} of {role}: {envelopes:#?}"
-    );
-    found[0]
-}
-
-fn tag<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["tags"][key]
-}
-
-fn data<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["data"]["baseData"][key]
 }
 
 /// The shape every sampled run must have.

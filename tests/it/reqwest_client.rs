@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::tower::{serve, Running, ServiceFn};
-use crate::support::{schema, FakeIngestion};
+use crate::support::{data, schema, tag, FakeIngestion};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -152,14 +152,6 @@ fn dependency<'a>(envelopes: &'a [Value], url: &str) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "one dependency for {url}: {envelopes:#?}");
     found[0]
-}
-
-fn data<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["data"]["baseData"][key]
-}
-
-fn tag<'a>(e: &'a Value, key: &str) -> &'a Value {
-    &e["tags"][key]
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

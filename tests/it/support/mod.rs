@@ -106,3 +106,37 @@ pub fn wait_until<T>(mut ready: impl FnMut() -> Option<T>) -> T {
     }
     panic!("not ready after a minute");
 }
+
+/// The one envelope of `kind` (`Request`, `RemoteDependency`, `Message`, …)
+/// for `role` whose `baseData.name` (or, for a Message, `message`) is
+/// `name`; fails the test unless there is exactly one.
+#[cfg(feature = "tower")]
+pub fn find<'a>(envelopes: &'a [Value], kind: &str, role: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = envelopes
+        .iter()
+        .filter(|e| {
+            e["name"] == format!("Microsoft.ApplicationInsights.{kind}")
+                && e["tags"]["ai.cloud.role"] == role
+                && (e["data"]["baseData"]["name"] == name
+                    || e["data"]["baseData"]["message"] == name)
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {kind} {name:?} of {role}: {envelopes:#?}"
+    );
+    found[0]
+}
+
+/// An envelope's tag `key`.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+pub fn tag<'a>(e: &'a Value, key: &str) -> &'a Value {
+    &e["tags"][key]
+}
+
+/// An envelope's `baseData` field `key`.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+pub fn data<'a>(e: &'a Value, key: &str) -> &'a Value {
+    &e["data"]["baseData"][key]
+}
