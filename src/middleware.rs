@@ -183,7 +183,7 @@ pub(crate) fn split_host_port(value: &str) -> (Option<&str>, Option<u16>) {
 
 /// Records an HTTP status on a middleware's span, marked failed from
 /// `fail_at` on (500 for servers, 400 for clients: OpenTelemetry's rules).
-#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[cfg(any(feature = "tower", feature = "actix-web", feature = "reqwest"))]
 pub(crate) fn record_status(span: &tracing::Span, status: u16, fail_at: u16) {
     span.record("http.response.status_code", status);
     if status >= fail_at {
@@ -192,7 +192,7 @@ pub(crate) fn record_status(span: &tracing::Span, status: u16, fail_at: u16) {
 }
 
 /// Marks a middleware's span failed, with the error's message.
-#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[cfg(any(feature = "tower", feature = "actix-web", feature = "reqwest"))]
 pub(crate) fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
     span.record("otel.status_code", "error");
     span.record("otel.status_description", tracing::field::display(error));

@@ -35,7 +35,7 @@ use reqwest_middleware::{Next, Result};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::middleware::Middleware;
+use crate::middleware::{record_error, record_status, Middleware};
 use crate::url_template;
 use crate::AppInsightsSpanExt;
 
@@ -190,20 +190,8 @@ fn without_credentials(url: &Url) -> Cow<'_, Url> {
 /// (OpenTelemetry's rule for clients), or the error with its sources.
 fn record_outcome(span: &Span, result: &Result<Response>) {
     match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            span.record("http.response.status_code", status);
-            if status >= 400 {
-                span.record("otel.status_code", "error");
-            }
-        }
-        Err(error) => {
-            span.record("otel.status_code", "error");
-            span.record(
-                "otel.status_description",
-                tracing::field::display(Chain(error)),
-            );
-        }
+        Ok(response) => record_status(span, response.status().as_u16(), 400),
+        Err(error) => record_error(span, &Chain(error)),
     }
 }
 
